@@ -1,0 +1,80 @@
+"""Micro-benchmarks of the audio hot path, per 20 ms chunk (and per 32 ms Silero frame).
+
+Run: python benchmarks/audio_micro.py [--iterations N]
+Prints a table and writes benchmarks/results/audio_micro.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from openrealtime.audio import g711
+from openrealtime.audio.resample import StreamResampler
+from openrealtime.backends.vad.silero import SileroVad
+
+RESULTS = Path(__file__).parent / "results" / "audio_micro.json"
+
+
+def time_us(fn: Callable[[], object], iterations: int, repeats: int = 5) -> dict[str, float]:
+    """Median and best of `repeats` runs of `iterations` calls, in µs per call."""
+    for _ in range(min(iterations, 200)):
+        fn()  # warm up caches and lazy initialisation
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        for _ in range(iterations):
+            fn()
+        runs.append((time.perf_counter_ns() - start) / iterations / 1000)
+    return {"median_us": statistics.median(runs), "best_us": min(runs), "iterations": iterations}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iterations", type=int, default=20000)
+    args = parser.parse_args()
+    n = args.iterations
+    rng = np.random.default_rng(0)
+
+    pcm8k = (rng.standard_normal(160) * 3000).astype(np.int16)  # 20 ms at 8 kHz
+    ulaw, alaw = g711.ulaw_encode(pcm8k), g711.alaw_encode(pcm8k)
+    pcm24k = (rng.standard_normal(480) * 3000).astype(np.int16)  # 20 ms at 24 kHz
+    resampler = StreamResampler(24000, 16000)
+    frame = (rng.standard_normal(512) * 3000).astype(np.int16)  # 32 ms at 16 kHz
+    vad = SileroVad().new_stream()
+
+    cases: dict[str, tuple[Callable[[], object], int]] = {
+        "g711 ulaw_encode (160 samples)": (lambda: g711.ulaw_encode(pcm8k), n),
+        "g711 ulaw_decode (160 bytes)": (lambda: g711.ulaw_decode(ulaw), n),
+        "g711 alaw_encode (160 samples)": (lambda: g711.alaw_encode(pcm8k), n),
+        "g711 alaw_decode (160 bytes)": (lambda: g711.alaw_decode(alaw), n),
+        "resample 24k->16k (480 samples)": (lambda: resampler.process(pcm24k), n),
+        "silero one frame (512 samples)": (lambda: vad.process(frame), max(n // 10, 100)),
+    }
+    results = {name: time_us(fn, iters) for name, (fn, iters) in cases.items()}
+
+    width = max(map(len, results))
+    print(f"{'case':<{width}}  {'median µs':>10}  {'best µs':>8}")
+    for name, r in results.items():
+        print(f"{name:<{width}}  {r['median_us']:>10.2f}  {r['best_us']:>8.2f}")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    RESULTS.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

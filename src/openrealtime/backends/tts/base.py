@@ -1,0 +1,27 @@
+"""Text-to-speech: one small interface, one file per implementation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+# OpenAI's built-in voice names; each backend maps them onto voices of its own.
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+)
+
+
+class Synthesizer(Protocol):
+    name: str
+    sample_rate: int  # of the PCM16 mono audio `synthesize` yields
+
+    def resolve_voice(self, voice: str) -> str | None:
+        """The backend voice for an OpenAI or backend voice name; None if unknown."""
+        ...
+
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[bytes]:
+        """Speak `text`, yielding PCM16 mono chunks at `sample_rate` as soon as they exist.
+
+        `voice` is an already-resolved backend voice. Raises BackendError on failure.
+        """
+        ...

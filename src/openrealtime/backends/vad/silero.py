@@ -1,0 +1,102 @@
+"""Silero VAD (v5 ONNX, 16 kHz): one shared inference session, a small state per stream.
+
+The model takes 512 new samples preceded by the last 64 samples of the previous frame
+(its "context"), plus a recurrent state, and returns a speech probability and the new state.
+`InferenceSession.run` is thread-safe, so every stream shares one session and keeps only
+its own state, context and partial frame.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from openrealtime.backends.errors import BackendError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+_MODEL = "silero_vad_16k_op15.onnx"
+_RATE = 16000
+_FRAME = 512  # 32 ms: the only frame size v5 accepts at 16 kHz
+_CONTEXT = 64
+_STATE_SHAPE = (2, 1, 128)
+
+
+@functools.cache
+def _session() -> Any:
+    """Load the model once per process, whatever the number of SileroVad instances."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("silero", "onnxruntime") from None
+    opts = ort.SessionOptions()
+    # One thread per call: the parallelism is many streams calling run() at once; a 32 ms
+    # frame is too small to be worth splitting across threads.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    start = time.perf_counter()
+    model = resources.files(__package__).joinpath("data", _MODEL).read_bytes()
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    names = sorted(i.name for i in sess.get_inputs())
+    if names != ["input", "sr", "state"]:
+        raise BackendError("silero", f"{_MODEL} has inputs {names}; expected a v5 model")
+    log.info("silero model loaded", extra={"model": _MODEL, "seconds": time.perf_counter() - start})
+    return sess
+
+
+class SileroStream:
+    """Per-session detector state; not thread-safe (one session feeds it in order)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._sr = np.array(_RATE, dtype=np.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        # [context | frame]: the model's input is built in place, no per-frame concatenation.
+        self._window = np.zeros((1, _CONTEXT + _FRAME), dtype=np.float32)
+        self._filled = 0  # samples of the current frame received so far
+
+    def process(self, pcm16k: np.ndarray) -> list[float]:
+        if pcm16k.dtype != np.int16:
+            raise TypeError(f"silero needs 16 kHz int16 samples; got {pcm16k.dtype}")
+        audio = pcm16k.astype(np.float32) / 32768.0
+        probs: list[float] = []
+        pos = 0
+        while pos < len(audio):
+            take = min(_FRAME - self._filled, len(audio) - pos)
+            start = _CONTEXT + self._filled
+            self._window[0, start : start + take] = audio[pos : pos + take]
+            self._filled += take
+            pos += take
+            if self._filled == _FRAME:
+                probs.append(self._infer())
+        return probs
+
+    def _infer(self) -> float:
+        feeds = {"input": self._window, "state": self._state, "sr": self._sr}
+        prob, self._state = self._session.run(None, feeds)
+        self._window[0, :_CONTEXT] = self._window[0, -_CONTEXT:]
+        self._filled = 0
+        return float(prob[0, 0])
+
+
+class SileroVad:
+    """The shared model; `new_stream()` per session."""
+
+    name = "silero"
+    sample_rate = _RATE
+    frame_samples = _FRAME
+
+    def __init__(self) -> None:
+        self._session = _session()
+
+    def new_stream(self) -> SileroStream:
+        return SileroStream(self._session)

@@ -1,0 +1,57 @@
+"""`openrealtime serve`: start the server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from . import __version__
+from .config import Settings
+
+# flag -> Settings field; each also reads OPENREALTIME_<FIELD>.
+_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--host", "host", {"help": "address to listen on (default 127.0.0.1)"}),
+    ("--port", "port", {"type": int, "help": "port (default 8000)"}),
+    ("--api-key", "api_keys", {"action": "append", "help": "a standard API key; repeatable"}),
+    ("--insecure", "insecure", {"action": "store_true", "default": None,
+                                "help": "allow open mode (no keys) on a non-loopback host"}),
+    ("--ws-per-message-deflate", "ws_per_message_deflate",
+     {"action": "store_true", "default": None, "help": "enable WebSocket compression (slower)"}),
+    ("--log-level", "log_level", {"help": "debug, info, warning, error"}),
+    ("--llm-base-url", "llm_base_url", {"help": "OpenAI-compatible Chat Completions base URL"}),
+    ("--llm-model", "llm_model", {"help": "model name sent to the LLM endpoint"}),
+    ("--llm-api-key", "llm_api_key", {"help": "API key for the LLM endpoint"}),
+    ("--llm-timeout", "llm_timeout", {"type": float, "help": "seconds before an LLM request fails"}),
+    ("--stt", "stt", {"help": "speech-to-text backend: pocketsphinx, faster-whisper, openai"}),
+    ("--stt-base-url", "stt_base_url", {"help": "base URL for --stt openai"}),
+    ("--stt-model", "stt_model", {"help": "model name or local directory for the STT backend"}),
+    ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),
+    ("--tts", "tts", {"help": "text-to-speech backend: espeak, openai"}),
+    ("--tts-base-url", "tts_base_url", {"help": "base URL for --tts openai"}),
+    ("--tts-model", "tts_model", {"help": "model name for --tts openai"}),
+    ("--tts-api-key", "tts_api_key", {"help": "API key for --tts openai"}),
+]
+
+
+def parse_settings(argv: list[str]) -> Settings:
+    parser = argparse.ArgumentParser(prog="openrealtime", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the Realtime API server")
+    for flag, field, options in _FLAGS:
+        serve.add_argument(flag, dest=field, **{"default": None, **options})
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    return Settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    try:
+        settings.check()
+    except ValueError as exc:
+        sys.exit(f"openrealtime: {exc}")
+    from .server.run import run
+
+    run(settings)

@@ -1,0 +1,59 @@
+"""Settings: a command-line flag wins over an environment variable (OPENREALTIME_*).
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENREALTIME_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Standard API keys; none means any key is accepted (open mode).
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    insecure: bool = False
+    ws_per_message_deflate: bool = False
+    log_level: str = "info"
+
+    llm_base_url: str = "http://127.0.0.1:11434/v1"
+    llm_model: str = "llama3.2"
+    llm_api_key: str | None = None
+    llm_timeout: float = 60.0
+
+    stt: str = "pocketsphinx"
+    stt_base_url: str | None = None
+    stt_model: str | None = None
+    stt_api_key: str | None = None
+
+    tts: str = "espeak"
+    tts_base_url: str | None = None
+    tts_model: str | None = None
+    tts_api_key: str | None = None
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def open_mode(self) -> bool:
+        return not self.api_keys
+
+    def check(self) -> None:
+        """Refuse configurations that are unsafe; raises ValueError with what to change."""
+        if self.open_mode and self.host not in LOOPBACK_HOSTS and not self.insecure:
+            raise ValueError(
+                f"refusing to listen on {self.host} with no API keys configured: anyone could use "
+                "this server. Give --api-key KEY (or OPENREALTIME_API_KEYS), or pass --insecure."
+            )

@@ -1,0 +1,74 @@
+"""The ordered items of one conversation: insert after an item or at the root, find, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol import errors
+from ..protocol.errors import ProtocolError
+
+
+class Conversation:
+    def __init__(self) -> None:
+        self._order: list[str] = []
+        self._items: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def items(self) -> list[Any]:
+        return [self._items[item_id] for item_id in self._order]
+
+    def last_id(self) -> str | None:
+        return self._order[-1] if self._order else None
+
+    def get(self, item_id: str, *, param: str = "item_id") -> Any:
+        try:
+            return self._items[item_id]
+        except KeyError:
+            raise ProtocolError(
+                f"Item with item_id '{item_id}' not found in the conversation.",
+                errors.ITEM_NOT_FOUND,
+                param,
+            ) from None
+
+    def insert(self, item: Any, previous_item_id: str | None = None) -> str | None:
+        """Add `item` after `previous_item_id` ("root": first; None: last).
+
+        Returns the id of the item now before it, which the added/done events carry.
+        """
+        if item.id in self._items:
+            raise ProtocolError(
+                f"An item with id '{item.id}' already exists in the conversation; "
+                "omit `item.id` to have one assigned.",
+                errors.DUPLICATE_ITEM_ID,
+                "item.id",
+            )
+        if previous_item_id is None:
+            position = len(self._order)
+        elif previous_item_id == "root":
+            position = 0
+        elif previous_item_id in self._items:
+            position = self._order.index(previous_item_id) + 1
+        else:
+            raise ProtocolError(
+                f"previous_item_id '{previous_item_id}' does not exist in the conversation; "
+                'use an existing item id, "root" to insert first, or omit it to append.',
+                errors.PREVIOUS_ITEM_NOT_FOUND,
+                "previous_item_id",
+            )
+        self._order.insert(position, item.id)
+        self._items[item.id] = item
+        return self._order[position - 1] if position else None
+
+    def previous_id(self, item_id: str) -> str | None:
+        position = self._order.index(item_id)
+        return self._order[position - 1] if position else None
+
+    def delete(self, item_id: str) -> None:
+        self.get(item_id)
+        del self._items[item_id]
+        self._order.remove(item_id)

@@ -1,0 +1,286 @@
+"""The lifecycle of one response, from `response.created` to `response.done`.
+
+Rules, all of them here:
+- Output items open lazily: the first text delta opens an assistant message (one content part,
+  `output_text`, or `output_audio` with its transcript); the first piece of a tool call opens
+  a `function_call` item. Opening a tool call closes the open message first.
+- Each item opens with `response.output_item.added`, then (in the default conversation)
+  `conversation.item.added`; a message then gets `response.content_part.added`.
+- An audio message finishes only when both its transcript (the LLM) and its audio (the
+  synthesizer) have finished.
+- Closing emits, in order: `*.done` for the text/transcript/audio, `response.content_part.done`,
+  `response.output_item.done`, `conversation.item.done`.
+- `finish(status)` closes every open item (as `incomplete` unless the response completed)
+  and emits `response.done`. After it, late backend events for this response are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..ids import new_id
+from ..protocol import server_events as ev
+from ..protocol.items import ContentPart, FunctionCallItem, MessageItem, dump_item
+from ..protocol.server_events import ServerEvent
+from .usage import response_usage
+
+
+@dataclass(slots=True)
+class ResponseSettings:
+    """The session settings as overridden by this `response.create`."""
+
+    output_modalities: list[str]
+    voice: str
+    audio_format: dict[str, Any]
+    max_output_tokens: int | str
+    metadata: dict[str, str] | None
+    conversation: bool  # False for an out-of-band response (`conversation: "none"`)
+
+
+class ResponseHost(Protocol):
+    """What a response needs from its session."""
+
+    outbox: list[Any]
+
+    def add_output_item(self, item: Any) -> str | None:
+        """Append to the default conversation; returns the previous item's id."""
+        ...
+
+    def keep_output_audio(self, item_id: str, encoded: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class _OpenMessage:
+    item: MessageItem
+    output_index: int
+    text: list[str] = field(default_factory=list)
+    audio: list[bytes] = field(default_factory=list)
+    transcript_done: bool = False
+    audio_done: bool = False
+
+
+@dataclass(slots=True)
+class _OpenCall:
+    item: FunctionCallItem
+    output_index: int
+    arguments: list[str] = field(default_factory=list)
+
+
+class Response:
+    def __init__(
+        self,
+        response_id: str,
+        settings: ResponseSettings,
+        *,
+        host: ResponseHost,
+        conversation_id: str | None,
+        input_estimate: dict[str, int],
+    ) -> None:
+        self.id = response_id
+        self.settings = settings
+        self.status = "in_progress"
+        self._host = host
+        self._conversation_id = conversation_id
+        self._input_estimate = input_estimate
+        self.output: list[Any] = []
+        self._message: _OpenMessage | None = None
+        self._calls: dict[int, _OpenCall] = {}
+        self._previous_ids: dict[str, str | None] = {}
+        self._llm_finished = False
+        self._finish_reason = "stop"
+        self._usage: Any = None
+        self.audio_out_ms = 0.0
+
+    @property
+    def speaks(self) -> bool:
+        return self.settings.output_modalities == ["audio"]
+
+    @property
+    def active(self) -> bool:
+        return self.status == "in_progress"
+
+    # --- the response object -----------------------------------------------------------------
+
+    def to_wire(self, *, usage: dict[str, Any] | None = None, details: Any = None) -> dict[str, Any]:
+        return {
+            "object": "realtime.response",
+            "id": self.id,
+            "status": self.status,
+            "status_details": details,
+            "output": [dump_item(item) for item in self.output],
+            "conversation_id": self._conversation_id,
+            "output_modalities": self.settings.output_modalities,
+            "max_output_tokens": self.settings.max_output_tokens,
+            "audio": {
+                "output": {"format": self.settings.audio_format, "voice": self.settings.voice}
+            },
+            "usage": usage,
+            "metadata": self.settings.metadata,
+        }
+
+    def start(self) -> None:
+        self._emit(ev.response_created(self.to_wire()))
+
+    # --- backend events --------------------------------------------------------------------
+
+    def text_delta(self, text: str) -> None:
+        if not text:
+            return
+        message = self._message or self._open_message()
+        message.text.append(text)
+        builder = (
+            ev.response_output_audio_transcript_delta if self.speaks else ev.response_output_text_delta
+        )
+        self._emit(builder(self.id, message.item.id, message.output_index, 0, text))
+
+    def audio_delta(self, encoded: bytes, duration_ms: float) -> None:
+        """Output audio for the open message, already encoded in the session's format."""
+        message = self._message or self._open_message()
+        message.audio.append(encoded)
+        self.audio_out_ms += duration_ms
+        self._emit(
+            ev.response_output_audio_delta(
+                self.id, message.item.id, message.output_index, 0, base64.b64encode(encoded).decode()
+            )
+        )
+
+    def audio_finished(self) -> None:
+        if self._message is not None:
+            self._message.audio_done = True
+        self._maybe_complete()
+
+    def tool_call_delta(self, index: int, call_id: str | None, name: str | None, arguments: str) -> None:
+        call = self._calls.get(index)
+        if call is None:
+            self._close_message("completed")
+            item = FunctionCallItem(
+                id=new_id("item"),
+                object="realtime.item",
+                status="in_progress",
+                call_id=call_id or new_id("call"),
+                name=name or "",
+                arguments="",
+            )
+            call = self._calls[index] = _OpenCall(item, len(self.output))
+            self._open_item(item)
+        elif name and not call.item.name:
+            call.item.name = name
+        if arguments:
+            call.arguments.append(arguments)
+            assert call.item.call_id is not None
+            self._emit(
+                ev.response_function_call_arguments_delta(
+                    self.id, call.item.id, call.output_index, call.item.call_id, arguments
+                )
+            )
+
+    def llm_finished(self, finish_reason: str, usage: Any) -> None:
+        self._llm_finished = True
+        self._finish_reason = finish_reason
+        self._usage = usage
+        if self._message is not None:
+            self._message.transcript_done = True
+        for index in sorted(self._calls):
+            self._close_call(self._calls.pop(index), "completed")
+        self._maybe_complete()
+
+    def _maybe_complete(self) -> None:
+        if not self._llm_finished or not self.active:
+            return
+        if self._message is not None and self.speaks and not self._message.audio_done:
+            return  # the synthesizer is still speaking
+        if self._finish_reason == "length":
+            self.finish("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
+        else:
+            self.finish("completed")
+
+    # --- ending ----------------------------------------------------------------------------
+
+    def finish(self, status: str, details: dict[str, Any] | None = None) -> None:
+        if not self.active:
+            return
+        item_status = "completed" if status == "completed" else "incomplete"
+        self._close_message(item_status)
+        for index in sorted(self._calls):
+            self._close_call(self._calls.pop(index), item_status)
+        self.status = status
+        usage = response_usage(
+            self._usage,
+            output_text="".join(
+                part.text or part.transcript or ""
+                for item in self.output
+                if isinstance(item, MessageItem)
+                for part in item.content
+            )
+            + "".join(item.arguments for item in self.output if isinstance(item, FunctionCallItem)),
+            output_audio_ms=self.audio_out_ms,
+            input_estimate=self._input_estimate,
+        )
+        self._emit(ev.response_done(self.to_wire(usage=usage, details=details)))
+
+    # --- items -----------------------------------------------------------------------------
+
+    def _open_message(self) -> _OpenMessage:
+        item = MessageItem(
+            id=new_id("item"),
+            object="realtime.item",
+            status="in_progress",
+            role="assistant",
+            content=[],
+        )
+        self._message = _OpenMessage(item, len(self.output))
+        self._open_item(item)
+        # Content-part events name the part "audio" / "text"; the item itself says output_*.
+        part = {"type": "audio", "transcript": ""} if self.speaks else {"type": "text", "text": ""}
+        self._emit(ev.response_content_part_added(self.id, item.id, self._message.output_index, 0, part))
+        return self._message
+
+    def _open_item(self, item: Any) -> None:
+        self.output.append(item)
+        self._emit(ev.response_output_item_added(self.id, len(self.output) - 1, dump_item(item)))
+        if self.settings.conversation:
+            previous_id = self._host.add_output_item(item)
+            self._previous_ids[item.id] = previous_id
+            self._emit(ev.conversation_item_added(dump_item(item), previous_id))
+
+    def _close_item(self, item: Any, output_index: int, status: str) -> None:
+        item.status = status
+        wire = dump_item(item)
+        self._emit(ev.response_output_item_done(self.id, output_index, wire))
+        if self.settings.conversation:
+            self._emit(ev.conversation_item_done(wire, self._previous_ids.get(item.id)))
+
+    def _close_message(self, status: str) -> None:
+        message, self._message = self._message, None
+        if message is None:
+            return
+        item, index = message.item, message.output_index
+        text = "".join(message.text)
+        if self.speaks:
+            part = ContentPart(type="output_audio", transcript=text)
+            self._host.keep_output_audio(item.id, b"".join(message.audio))
+            self._emit(ev.response_output_audio_done(self.id, item.id, index, 0))
+            self._emit(ev.response_output_audio_transcript_done(self.id, item.id, index, 0, text))
+        else:
+            part = ContentPart(type="output_text", text=text)
+            self._emit(ev.response_output_text_done(self.id, item.id, index, 0, text))
+        item.content = [part]
+        event_part = {"type": "audio", "transcript": text} if self.speaks else {"type": "text", "text": text}
+        self._emit(ev.response_content_part_done(self.id, item.id, index, 0, event_part))
+        self._close_item(item, index, status)
+
+    def _close_call(self, call: _OpenCall, status: str) -> None:
+        item = call.item
+        item.arguments = "".join(call.arguments)
+        assert item.call_id is not None
+        self._emit(
+            ev.response_function_call_arguments_done(
+                self.id, item.id, call.output_index, item.call_id, item.name, item.arguments
+            )
+        )
+        self._close_item(item, call.output_index, status)
+
+    def _emit(self, event: ServerEvent) -> None:
+        self._host.outbox.append(event)

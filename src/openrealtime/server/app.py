@@ -1,0 +1,112 @@
+"""The FastAPI application: routes, authentication, and the shared backends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..backends.registry import Backends, create_backends
+from ..config import Settings
+from ..core.session import Session
+from ..protocol.session import RealtimeSession
+from ..transports.dialect import choose_dialect
+from ..transports.websocket import run_websocket
+from .auth import Authenticator, bearer_token
+from .errors import openai_error
+
+log = logging.getLogger("openrealtime")
+
+
+def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
+    """`backends` may be given (tests, embedding); otherwise they are built from `settings`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = backends or create_backends(settings)
+        await announce(settings, app.state.backends)
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            if backends is None:
+                await app.state.backends.aclose()
+
+    app = FastAPI(title="openrealtime", version=__version__, lifespan=lifespan)
+    app.state.ready = False
+    auth = Authenticator(settings)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        ready = app.state.ready
+        return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> JSONResponse:
+        if not auth.is_standard_key(bearer_token(dict(request.headers))):
+            return openai_error(401, "Incorrect API key provided.", "invalid_api_key")
+        pipeline = app.state.backends.describe()
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": "openrealtime",
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "openrealtime",
+                        "pipeline": pipeline,
+                    }
+                ],
+            }
+        )
+
+    @app.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket) -> None:
+        headers = {k.lower(): v for k, v in websocket.headers.items()}
+        offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        token = bearer_token(headers, offered)
+        if not auth.is_standard_key(token):
+            await websocket.send_denial_response(
+                openai_error(
+                    401,
+                    "Incorrect API key provided. Send a configured key as "
+                    "'Authorization: Bearer KEY'.",
+                    "invalid_api_key",
+                )
+            )
+            return
+        await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+        model = websocket.query_params.get("model") or "gpt-realtime"
+        session = Session(RealtimeSession(model=model))
+        await run_websocket(websocket, session, app.state.backends, choose_dialect(headers, offered))
+
+    return app
+
+
+async def announce(settings: Settings, backends: Backends) -> None:
+    """The start-up lines a person reads: where, with what, and who may connect."""
+    base = f"http://{settings.host}:{settings.port}"
+    log.info("openrealtime %s listening on %s (WebSocket %s/v1/realtime)", __version__,
+             base, base.replace("http", "ws", 1))
+    for role, description in backends.describe().items():
+        log.info("  %-3s %s", role, description)
+    if settings.open_mode:
+        log.warning(
+            "OPEN MODE: no API keys configured, any key is accepted. "
+            "Set --api-key KEY (or OPENREALTIME_API_KEYS) before exposing this server."
+        )
+    else:
+        log.info("  auth: %d standard API key(s)", len(settings.api_keys))
+    check = getattr(backends.llm, "check", None)
+    if check is not None and (problem := await check()) is not None:
+        log.warning(
+            "the LLM endpoint %s cannot be reached (%s); responses will fail until it is up. "
+            "Change it with --llm-base-url.",
+            settings.llm_base_url,
+            problem,
+        )
