@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..backends.llm.base import LlmRequest
 from ..backends.stt.base import TranscriptionOptions
 
@@ -36,20 +38,11 @@ class Transcribe:
 
 
 @dataclass(frozen=True, slots=True)
-class SetTimer:
-    """Call `Session.on_timer(name)` once the input audio clock reaches `at_ms`... or wall time.
+class DetectSpeech:
+    """Run voice activity detection on the next 16 kHz samples of the input stream; the
+    driver answers with `Session.on_speech_probabilities`."""
 
-    `at_ms` is in session time (milliseconds since the session started, as the driver counts).
-    A later SetTimer with the same name replaces it; CancelTimer drops it.
-    """
-
-    name: str
-    at_ms: float
+    pcm16k: np.ndarray
 
 
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    name: str
-
-
-Effect = GenerateResponse | CancelResponse | Transcribe | SetTimer | CancelTimer
+Effect = GenerateResponse | CancelResponse | Transcribe | DetectSpeech

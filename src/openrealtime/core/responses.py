@@ -3,7 +3,8 @@
 Rules, all of them here:
 - Output items open lazily: the first text delta opens an assistant message (one content part,
   `output_text`, or `output_audio` with its transcript); the first piece of a tool call opens
-  a `function_call` item. Opening a tool call closes the open message first.
+  a `function_call` item. Opening a tool call closes an open text message first; a spoken one
+  stays open until its audio is done.
 - Each item opens with `response.output_item.added`, then (in the default conversation)
   `conversation.item.added`; a message then gets `response.content_part.added`.
 - An audio message finishes only when both its transcript (the LLM) and its audio (the
@@ -20,10 +21,12 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..audio.formats import AudioFormat
 from ..ids import new_id
 from ..protocol import server_events as ev
 from ..protocol.items import ContentPart, FunctionCallItem, MessageItem, dump_item
 from ..protocol.server_events import ServerEvent
+from .spoken import SpokenAudio
 from .usage import response_usage
 
 
@@ -48,7 +51,7 @@ class ResponseHost(Protocol):
         """Append to the default conversation; returns the previous item's id."""
         ...
 
-    def keep_output_audio(self, item_id: str, encoded: bytes) -> None: ...
+    def keep_output_audio(self, item_id: str, spoken: SpokenAudio) -> None: ...
 
 
 @dataclass(slots=True)
@@ -56,7 +59,7 @@ class _OpenMessage:
     item: MessageItem
     output_index: int
     text: list[str] = field(default_factory=list)
-    audio: list[bytes] = field(default_factory=list)
+    spoken: SpokenAudio | None = None
     transcript_done: bool = False
     audio_done: bool = False
 
@@ -76,14 +79,13 @@ class Response:
         *,
         host: ResponseHost,
         conversation_id: str | None,
-        input_estimate: dict[str, int],
     ) -> None:
         self.id = response_id
         self.settings = settings
         self.status = "in_progress"
         self._host = host
         self._conversation_id = conversation_id
-        self._input_estimate = input_estimate
+        self._input_estimate: dict[str, int] = {}
         self.output: list[Any] = []
         self._message: _OpenMessage | None = None
         self._calls: dict[int, _OpenCall] = {}
@@ -123,6 +125,15 @@ class Response:
     def start(self) -> None:
         self._emit(ev.response_created(self.to_wire()))
 
+    def set_input_estimate(self, estimate: dict[str, int]) -> None:
+        """Token estimate of the request, for usage when the backend reports none."""
+        self._input_estimate = estimate
+
+    def spoken_item(self) -> MessageItem | None:
+        """The message whose audio is being produced, if any."""
+        message = self._message
+        return message.item if message is not None and message.spoken is not None else None
+
     # --- backend events --------------------------------------------------------------------
 
     def text_delta(self, text: str) -> None:
@@ -138,13 +149,20 @@ class Response:
     def audio_delta(self, encoded: bytes, duration_ms: float) -> None:
         """Output audio for the open message, already encoded in the session's format."""
         message = self._message or self._open_message()
-        message.audio.append(encoded)
+        assert message.spoken is not None
+        message.spoken.encoded += encoded
         self.audio_out_ms += duration_ms
         self._emit(
             ev.response_output_audio_delta(
                 self.id, message.item.id, message.output_index, 0, base64.b64encode(encoded).decode()
             )
         )
+
+    def speech_mark(self, words_spoken: int) -> None:
+        """The synthesizer finished a piece: so many words of the transcript are now audio."""
+        if self._message is not None and self._message.spoken is not None:
+            spoken = self._message.spoken
+            spoken.marks.append((spoken.duration_ms, words_spoken))
 
     def audio_finished(self) -> None:
         if self._message is not None:
@@ -154,7 +172,8 @@ class Response:
     def tool_call_delta(self, index: int, call_id: str | None, name: str | None, arguments: str) -> None:
         call = self._calls.get(index)
         if call is None:
-            self._close_message("completed")
+            if not self.speaks:  # spoken text may still be synthesizing; it closes at the end
+                self._close_message("completed")
             item = FunctionCallItem(
                 id=new_id("item"),
                 object="realtime.item",
@@ -230,7 +249,8 @@ class Response:
             role="assistant",
             content=[],
         )
-        self._message = _OpenMessage(item, len(self.output))
+        spoken = SpokenAudio(AudioFormat(self.settings.audio_format["type"])) if self.speaks else None
+        self._message = _OpenMessage(item, len(self.output), spoken=spoken)
         self._open_item(item)
         # Content-part events name the part "audio" / "text"; the item itself says output_*.
         part = {"type": "audio", "transcript": ""} if self.speaks else {"type": "text", "text": ""}
@@ -260,7 +280,8 @@ class Response:
         text = "".join(message.text)
         if self.speaks:
             part = ContentPart(type="output_audio", transcript=text)
-            self._host.keep_output_audio(item.id, b"".join(message.audio))
+            assert message.spoken is not None
+            self._host.keep_output_audio(item.id, message.spoken)
             self._emit(ev.response_output_audio_done(self.id, item.id, index, 0))
             self._emit(ev.response_output_audio_transcript_done(self.id, item.id, index, 0, text))
         else:

@@ -1,41 +1,66 @@
 """The session core: one per connection, sans-I/O.
 
 Client events and backend results go in; server events and effects come out, in order, through
-`drain()`. It never awaits, never reads the clock and never touches a socket. Every client
-mistake becomes an `error` event and the session goes on.
+`drain()`. It never awaits, never reads the clock and never touches a socket: the input audio
+itself is its clock. Every client mistake becomes an `error` event and the session goes on.
+
+Rules that span the parts:
+- A response waits (after `response.created`) until every user audio item in its context has
+  a transcript, because the LLM reads the user's words; then it asks for generation.
+- Speech starting with `interrupt_response` cancels the default conversation's response
+  (`turn_detected`) and truncates its audio to what had been sent.
+- Speech stopping commits the buffer as a user item and, with `create_response`, responds.
+- Transcription always runs (the LLM needs the words); its events are sent only when
+  `audio.input.transcription` is configured. A failure is always reported.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..audio import formats
+from ..audio.formats import AudioFormat
 from ..backends.llm.base import Finished, LlmEvent, TextDelta, ToolCallDelta
+from ..backends.stt.base import TranscriptionOptions
 from ..ids import new_id
 from ..protocol import client_events as ce
 from ..protocol import errors
 from ..protocol import server_events as ev
 from ..protocol.errors import ProtocolError
-from ..protocol.items import ItemReference, dump_item
+from ..protocol.items import ContentPart, ItemReference, MessageItem, dump_item
 from ..protocol.session import (
+    OPENAI_VOICES,
     READ_ONLY_FIELDS,
     RealtimeSession,
     VoiceId,
     merge_session_update,
 )
+from .audio_input import InputAudioBuffer, decode_base64_audio, to_vad_rate
 from .context import build_request, estimate_input
 from .conversation import Conversation
-from .effects import CancelResponse, Effect, GenerateResponse
+from .effects import CancelResponse, DetectSpeech, Effect, GenerateResponse, Transcribe
 from .responses import Response, ResponseSettings
+from .spoken import SpokenAudio, first_words
+from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnParams
 
 log = logging.getLogger(__name__)
 
 Output = dict[str, Any] | Effect
+MIN_COMMIT_MS = 100
 
 
 class Session:
-    def __init__(self, config: RealtimeSession | None = None, *, session_id: str | None = None) -> None:
+    def __init__(
+        self,
+        config: RealtimeSession | None = None,
+        *,
+        session_id: str | None = None,
+        known_voice: Callable[[str], bool] = lambda voice: voice in OPENAI_VOICES,
+        vad_frame_ms: float = 32.0,
+    ) -> None:
         self.id = session_id or new_id("sess")
         self.config = config or RealtimeSession()
         self.config.id = self.id
@@ -43,8 +68,19 @@ class Session:
         self.conversation_id = new_id("conv")
         self.outbox: list[Output] = []
         self.responses: dict[str, Response] = {}  # active responses only
-        self._output_audio: dict[str, bytes] = {}
+        self._known_voice = known_voice
+        self._vad_frame_ms = vad_frame_ms
         self._voice_locked = False
+        self._spoken: dict[str, SpokenAudio] = {}  # assistant audio by item id
+        self._input_audio: dict[str, tuple[AudioFormat, bytes]] = {}  # user audio by item id
+        self._transcribing: set[str] = set()
+        self._waiting: dict[str, Callable[[], GenerateResponse]] = {}  # response id -> request
+        self._input = InputAudioBuffer(AudioFormat(self.config.audio.input.format.type))
+        self._detector: TurnDetector | None = None
+        self._vad_frames = 0
+        self._speech_item_id: str | None = None
+        self._idle_deadline_ms: float | None = None
+        self._configure_turns()
         self._handlers: dict[str, Callable[[Any], None]] = {
             "session.update": self._session_update,
             "conversation.item.create": self._item_create,
@@ -97,19 +133,44 @@ class Session:
         for field in READ_ONLY_FIELDS:
             update.pop(field, None)
         new_voice = update.get("audio", {}).get("output", {}).get("voice")
-        if self._voice_locked and new_voice is not None and new_voice != self._voice_value():
-            raise ProtocolError(
-                "Cannot update a conversation's voice if assistant audio is present.",
-                errors.VOICE_LOCKED,
-                "session.audio.output.voice",
-            )
+        if new_voice is not None:
+            self._check_voice(new_voice, "session.audio.output.voice")
+            if self._voice_locked and new_voice != self._voice_value():
+                raise ProtocolError(
+                    "Cannot update a conversation's voice if assistant audio is present.",
+                    errors.VOICE_LOCKED,
+                    "session.audio.output.voice",
+                )
         merged = merge_session_update(self.session_wire(), update)
         self.config = RealtimeSession.model_validate(merged)
+        self._input.set_format(AudioFormat(self.config.audio.input.format.type))
+        self._configure_turns()
         self.outbox.append(ev.session_updated(self.session_wire()))
+
+    def _check_voice(self, voice: Any, param: str) -> None:
+        if isinstance(voice, str) and not self._known_voice(voice):
+            raise ProtocolError(
+                f"Invalid value: '{voice}'. Supported values are: "
+                + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
+                + ", or a voice name of the configured speech backend.",
+                errors.INVALID_VALUE,
+                param,
+            )
 
     def _voice_value(self) -> Any:
         voice = self.config.audio.output.voice
         return voice.model_dump() if isinstance(voice, VoiceId) else voice
+
+    def _configure_turns(self) -> None:
+        detection = self.config.audio.input.turn_detection
+        if detection is None:
+            self._detector = None
+            return
+        params = TurnParams.of(detection)
+        if self._detector is None:
+            self._detector = TurnDetector(params, self._vad_frame_ms)
+        else:
+            self._detector.params = params  # keep whether speech is under way
 
     # --- conversation ----------------------------------------------------------------------
 
@@ -119,31 +180,85 @@ class Session:
         item.object = "realtime.item"
         if hasattr(item, "status"):
             item.status = "completed"
+        audio_index = self._take_input_audio(item)
         previous_id = self.conversation.insert(item, event.previous_item_id)
         wire = dump_item(item)
         self.outbox.append(ev.conversation_item_added(wire, previous_id))
         self.outbox.append(ev.conversation_item_done(wire, previous_id))
+        if audio_index is not None:
+            self._transcribe(item.id, audio_index)
+
+    def _take_input_audio(self, item: Any) -> int | None:
+        """Move a created item's input audio out of the item (events don't echo it; retrieve
+        does). Returns the content index of the audio, if any."""
+        if not isinstance(item, MessageItem):
+            return None
+        for index, part in enumerate(item.content):
+            if part.type == "input_audio" and part.audio:
+                self._input_audio[item.id] = (
+                    self._input.format,
+                    decode_base64_audio(part.audio, self._input.format, f"item.content[{index}].audio"),
+                )
+                part.audio = None
+                return index
+        return None
 
     def _item_retrieve(self, event: ce.ConversationItemRetrieve) -> None:
         item = self.conversation.get(event.item_id)
-        self.outbox.append(ev.conversation_item_retrieved(dump_item(item)))
+        wire = dump_item(item)
+        audio = self._input_audio.get(item.id)
+        spoken = self._spoken.get(item.id)
+        for part in wire.get("content", ()):
+            if part["type"] == "input_audio" and audio is not None:
+                part["audio"] = base64.b64encode(audio[1]).decode()
+            elif part["type"] == "output_audio" and spoken is not None:
+                part["audio"] = base64.b64encode(spoken.encoded).decode()
+        self.outbox.append(ev.conversation_item_retrieved(wire))
 
     def _item_delete(self, event: ce.ConversationItemDelete) -> None:
         self.conversation.delete(event.item_id)
-        self._output_audio.pop(event.item_id, None)
+        self._spoken.pop(event.item_id, None)
+        self._input_audio.pop(event.item_id, None)
         self.outbox.append(ev.conversation_item_deleted(event.item_id))
 
     def _item_truncate(self, event: ce.ConversationItemTruncate) -> None:
-        raise ProtocolError(
-            "Only assistant audio can be truncated, and this session has produced none yet.",
-            errors.INVALID_VALUE,
-            "item_id",
-        )
+        item = self.conversation.get(event.item_id)
+        spoken = self._spoken.get(item.id)
+        if spoken is None or not isinstance(item, MessageItem) or item.role != "assistant":
+            raise ProtocolError(
+                f"Item '{item.id}' has no assistant audio to truncate; only assistant messages "
+                "with audio can be truncated.",
+                errors.INVALID_VALUE,
+                "item_id",
+            )
+        if event.content_index >= len(item.content) or item.content[event.content_index].type != "output_audio":
+            raise ProtocolError(
+                f"content_index {event.content_index} of item '{item.id}' is not its audio; use 0.",
+                errors.INVALID_VALUE,
+                "content_index",
+            )
+        if event.audio_end_ms > spoken.duration_ms + 1:
+            raise ProtocolError(
+                f"audio_end_ms {event.audio_end_ms} is past the end of the audio "
+                f"({spoken.duration_ms:.0f} ms).",
+                errors.INVALID_VALUE,
+                "audio_end_ms",
+            )
+        self._truncate(item, spoken, event.content_index, event.audio_end_ms)
+
+    def _truncate(self, item: MessageItem, spoken: SpokenAudio, content_index: int, end_ms: int) -> None:
+        """Cut assistant audio and its transcript to what was heard: the LLM then sees only that."""
+        part = item.content[content_index]
+        part.transcript = first_words(part.transcript or "", spoken.words_heard(end_ms))
+        spoken.cut(end_ms)
+        self.outbox.append(ev.conversation_item_truncated(item.id or "", content_index, end_ms))
 
     # --- responses -------------------------------------------------------------------------
 
     def _response_create(self, event: ce.ResponseCreate) -> None:
-        params = event.response or ce.ResponseParams()
+        self.create_response(event.response or ce.ResponseParams())
+
+    def create_response(self, params: ce.ResponseParams) -> None:
         conversation = params.conversation or "auto"
         if conversation not in ("auto", "none"):
             raise ProtocolError(
@@ -159,21 +274,12 @@ class Session:
                 errors.ACTIVE_RESPONSE,
             )
         config = self.config
-        items = self.conversation.items() if params.input is None else self._resolve_input(params.input)
-        request = build_request(
-            instructions=config.instructions if params.instructions is None else params.instructions,
-            items=items,
-            tools=config.tools if params.tools is None else params.tools,
-            tool_choice=params.tool_choice or config.tool_choice,
-            temperature=params.temperature if params.temperature is not None else config.temperature,
-            max_output_tokens=params.max_output_tokens or config.max_output_tokens,
-            parallel_tool_calls=params.parallel_tool_calls
-            if params.parallel_tool_calls is not None
-            else config.parallel_tool_calls,
-        )
         audio_out = params.audio.output if params.audio and params.audio.output else None
+        if audio_out and audio_out.voice is not None:
+            self._check_voice(audio_out.voice, "response.audio.output.voice")
         voice = (audio_out.voice if audio_out and audio_out.voice else None) or config.audio.output.voice
         audio_format = (audio_out.format if audio_out and audio_out.format else None) or config.audio.output.format
+        inputs = None if params.input is None else self._resolve_input(params.input)
         settings = ResponseSettings(
             output_modalities=list(params.output_modalities or config.output_modalities),
             voice=voice.id if isinstance(voice, VoiceId) else voice,
@@ -182,23 +288,53 @@ class Session:
             metadata=params.metadata,
             conversation=in_conversation,
         )
+        response_id = new_id("resp")
+        speed = config.audio.output.speed
+
+        def generation() -> GenerateResponse:
+            # Built when generation starts, so it sees the transcripts it waited for.
+            items = self.conversation.items() if inputs is None else inputs
+            request = build_request(
+                instructions=config.instructions if params.instructions is None else params.instructions,
+                items=items,
+                tools=config.tools if params.tools is None else params.tools,
+                tool_choice=params.tool_choice or config.tool_choice,
+                temperature=params.temperature if params.temperature is not None else config.temperature,
+                max_output_tokens=settings.max_output_tokens,
+                parallel_tool_calls=params.parallel_tool_calls
+                if params.parallel_tool_calls is not None
+                else config.parallel_tool_calls,
+            )
+            response.set_input_estimate(estimate_input(request, self._audio_ms(items)))
+            return GenerateResponse(
+                response_id, request, voice=settings.voice if response.speaks else None, speed=speed
+            )
+
         response = Response(
-            new_id("resp"),
+            response_id,
             settings,
             host=self,
             conversation_id=self.conversation_id if in_conversation else None,
-            input_estimate=estimate_input(request, 0.0),
         )
         self.responses[response.id] = response
         response.start()
-        self.outbox.append(
-            GenerateResponse(
-                response.id,
-                request,
-                voice=settings.voice if response.speaks else None,
-                speed=config.audio.output.speed,
-            )
-        )
+        self._waiting[response.id] = generation
+        self._start_ready_responses()
+
+    def _start_ready_responses(self) -> None:
+        """Ask for generation for each waiting response whose context is fully transcribed."""
+        for response_id in list(self._waiting):
+            response = self.responses.get(response_id)
+            if response is None:
+                del self._waiting[response_id]
+                continue
+            if response.settings.conversation and self._transcribing:
+                continue
+            self.outbox.append(self._waiting.pop(response_id)())
+
+    def _audio_ms(self, items: list[Any]) -> float:
+        stored = [self._input_audio.get(getattr(item, "id", None) or "") for item in items]
+        return sum(formats.duration_ms(fmt, len(raw)) for fmt, raw in filter(None, stored))
 
     def _resolve_input(self, entries: list[Any]) -> list[Any]:
         return [
@@ -228,15 +364,16 @@ class Session:
                 )
         self.cancel_response(response.id, "client_cancelled")
 
-    def cancel_response(self, response_id: str, reason: str) -> None:
+    def cancel_response(self, response_id: str, reason: str) -> Response | None:
         response = self.responses.pop(response_id, None)
         if response is None:
-            return
+            return None
+        self._waiting.pop(response_id, None)
         self.outbox.append(CancelResponse(response_id))
         response.finish("cancelled", {"type": "cancelled", "reason": reason})
-        self._voice_locked |= response.audio_out_ms > 0
+        return response
 
-    # --- backend results -------------------------------------------------------------------
+    # --- backend results: the LLM and the synthesizer -------------------------------------------
 
     def on_llm_event(self, response_id: str, event: LlmEvent) -> None:
         response = self.responses.get(response_id)
@@ -248,7 +385,7 @@ class Session:
             response.tool_call_delta(event.index, event.call_id, event.name, event.arguments)
         elif isinstance(event, Finished):
             response.llm_finished(event.finish_reason, event.usage)
-        self._forget_if_done(response)
+        self._after(response)
 
     def on_response_audio(self, response_id: str, encoded: bytes, duration_ms: float) -> None:
         response = self.responses.get(response_id)
@@ -256,42 +393,192 @@ class Session:
             self._voice_locked = True
             response.audio_delta(encoded, duration_ms)
 
+    def on_speech_mark(self, response_id: str, words_spoken: int) -> None:
+        response = self.responses.get(response_id)
+        if response is not None:
+            response.speech_mark(words_spoken)
+
     def on_response_audio_done(self, response_id: str) -> None:
         response = self.responses.get(response_id)
         if response is not None:
             response.audio_finished()
-            self._forget_if_done(response)
+            self._after(response)
 
     def on_response_failed(self, response_id: str, code: str, message: str) -> None:
         response = self.responses.pop(response_id, None)
         if response is None:
             return
+        self._waiting.pop(response_id, None)
         response.finish(
             "failed",
             {"type": "failed", "error": {"type": errors.SERVER_ERROR, "code": code, "message": message}},
         )
 
-    def _forget_if_done(self, response: Response) -> None:
-        if not response.active:
-            self.responses.pop(response.id, None)
+    def _after(self, response: Response) -> None:
+        if response.active:
+            return
+        self.responses.pop(response.id, None)
+        idle = self._idle_timeout_ms()
+        if idle is not None and response.settings.conversation:
+            # The timeout counts from when the client will have played the answer.
+            self._idle_deadline_ms = self._input.position_ms + response.audio_out_ms + idle
 
     # ResponseHost
     def add_output_item(self, item: Any) -> str | None:
         return self.conversation.insert(item)
 
-    def keep_output_audio(self, item_id: str, encoded: bytes) -> None:
-        self._output_audio[item_id] = encoded
+    def keep_output_audio(self, item_id: str, spoken: SpokenAudio) -> None:
+        self._spoken[item_id] = spoken
 
-    # --- input audio (issue: voice) ----------------------------------------------------------
+    # --- input audio -----------------------------------------------------------------------
 
     def _audio_append(self, event: ce.InputAudioBufferAppend) -> None:
-        raise ProtocolError("Audio input is not available yet.", errors.NOT_SUPPORTED)
+        raw = decode_base64_audio(event.audio, self._input.format)
+        pcm16k = self._input.append(raw, for_vad=self._detector is not None)
+        if pcm16k is not None and len(pcm16k):
+            self.outbox.append(DetectSpeech(pcm16k))
+
+    def on_speech_probabilities(self, probabilities: list[float]) -> None:
+        """The VAD's verdicts on the next frames of the input stream, in order."""
+        detector = self._detector
+        if detector is None:
+            return
+        for probability in probabilities:
+            self._vad_frames += 1
+            frame_end_ms = self._vad_frames * self._vad_frame_ms
+            turn = detector.frame(probability, frame_end_ms)
+            if isinstance(turn, SpeechStarted):
+                self._speech_started(turn)
+            elif isinstance(turn, SpeechStopped):
+                self._speech_stopped(turn)
+            elif not detector.speaking:
+                self._check_idle(frame_end_ms)
+        if not detector.speaking:
+            self._input.trim_to(detector.params.prefix_padding_ms)
+
+    def _speech_started(self, turn: SpeechStarted) -> None:
+        self._idle_deadline_ms = None
+        self._speech_item_id = new_id("item")
+        self.outbox.append(ev.input_audio_buffer_speech_started(turn.audio_start_ms, self._speech_item_id))
+        detection = self.config.audio.input.turn_detection
+        active = self._conversation_response()
+        if active is not None and detection is not None and detection.interrupt_response:
+            self._barge_in(active)
+
+    def _barge_in(self, response: Response) -> None:
+        """Cancel first, then truncate what it said to what had been sent."""
+        item = response.spoken_item()
+        sent_ms = int(response.audio_out_ms)
+        self.cancel_response(response.id, "turn_detected")
+        spoken = self._spoken.get(item.id or "") if item is not None else None
+        if item is not None and spoken is not None:
+            self._truncate(item, spoken, 0, sent_ms)
+
+    def _speech_stopped(self, turn: SpeechStopped) -> None:
+        item_id = self._speech_item_id or new_id("item")
+        self._speech_item_id = None
+        self.outbox.append(ev.input_audio_buffer_speech_stopped(turn.audio_end_ms, item_id))
+        self._commit(item_id, start_ms=turn.audio_start_ms, end_ms=turn.audio_end_ms)
+        detection = self.config.audio.input.turn_detection
+        if detection is not None and detection.create_response and self._conversation_response() is None:
+            self.create_response(ce.ResponseParams())
+
+    def _check_idle(self, now_ms: float) -> None:
+        deadline = self._idle_deadline_ms
+        if deadline is None or now_ms < deadline or self._conversation_response() is not None:
+            return
+        self._idle_deadline_ms = None
+        item_id = new_id("item")
+        start_ms = max(self._input.start_ms, deadline - (self._idle_timeout_ms() or 0))
+        self.outbox.append(ev.input_audio_buffer_timeout_triggered(round(start_ms), round(now_ms), item_id))
+        if self._input.duration_ms >= MIN_COMMIT_MS:
+            self._commit(item_id)
+        self.create_response(ce.ResponseParams())
+
+    def _idle_timeout_ms(self) -> int | None:
+        detection = self.config.audio.input.turn_detection
+        return getattr(detection, "idle_timeout_ms", None)
 
     def _audio_commit(self, event: ce.InputAudioBufferCommit) -> None:
-        raise ProtocolError("Audio input is not available yet.", errors.NOT_SUPPORTED)
+        if self._input.duration_ms < MIN_COMMIT_MS:
+            raise ProtocolError(
+                f"Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has "
+                f"{self._input.duration_ms:.2f}ms of audio.",
+                errors.COMMIT_EMPTY,
+            )
+        item_id = self._speech_item_id or new_id("item")
+        self._speech_item_id = None
+        if self._detector is not None:
+            self._detector.reset()
+        self._commit(item_id)
+
+    def _commit(self, item_id: str, start_ms: float | None = None, end_ms: float | None = None) -> None:
+        audio = self._input.take(start_ms, end_ms)
+        item = MessageItem(
+            id=item_id,
+            object="realtime.item",
+            status="completed",
+            role="user",
+            content=[ContentPart(type="input_audio", transcript=None)],
+        )
+        self._input_audio[item_id] = (self._input.format, audio)
+        previous_id = self.conversation.insert(item)
+        self.outbox.append(ev.input_audio_buffer_committed(item_id, previous_id))
+        wire = dump_item(item)
+        self.outbox.append(ev.conversation_item_added(wire, previous_id))
+        self.outbox.append(ev.conversation_item_done(wire, previous_id))
+        self._transcribe(item_id, 0)
 
     def _audio_clear(self, event: ce.InputAudioBufferClear) -> None:
-        raise ProtocolError("Audio input is not available yet.", errors.NOT_SUPPORTED)
+        self._input.clear()
+        self._speech_item_id = None
+        if self._detector is not None:
+            self._detector.reset()
+        self.outbox.append(ev.input_audio_buffer_cleared())
 
     def _output_audio_clear(self, event: ce.OutputAudioBufferClear) -> None:
         """WebSocket sessions have no server-side playback buffer: accepted as a no-op."""
+
+    # --- transcription ---------------------------------------------------------------------
+
+    def _transcribe(self, item_id: str, content_index: int) -> None:
+        transcription = self.config.audio.input.transcription
+        options = TranscriptionOptions(
+            model=transcription.model if transcription else None,
+            language=transcription.language if transcription else None,
+            prompt=transcription.prompt if transcription else None,
+        )
+        pcm16k = to_vad_rate(*self._input_audio[item_id])
+        self._transcribing.add(item_id)
+        self.outbox.append(Transcribe(item_id, content_index, pcm16k.tobytes(), options))
+
+    @property
+    def _reports_transcripts(self) -> bool:
+        return self.config.audio.input.transcription is not None
+
+    def on_transcript_delta(self, item_id: str, content_index: int, text: str) -> None:
+        if self._reports_transcripts and text and item_id in self.conversation:
+            self.outbox.append(ev.transcription_delta(item_id, content_index, text))
+
+    def on_transcript_done(self, item_id: str, content_index: int, text: str, seconds: float) -> None:
+        self._transcribing.discard(item_id)
+        if item_id in self.conversation:
+            item = self.conversation.get(item_id)
+            item.content[content_index].transcript = text
+            if self._reports_transcripts:
+                usage = {"type": "duration", "seconds": round(seconds, 3)}
+                self.outbox.append(ev.transcription_completed(item_id, content_index, text, usage))
+        self._start_ready_responses()
+
+    def on_transcript_failed(self, item_id: str, content_index: int, code: str, message: str) -> None:
+        self._transcribing.discard(item_id)
+        error = {"type": errors.SERVER_ERROR, "code": code, "message": message}
+        self.outbox.append(ev.transcription_failed(item_id, content_index, error))
+        # The model would answer without the user's words: fail waiting responses instead.
+        for response_id in list(self._waiting):
+            response = self.responses.get(response_id)
+            if response is not None and response.settings.conversation:
+                self.on_response_failed(response_id, code, f"transcription failed: {message}")
+        self._start_ready_responses()
+

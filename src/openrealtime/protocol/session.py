@@ -73,6 +73,12 @@ class AudioInput(WireModel):
     turn_detection: TurnDetection | None = Field(default_factory=ServerVad)
 
 
+# OpenAI's built-in voice names; each speech backend maps them onto voices of its own.
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+)
+
+
 class VoiceId(WireModel):
     id: str
 

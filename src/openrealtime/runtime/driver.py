@@ -5,28 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..audio.formats import AudioFormat
 from ..backends.errors import BackendError
 from ..backends.llm.base import Finished, TextDelta
 from ..backends.registry import Backends
-from ..core.effects import CancelResponse, GenerateResponse
+from ..backends.stt.base import TranscriptDelta, TranscriptDone
+from ..core.effects import CancelResponse, DetectSpeech, GenerateResponse, Transcribe
 from ..core.session import Session
 from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
+from .speech import SpeechPipeline
 
 log = logging.getLogger(__name__)
 
 
 class SessionDriver:
-    def __init__(
-        self, session: Session, backends: Backends, send: Callable[[ServerEvent], None]
-    ) -> None:
+    def __init__(self, session: Session, backends: Backends, send: Callable[[ServerEvent], None]) -> None:
         self.session = session
         self.backends = backends
         self._send = send
-        self._responses: dict[str, asyncio.Task[None]] = {}
+        self._vad = backends.vad.new_stream()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._closed = False
 
     # --- from the transport ------------------------------------------------------------------
@@ -46,7 +48,7 @@ class SessionDriver:
     async def close(self) -> None:
         """The client has gone: stop all backend work for it."""
         self._closed = True
-        tasks = list(self._responses.values())
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -54,41 +56,93 @@ class SessionDriver:
     # --- effects ---------------------------------------------------------------------------
 
     def flush(self) -> None:
-        for out in self.session.drain():
-            if isinstance(out, dict):
-                self._send(out)
-            elif isinstance(out, GenerateResponse):
-                self._start(out.response_id, self._respond(out))
-            elif isinstance(out, CancelResponse):
-                task = self._responses.pop(out.response_id, None)
-                if task is not None:
-                    task.cancel()
+        """Send the core's events and run its effects, until it has nothing more to say."""
+        session = self.session
+        while outputs := session.drain():
+            for out in outputs:
+                if isinstance(out, dict):
+                    self._send(out)
+                elif isinstance(out, DetectSpeech):
+                    # ~0.25 ms per 32 ms frame: cheaper inline than a hop to a thread.
+                    session.on_speech_probabilities(self._vad.process(out.pcm16k))
+                elif isinstance(out, GenerateResponse):
+                    self._spawn(out.response_id, self._respond(out))
+                elif isinstance(out, Transcribe):
+                    self._spawn(out.item_id, self._transcribe(out))
+                elif isinstance(out, CancelResponse):
+                    task = self._tasks.pop(out.response_id, None)
+                    if task is not None:
+                        task.cancel()
 
-    def _start(self, key: str, work: Any) -> None:
+    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         if self._closed:
             work.close()
             return
         task = asyncio.get_running_loop().create_task(work)
-        self._responses[key] = task
-        task.add_done_callback(lambda _: self._responses.pop(key, None))
+        self._tasks[key] = task
+        task.add_done_callback(lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None)
 
     async def _respond(self, effect: GenerateResponse) -> None:
         response_id = effect.response_id
         session = self.session
+        speech = self._speech(effect) if effect.voice else None
         try:
             finished = False
             async for event in self.backends.llm.stream(effect.request):
                 session.on_llm_event(response_id, event)
                 self.flush()
                 finished |= isinstance(event, Finished)
-                if isinstance(event, TextDelta):
-                    pass
+                if speech is not None and isinstance(event, TextDelta):
+                    speech.push(event.text)
             if not finished:
                 session.on_llm_event(response_id, Finished())
+                self.flush()
+            if speech is not None:
+                await speech.finish()
+                session.on_response_audio_done(response_id)
         except BackendError as exc:
             log.warning("response %s failed: %s", response_id, exc)
             session.on_response_failed(response_id, exc.code, exc.message)
         except Exception as exc:  # a backend bug must fail one response, not the session
             log.exception("response %s failed unexpectedly", response_id)
             session.on_response_failed(response_id, "server_error", f"internal error: {exc!r}")
+        finally:
+            if speech is not None:
+                await speech.cancel()
+        self.flush()
+
+    def _speech(self, effect: GenerateResponse) -> SpeechPipeline:
+        response_id = effect.response_id
+        tts = self.backends.tts
+        voice = tts.resolve_voice(effect.voice or "") or tts.resolve_voice("alloy") or ""
+        response = self.session.responses[response_id]
+
+        def on_audio(encoded: bytes, duration_ms: float) -> None:
+            self.session.on_response_audio(response_id, encoded, duration_ms)
+            self.flush()
+
+        def on_mark(words: int) -> None:
+            self.session.on_speech_mark(response_id, words)
+
+        return SpeechPipeline(
+            tts, voice, effect.speed, AudioFormat(response.settings.audio_format["type"]), on_audio, on_mark
+        )
+
+    async def _transcribe(self, effect: Transcribe) -> None:
+        session = self.session
+        try:
+            async for event in self.backends.stt.transcribe(effect.pcm16k, effect.options):
+                if isinstance(event, TranscriptDelta):
+                    session.on_transcript_delta(effect.item_id, effect.content_index, event.text)
+                elif isinstance(event, TranscriptDone):
+                    session.on_transcript_done(
+                        effect.item_id, effect.content_index, event.text, event.audio_seconds
+                    )
+                self.flush()
+        except BackendError as exc:
+            log.warning("transcription of %s failed: %s", effect.item_id, exc)
+            session.on_transcript_failed(effect.item_id, effect.content_index, exc.code, exc.message)
+        except Exception as exc:
+            log.exception("transcription of %s failed unexpectedly", effect.item_id)
+            session.on_transcript_failed(effect.item_id, effect.content_index, "server_error", repr(exc))
         self.flush()

@@ -82,7 +82,12 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             return
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
         model = websocket.query_params.get("model") or "gpt-realtime"
-        session = Session(RealtimeSession(model=model))
+        tts = app.state.backends.tts
+        session = Session(
+            RealtimeSession(model=model),
+            known_voice=lambda voice: tts.resolve_voice(voice) is not None,
+            vad_frame_ms=1000 * app.state.backends.vad.frame_samples / app.state.backends.vad.sample_rate,
+        )
         await run_websocket(websocket, session, app.state.backends, choose_dialect(headers, offered))
 
     return app

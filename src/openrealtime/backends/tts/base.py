@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-# OpenAI's built-in voice names; each backend maps them onto voices of its own.
-OPENAI_VOICES = (
-    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
-)
+from ...protocol.session import OPENAI_VOICES
+
+__all__ = ["OPENAI_VOICES", "Synthesizer"]
 
 
 class Synthesizer(Protocol):

@@ -1,0 +1,135 @@
+"""The input audio buffer: what the client appended since the last commit or clear.
+
+Audio is kept in the session's input format, exactly as sent, because a committed item gives
+it back on `conversation.item.retrieve`. A 16 kHz copy streams out for voice activity detection.
+Positions are counted in samples of the input format since the session began, which is the
+clock `audio_start_ms` / `audio_end_ms` are measured on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+
+from ..audio import formats
+from ..audio.formats import AudioFormat, AudioFormatError
+from ..audio.resample import StreamResampler, resample
+from ..protocol import errors
+from ..protocol.errors import ProtocolError
+
+VAD_RATE = 16000
+MAX_APPEND_BYTES = 15 * 1024 * 1024  # OpenAI's limit on one append's decoded audio
+
+
+def decode_base64_audio(audio: str, fmt: AudioFormat, param: str = "audio") -> bytes:
+    """Base64 → raw bytes in `fmt`, refusing what is not whole samples of that format."""
+    try:
+        raw = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(
+            "Invalid 'audio': the audio is not valid base64. Send base64-encoded bytes of "
+            f"{fmt.value} audio.",
+            errors.INVALID_AUDIO,
+            param,
+        ) from None
+    if len(raw) > MAX_APPEND_BYTES:
+        raise ProtocolError(
+            f"Invalid 'audio': {len(raw)} bytes is more than the 15 MiB one append may carry; "
+            "send the audio in smaller chunks.",
+            errors.INVALID_AUDIO,
+            param,
+        )
+    if len(raw) % formats.bytes_per_sample(fmt):
+        raise ProtocolError(
+            f"Invalid 'audio': {fmt.value} needs a whole number of "
+            f"{formats.bytes_per_sample(fmt)}-byte samples; got {len(raw)} bytes. The buffer "
+            "keeps what it already held.",
+            errors.INVALID_AUDIO,
+            param,
+        )
+    return raw
+
+
+def to_vad_rate(fmt: AudioFormat, raw: bytes) -> np.ndarray:
+    """One-shot conversion of a whole clip to 16 kHz PCM16 (for transcription)."""
+    return resample(formats.decode(fmt, raw), formats.sample_rate(fmt), VAD_RATE)
+
+
+class InputAudioBuffer:
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.format = fmt
+        self._bytes_per_ms = formats.sample_rate(fmt) * formats.bytes_per_sample(fmt) / 1000
+        self._chunks: list[bytes] = []
+        self._size = 0
+        # Session position (bytes) of the first byte held.
+        self._start = 0
+        self._to_vad = StreamResampler(formats.sample_rate(fmt), VAD_RATE)
+
+    @property
+    def position_ms(self) -> float:
+        """Session time at the end of the audio appended so far."""
+        return (self._start + self._size) / self._bytes_per_ms
+
+    @property
+    def start_ms(self) -> float:
+        return self._start / self._bytes_per_ms
+
+    @property
+    def duration_ms(self) -> float:
+        return self._size / self._bytes_per_ms
+
+    def set_format(self, fmt: AudioFormat) -> None:
+        """A format change empties the buffer: old bytes would be misread in the new format."""
+        if fmt != self.format:
+            position = self.position_ms
+            self.__init__(fmt)  # type: ignore[misc]
+            self._start = round(position * self._bytes_per_ms)
+
+    def append(self, raw: bytes, *, for_vad: bool) -> np.ndarray | None:
+        """Hold `raw`; with `for_vad`, also return it resampled to 16 kHz."""
+        self._chunks.append(raw)
+        self._size += len(raw)
+        if not for_vad:
+            return None
+        return self._to_vad.process(formats.decode(self.format, raw))
+
+    def take(self, start_ms: float | None = None, end_ms: float | None = None) -> bytes:
+        """Remove and return the audio held, optionally only [start_ms, end_ms) of it; what
+        follows `end_ms` stays in the buffer."""
+        data = b"".join(self._chunks)
+        width = formats.bytes_per_sample(self.format)
+        lo = 0 if start_ms is None else self._offset(start_ms, width)
+        hi = len(data) if end_ms is None else self._offset(end_ms, width)
+        kept = data[hi:]
+        self._start += hi
+        self._chunks = [kept] if kept else []
+        self._size = len(kept)
+        return data[lo:hi]
+
+    def clear(self) -> None:
+        self._start += self._size
+        self._chunks = []
+        self._size = 0
+
+    def trim_to(self, keep_ms: float) -> None:
+        """Drop all but the last `keep_ms` (between turns, only the prefix padding matters)."""
+        excess = self._size - self._offset(self.position_ms - keep_ms, formats.bytes_per_sample(self.format))
+        if excess > 0 and self._size > 4 * excess // 3:
+            self.take(end_ms=self.start_ms + excess / self._bytes_per_ms)
+        elif excess > 0 and len(self._chunks) > 64:
+            self.take(end_ms=self.start_ms + excess / self._bytes_per_ms)
+
+    def _offset(self, ms: float, width: int) -> int:
+        """Byte offset in the held audio of session time `ms`, clamped, on a sample boundary."""
+        offset = round(ms * self._bytes_per_ms) - self._start
+        offset -= offset % width
+        return max(0, min(self._size, offset))
+
+
+def check_format(value: str) -> AudioFormat:
+    try:
+        return AudioFormat(value)
+    except ValueError:
+        raise AudioFormatError(f"unsupported audio format {value!r}") from None
