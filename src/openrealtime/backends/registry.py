@@ -37,9 +37,7 @@ class Backends:
 
 
 def create_backends(settings: Settings) -> Backends:
-    return Backends(
-        llm=_llm(settings), stt=_stt(settings), tts=_tts(settings), vad=_vad(settings)
-    )
+    return Backends(llm=_llm(settings), stt=_stt(settings), tts=_tts(settings), vad=_vad(settings))
 
 
 def _llm(settings: Settings) -> LanguageModel:
@@ -68,7 +66,9 @@ def _stt(settings: Settings) -> Any:
             settings.stt_api_key,
             settings.stt_model or "whisper-1",
         )
-    raise BackendError("stt", f"unknown --stt '{name}'; choose pocketsphinx, faster-whisper or openai")
+    raise BackendError(
+        "stt", f"unknown --stt '{name}'; choose pocketsphinx, faster-whisper or openai"
+    )
 
 
 def _tts(settings: Settings) -> Any:

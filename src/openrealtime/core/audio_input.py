@@ -115,10 +115,10 @@ class InputAudioBuffer:
 
     def trim_to(self, keep_ms: float) -> None:
         """Drop all but the last `keep_ms` (between turns, only the prefix padding matters)."""
-        excess = self._size - self._offset(self.position_ms - keep_ms, formats.bytes_per_sample(self.format))
-        if excess > 0 and self._size > 4 * excess // 3:
-            self.take(end_ms=self.start_ms + excess / self._bytes_per_ms)
-        elif excess > 0 and len(self._chunks) > 64:
+        excess = self._size - self._offset(
+            self.position_ms - keep_ms, formats.bytes_per_sample(self.format)
+        )
+        if (excess > 0 and self._size > 4 * excess // 3) or (excess > 0 and len(self._chunks) > 64):
             self.take(end_ms=self.start_ms + excess / self._bytes_per_ms)
 
     def _offset(self, ms: float, width: int) -> int:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.llm.base import ChatTurn, ContextEntry, FunctionSpec, LlmRequest, ToolCall, ToolResult
+from ..backends.llm.base import (
+    ChatTurn,
+    ContextEntry,
+    FunctionSpec,
+    LlmRequest,
+    ToolCall,
+    ToolResult,
+)
 from ..protocol.items import FunctionCallItem, FunctionCallOutputItem, MessageItem, item_text
 from ..protocol.session import FunctionTool
 from .usage import input_audio_tokens, tokens_for_chars

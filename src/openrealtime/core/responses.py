@@ -56,6 +56,7 @@ class ResponseHost(Protocol):
 
 @dataclass(slots=True)
 class _OpenMessage:
+    id: str
     item: MessageItem
     output_index: int
     text: list[str] = field(default_factory=list)
@@ -66,6 +67,8 @@ class _OpenMessage:
 
 @dataclass(slots=True)
 class _OpenCall:
+    id: str
+    call_id: str
     item: FunctionCallItem
     output_index: int
     arguments: list[str] = field(default_factory=list)
@@ -105,7 +108,9 @@ class Response:
 
     # --- the response object -----------------------------------------------------------------
 
-    def to_wire(self, *, usage: dict[str, Any] | None = None, details: Any = None) -> dict[str, Any]:
+    def to_wire(
+        self, *, usage: dict[str, Any] | None = None, details: Any = None
+    ) -> dict[str, Any]:
         return {
             "object": "realtime.response",
             "id": self.id,
@@ -142,9 +147,11 @@ class Response:
         message = self._message or self._open_message()
         message.text.append(text)
         builder = (
-            ev.response_output_audio_transcript_delta if self.speaks else ev.response_output_text_delta
+            ev.response_output_audio_transcript_delta
+            if self.speaks
+            else ev.response_output_text_delta
         )
-        self._emit(builder(self.id, message.item.id, message.output_index, 0, text))
+        self._emit(builder(self.id, message.id, message.output_index, 0, text))
 
     def audio_delta(self, encoded: bytes, duration_ms: float) -> None:
         """Output audio for the open message, already encoded in the session's format."""
@@ -154,7 +161,11 @@ class Response:
         self.audio_out_ms += duration_ms
         self._emit(
             ev.response_output_audio_delta(
-                self.id, message.item.id, message.output_index, 0, base64.b64encode(encoded).decode()
+                self.id,
+                message.id,
+                message.output_index,
+                0,
+                base64.b64encode(encoded).decode(),
             )
         )
 
@@ -169,29 +180,31 @@ class Response:
             self._message.audio_done = True
         self._maybe_complete()
 
-    def tool_call_delta(self, index: int, call_id: str | None, name: str | None, arguments: str) -> None:
+    def tool_call_delta(
+        self, index: int, call_id: str | None, name: str | None, arguments: str
+    ) -> None:
         call = self._calls.get(index)
         if call is None:
             if not self.speaks:  # spoken text may still be synthesizing; it closes at the end
                 self._close_message("completed")
+            item_id, call_id = new_id("item"), call_id or new_id("call")
             item = FunctionCallItem(
-                id=new_id("item"),
+                id=item_id,
                 object="realtime.item",
                 status="in_progress",
-                call_id=call_id or new_id("call"),
+                call_id=call_id,
                 name=name or "",
                 arguments="",
             )
-            call = self._calls[index] = _OpenCall(item, len(self.output))
+            call = self._calls[index] = _OpenCall(item_id, call_id, item, len(self.output))
             self._open_item(item)
         elif name and not call.item.name:
             call.item.name = name
         if arguments:
             call.arguments.append(arguments)
-            assert call.item.call_id is not None
             self._emit(
                 ev.response_function_call_arguments_delta(
-                    self.id, call.item.id, call.output_index, call.item.call_id, arguments
+                    self.id, call.id, call.output_index, call.call_id, arguments
                 )
             )
 
@@ -242,19 +255,24 @@ class Response:
     # --- items -----------------------------------------------------------------------------
 
     def _open_message(self) -> _OpenMessage:
+        item_id = new_id("item")
         item = MessageItem(
-            id=new_id("item"),
+            id=item_id,
             object="realtime.item",
             status="in_progress",
             role="assistant",
             content=[],
         )
-        spoken = SpokenAudio(AudioFormat(self.settings.audio_format["type"])) if self.speaks else None
-        self._message = _OpenMessage(item, len(self.output), spoken=spoken)
+        spoken = (
+            SpokenAudio(AudioFormat(self.settings.audio_format["type"])) if self.speaks else None
+        )
+        self._message = _OpenMessage(item_id, item, len(self.output), spoken=spoken)
         self._open_item(item)
         # Content-part events name the part "audio" / "text"; the item itself says output_*.
         part = {"type": "audio", "transcript": ""} if self.speaks else {"type": "text", "text": ""}
-        self._emit(ev.response_content_part_added(self.id, item.id, self._message.output_index, 0, part))
+        self._emit(
+            ev.response_content_part_added(self.id, item_id, self._message.output_index, 0, part)
+        )
         return self._message
 
     def _open_item(self, item: Any) -> None:
@@ -276,29 +294,30 @@ class Response:
         message, self._message = self._message, None
         if message is None:
             return
-        item, index = message.item, message.output_index
+        item, item_id, index = message.item, message.id, message.output_index
         text = "".join(message.text)
         if self.speaks:
             part = ContentPart(type="output_audio", transcript=text)
             assert message.spoken is not None
-            self._host.keep_output_audio(item.id, message.spoken)
-            self._emit(ev.response_output_audio_done(self.id, item.id, index, 0))
-            self._emit(ev.response_output_audio_transcript_done(self.id, item.id, index, 0, text))
+            self._host.keep_output_audio(item_id, message.spoken)
+            self._emit(ev.response_output_audio_done(self.id, item_id, index, 0))
+            self._emit(ev.response_output_audio_transcript_done(self.id, item_id, index, 0, text))
         else:
             part = ContentPart(type="output_text", text=text)
-            self._emit(ev.response_output_text_done(self.id, item.id, index, 0, text))
+            self._emit(ev.response_output_text_done(self.id, item_id, index, 0, text))
         item.content = [part]
-        event_part = {"type": "audio", "transcript": text} if self.speaks else {"type": "text", "text": text}
-        self._emit(ev.response_content_part_done(self.id, item.id, index, 0, event_part))
+        event_part = (
+            {"type": "audio", "transcript": text} if self.speaks else {"type": "text", "text": text}
+        )
+        self._emit(ev.response_content_part_done(self.id, item_id, index, 0, event_part))
         self._close_item(item, index, status)
 
     def _close_call(self, call: _OpenCall, status: str) -> None:
         item = call.item
         item.arguments = "".join(call.arguments)
-        assert item.call_id is not None
         self._emit(
             ev.response_function_call_arguments_done(
-                self.id, item.id, call.output_index, item.call_id, item.name, item.arguments
+                self.id, call.id, call.output_index, call.call_id, item.name, item.arguments
             )
         )
         self._close_item(item, call.output_index, status)

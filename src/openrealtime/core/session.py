@@ -191,13 +191,15 @@ class Session:
     def _take_input_audio(self, item: Any) -> int | None:
         """Move a created item's input audio out of the item (events don't echo it; retrieve
         does). Returns the content index of the audio, if any."""
-        if not isinstance(item, MessageItem):
+        if not isinstance(item, MessageItem) or item.id is None:
             return None
         for index, part in enumerate(item.content):
             if part.type == "input_audio" and part.audio:
                 self._input_audio[item.id] = (
                     self._input.format,
-                    decode_base64_audio(part.audio, self._input.format, f"item.content[{index}].audio"),
+                    decode_base64_audio(
+                        part.audio, self._input.format, f"item.content[{index}].audio"
+                    ),
                 )
                 part.audio = None
                 return index
@@ -231,7 +233,10 @@ class Session:
                 errors.INVALID_VALUE,
                 "item_id",
             )
-        if event.content_index >= len(item.content) or item.content[event.content_index].type != "output_audio":
+        if (
+            event.content_index >= len(item.content)
+            or item.content[event.content_index].type != "output_audio"
+        ):
             raise ProtocolError(
                 f"content_index {event.content_index} of item '{item.id}' is not its audio; use 0.",
                 errors.INVALID_VALUE,
@@ -246,7 +251,9 @@ class Session:
             )
         self._truncate(item, spoken, event.content_index, event.audio_end_ms)
 
-    def _truncate(self, item: MessageItem, spoken: SpokenAudio, content_index: int, end_ms: int) -> None:
+    def _truncate(
+        self, item: MessageItem, spoken: SpokenAudio, content_index: int, end_ms: int
+    ) -> None:
         """Cut assistant audio and its transcript to what was heard: the LLM then sees only that."""
         part = item.content[content_index]
         part.transcript = first_words(part.transcript or "", spoken.words_heard(end_ms))
@@ -277,8 +284,12 @@ class Session:
         audio_out = params.audio.output if params.audio and params.audio.output else None
         if audio_out and audio_out.voice is not None:
             self._check_voice(audio_out.voice, "response.audio.output.voice")
-        voice = (audio_out.voice if audio_out and audio_out.voice else None) or config.audio.output.voice
-        audio_format = (audio_out.format if audio_out and audio_out.format else None) or config.audio.output.format
+        voice = (
+            audio_out.voice if audio_out and audio_out.voice else None
+        ) or config.audio.output.voice
+        audio_format = (
+            audio_out.format if audio_out and audio_out.format else None
+        ) or config.audio.output.format
         inputs = None if params.input is None else self._resolve_input(params.input)
         settings = ResponseSettings(
             output_modalities=list(params.output_modalities or config.output_modalities),
@@ -295,11 +306,15 @@ class Session:
             # Built when generation starts, so it sees the transcripts it waited for.
             items = self.conversation.items() if inputs is None else inputs
             request = build_request(
-                instructions=config.instructions if params.instructions is None else params.instructions,
+                instructions=config.instructions
+                if params.instructions is None
+                else params.instructions,
                 items=items,
                 tools=config.tools if params.tools is None else params.tools,
                 tool_choice=params.tool_choice or config.tool_choice,
-                temperature=params.temperature if params.temperature is not None else config.temperature,
+                temperature=params.temperature
+                if params.temperature is not None
+                else config.temperature,
                 max_output_tokens=settings.max_output_tokens,
                 parallel_tool_calls=params.parallel_tool_calls
                 if params.parallel_tool_calls is not None
@@ -411,7 +426,10 @@ class Session:
         self._waiting.pop(response_id, None)
         response.finish(
             "failed",
-            {"type": "failed", "error": {"type": errors.SERVER_ERROR, "code": code, "message": message}},
+            {
+                "type": "failed",
+                "error": {"type": errors.SERVER_ERROR, "code": code, "message": message},
+            },
         )
 
     def _after(self, response: Response) -> None:
@@ -459,7 +477,9 @@ class Session:
     def _speech_started(self, turn: SpeechStarted) -> None:
         self._idle_deadline_ms = None
         self._speech_item_id = new_id("item")
-        self.outbox.append(ev.input_audio_buffer_speech_started(turn.audio_start_ms, self._speech_item_id))
+        self.outbox.append(
+            ev.input_audio_buffer_speech_started(turn.audio_start_ms, self._speech_item_id)
+        )
         detection = self.config.audio.input.turn_detection
         active = self._conversation_response()
         if active is not None and detection is not None and detection.interrupt_response:
@@ -480,7 +500,11 @@ class Session:
         self.outbox.append(ev.input_audio_buffer_speech_stopped(turn.audio_end_ms, item_id))
         self._commit(item_id, start_ms=turn.audio_start_ms, end_ms=turn.audio_end_ms)
         detection = self.config.audio.input.turn_detection
-        if detection is not None and detection.create_response and self._conversation_response() is None:
+        if (
+            detection is not None
+            and detection.create_response
+            and self._conversation_response() is None
+        ):
             self.create_response(ce.ResponseParams())
 
     def _check_idle(self, now_ms: float) -> None:
@@ -490,7 +514,9 @@ class Session:
         self._idle_deadline_ms = None
         item_id = new_id("item")
         start_ms = max(self._input.start_ms, deadline - (self._idle_timeout_ms() or 0))
-        self.outbox.append(ev.input_audio_buffer_timeout_triggered(round(start_ms), round(now_ms), item_id))
+        self.outbox.append(
+            ev.input_audio_buffer_timeout_triggered(round(start_ms), round(now_ms), item_id)
+        )
         if self._input.duration_ms >= MIN_COMMIT_MS:
             self._commit(item_id)
         self.create_response(ce.ResponseParams())
@@ -513,7 +539,9 @@ class Session:
             self._detector.reset()
         self._commit(item_id)
 
-    def _commit(self, item_id: str, start_ms: float | None = None, end_ms: float | None = None) -> None:
+    def _commit(
+        self, item_id: str, start_ms: float | None = None, end_ms: float | None = None
+    ) -> None:
         audio = self._input.take(start_ms, end_ms)
         item = MessageItem(
             id=item_id,
@@ -561,7 +589,9 @@ class Session:
         if self._reports_transcripts and text and item_id in self.conversation:
             self.outbox.append(ev.transcription_delta(item_id, content_index, text))
 
-    def on_transcript_done(self, item_id: str, content_index: int, text: str, seconds: float) -> None:
+    def on_transcript_done(
+        self, item_id: str, content_index: int, text: str, seconds: float
+    ) -> None:
         self._transcribing.discard(item_id)
         if item_id in self.conversation:
             item = self.conversation.get(item_id)
@@ -571,7 +601,9 @@ class Session:
                 self.outbox.append(ev.transcription_completed(item_id, content_index, text, usage))
         self._start_ready_responses()
 
-    def on_transcript_failed(self, item_id: str, content_index: int, code: str, message: str) -> None:
+    def on_transcript_failed(
+        self, item_id: str, content_index: int, code: str, message: str
+    ) -> None:
         self._transcribing.discard(item_id)
         error = {"type": errors.SERVER_ERROR, "code": code, "message": message}
         self.outbox.append(ev.transcription_failed(item_id, content_index, error))
@@ -581,4 +613,3 @@ class Session:
             if response is not None and response.settings.conversation:
                 self.on_response_failed(response_id, code, f"transcription failed: {message}")
         self._start_ready_responses()
-

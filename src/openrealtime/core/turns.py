@@ -36,7 +36,9 @@ class TurnParams:
     @classmethod
     def of(cls, detection: ServerVad | SemanticVad) -> TurnParams:
         if isinstance(detection, ServerVad):
-            return cls(detection.threshold, detection.prefix_padding_ms, detection.silence_duration_ms)
+            return cls(
+                detection.threshold, detection.prefix_padding_ms, detection.silence_duration_ms
+            )
         return cls(SEMANTIC_THRESHOLD, SEMANTIC_PREFIX_MS, SEMANTIC_SILENCE_MS[detection.eagerness])
 
 

@@ -128,10 +128,10 @@ ClientEvent = Annotated[
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientEvent)
 EVENT_TYPES: tuple[str, ...] = tuple(
-    cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    cls.model_fields["type"].annotation.__args__[0]
     for cls in ClientEvent.__origin__.__args__  # type: ignore[attr-defined]
 )
-__all__ = ["EVENT_TYPES", "ClientEvent", "Modality", "parse_client_event", "parse_client_dict"]
+__all__ = ["EVENT_TYPES", "ClientEvent", "Modality", "parse_client_dict", "parse_client_event"]
 
 
 def parse_client_event(raw: str | bytes) -> Any:
@@ -171,7 +171,10 @@ def _explain(exc: ValidationError, data: Any) -> ProtocolError:
     event_type = data.get("type")
     if not isinstance(event_type, str):
         return ProtocolError(
-            "Missing required parameter: 'type'.", errors.MISSING_PARAMETER, "type", event_id=event_id
+            "Missing required parameter: 'type'.",
+            errors.MISSING_PARAMETER,
+            "type",
+            event_id=event_id,
         )
     if event_type not in EVENT_TYPES:
         return ProtocolError(

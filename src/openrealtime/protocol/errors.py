@@ -128,7 +128,9 @@ def from_validation_error(
     value = err.get("input")
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
-        return ProtocolError(f"Unknown parameter: '{param}'.", UNKNOWN_PARAMETER, param, event_id=event_id)
+        return ProtocolError(
+            f"Unknown parameter: '{param}'.", UNKNOWN_PARAMETER, param, event_id=event_id
+        )
     if kind == "missing":
         return ProtocolError(
             f"Missing required parameter: '{param}'.", MISSING_PARAMETER, param, event_id=event_id
@@ -151,10 +153,13 @@ def from_validation_error(
     if kind == "union_tag_not_found":
         tag_param = f"{param}.{str(ctx.get('discriminator', 'type')).strip(chr(39))}"
         return ProtocolError(
-            f"Missing required parameter: '{tag_param}'.", MISSING_PARAMETER, tag_param, event_id=event_id
+            f"Missing required parameter: '{tag_param}'.",
+            MISSING_PARAMETER,
+            tag_param,
+            event_id=event_id,
         )
     base = kind.split("_")[0]
-    if kind.endswith("_type") or kind.endswith("_parsing") and base in _TYPE_NAMES:
+    if kind.endswith("_type") or (kind.endswith("_parsing") and base in _TYPE_NAMES):
         expected = _TYPE_NAMES.get(base, base)
         return ProtocolError(
             f"Invalid type for '{param}': expected {expected}, but got {_describe(value)} instead.",
@@ -163,4 +168,6 @@ def from_validation_error(
             event_id=event_id,
         )
     message = str(err["msg"]).removeprefix("Value error, ")
-    return ProtocolError(f"Invalid value for '{param}': {message}", INVALID_VALUE, param, event_id=event_id)
+    return ProtocolError(
+        f"Invalid value for '{param}': {message}", INVALID_VALUE, param, event_id=event_id
+    )

@@ -51,11 +51,18 @@ class MessageItem(WireModel):
                     "invalid_value",
                     "content[{index}].type '{got}' is not allowed in a {role} message; "
                     "use one of: {allowed}.",
-                    {"index": index, "got": part.type, "role": self.role, "allowed": ", ".join(allowed)},
+                    {
+                        "index": index,
+                        "got": part.type,
+                        "role": self.role,
+                        "allowed": ", ".join(allowed),
+                    },
                 )
             if part.type in ("input_text", "output_text") and part.text is None:
                 raise PydanticCustomError(
-                    "missing", "content[{index}] of type {t} needs 'text'.", {"index": index, "t": part.type}
+                    "missing",
+                    "content[{index}] of type {t} needs 'text'.",
+                    {"index": index, "t": part.type},
                 )
         return self
 
@@ -102,7 +109,11 @@ class ItemReference(WireModel):
 
 
 ItemOrReference = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem | McpApprovalResponseItem | ItemReference,
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallOutputItem
+    | McpApprovalResponseItem
+    | ItemReference,
     Field(discriminator="type"),
 ]
 
@@ -129,4 +140,4 @@ def item_text(item: MessageItem) -> str:
 
 
 def dump_item(item: Any) -> dict[str, Any]:
-    return item.model_dump(exclude_none=True)  # type: ignore[no-any-return]
+    return item.model_dump(exclude_none=True)

@@ -55,7 +55,9 @@ def conversation_item_truncated(item_id: str, content_index: int, audio_end_ms: 
 
 
 def input_audio_buffer_committed(item_id: str, previous_item_id: str | None) -> ServerEvent:
-    return _event("input_audio_buffer.committed", previous_item_id=previous_item_id, item_id=item_id)
+    return _event(
+        "input_audio_buffer.committed", previous_item_id=previous_item_id, item_id=item_id
+    )
 
 
 def input_audio_buffer_cleared() -> ServerEvent:
@@ -63,7 +65,9 @@ def input_audio_buffer_cleared() -> ServerEvent:
 
 
 def input_audio_buffer_speech_started(audio_start_ms: int, item_id: str) -> ServerEvent:
-    return _event("input_audio_buffer.speech_started", audio_start_ms=audio_start_ms, item_id=item_id)
+    return _event(
+        "input_audio_buffer.speech_started", audio_start_ms=audio_start_ms, item_id=item_id
+    )
 
 
 def input_audio_buffer_speech_stopped(audio_end_ms: int, item_id: str) -> ServerEvent:
@@ -119,19 +123,25 @@ def response_done(response: dict[str, Any]) -> ServerEvent:
     return _event("response.done", response=response)
 
 
-def response_output_item_added(response_id: str, output_index: int, item: dict[str, Any]) -> ServerEvent:
+def response_output_item_added(
+    response_id: str, output_index: int, item: dict[str, Any]
+) -> ServerEvent:
     return _event(
         "response.output_item.added", response_id=response_id, output_index=output_index, item=item
     )
 
 
-def response_output_item_done(response_id: str, output_index: int, item: dict[str, Any]) -> ServerEvent:
+def response_output_item_done(
+    response_id: str, output_index: int, item: dict[str, Any]
+) -> ServerEvent:
     return _event(
         "response.output_item.done", response_id=response_id, output_index=output_index, item=item
     )
 
 
-def _part_event(type_: str, response_id: str, item_id: str, output_index: int, content_index: int, **kw: Any) -> ServerEvent:
+def _part_event(
+    type_: str, response_id: str, item_id: str, output_index: int, content_index: int, **kw: Any
+) -> ServerEvent:
     return _event(
         type_,
         response_id=response_id,
@@ -145,44 +155,66 @@ def _part_event(type_: str, response_id: str, item_id: str, output_index: int, c
 def response_content_part_added(
     response_id: str, item_id: str, output_index: int, content_index: int, part: dict[str, Any]
 ) -> ServerEvent:
-    return _part_event("response.content_part.added", response_id, item_id, output_index, content_index, part=part)
+    return _part_event(
+        "response.content_part.added", response_id, item_id, output_index, content_index, part=part
+    )
 
 
 def response_content_part_done(
     response_id: str, item_id: str, output_index: int, content_index: int, part: dict[str, Any]
 ) -> ServerEvent:
-    return _part_event("response.content_part.done", response_id, item_id, output_index, content_index, part=part)
+    return _part_event(
+        "response.content_part.done", response_id, item_id, output_index, content_index, part=part
+    )
 
 
 def response_output_text_delta(
     response_id: str, item_id: str, output_index: int, content_index: int, delta: str
 ) -> ServerEvent:
-    return _part_event("response.output_text.delta", response_id, item_id, output_index, content_index, delta=delta)
+    return _part_event(
+        "response.output_text.delta", response_id, item_id, output_index, content_index, delta=delta
+    )
 
 
 def response_output_text_done(
     response_id: str, item_id: str, output_index: int, content_index: int, text: str
 ) -> ServerEvent:
-    return _part_event("response.output_text.done", response_id, item_id, output_index, content_index, text=text)
+    return _part_event(
+        "response.output_text.done", response_id, item_id, output_index, content_index, text=text
+    )
 
 
 def response_output_audio_delta(
     response_id: str, item_id: str, output_index: int, content_index: int, delta: str
 ) -> ServerEvent:
-    return _part_event("response.output_audio.delta", response_id, item_id, output_index, content_index, delta=delta)
+    return _part_event(
+        "response.output_audio.delta",
+        response_id,
+        item_id,
+        output_index,
+        content_index,
+        delta=delta,
+    )
 
 
 def response_output_audio_done(
     response_id: str, item_id: str, output_index: int, content_index: int
 ) -> ServerEvent:
-    return _part_event("response.output_audio.done", response_id, item_id, output_index, content_index)
+    return _part_event(
+        "response.output_audio.done", response_id, item_id, output_index, content_index
+    )
 
 
 def response_output_audio_transcript_delta(
     response_id: str, item_id: str, output_index: int, content_index: int, delta: str
 ) -> ServerEvent:
     return _part_event(
-        "response.output_audio_transcript.delta", response_id, item_id, output_index, content_index, delta=delta
+        "response.output_audio_transcript.delta",
+        response_id,
+        item_id,
+        output_index,
+        content_index,
+        delta=delta,
     )
 
 

@@ -75,7 +75,16 @@ class AudioInput(WireModel):
 
 # OpenAI's built-in voice names; each speech backend maps them onto voices of its own.
 OPENAI_VOICES = (
-    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
 )
 
 
@@ -188,7 +197,7 @@ class RealtimeSession(WireModel):
     id: str | None = None
     expires_at: int | None = None
     model: str = "gpt-realtime"
-    output_modalities: OutputModalities = Field(default_factory=lambda: ["audio"])
+    output_modalities: OutputModalities = Field(default_factory=lambda: ["audio"])  # type: ignore[arg-type]
     instructions: str = DEFAULT_INSTRUCTIONS
     audio: SessionAudio = Field(default_factory=SessionAudio)
     include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class SessionDriver:
-    def __init__(self, session: Session, backends: Backends, send: Callable[[ServerEvent], None]) -> None:
+    def __init__(
+        self, session: Session, backends: Backends, send: Callable[[ServerEvent], None]
+    ) -> None:
         self.session = session
         self.backends = backends
         self._send = send
@@ -80,7 +82,9 @@ class SessionDriver:
             return
         task = asyncio.get_running_loop().create_task(work)
         self._tasks[key] = task
-        task.add_done_callback(lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None)
+        task.add_done_callback(
+            lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None
+        )
 
     async def _respond(self, effect: GenerateResponse) -> None:
         response_id = effect.response_id
@@ -125,7 +129,12 @@ class SessionDriver:
             self.session.on_speech_mark(response_id, words)
 
         return SpeechPipeline(
-            tts, voice, effect.speed, AudioFormat(response.settings.audio_format["type"]), on_audio, on_mark
+            tts,
+            voice,
+            effect.speed,
+            AudioFormat(response.settings.audio_format["type"]),
+            on_audio,
+            on_mark,
         )
 
     async def _transcribe(self, effect: Transcribe) -> None:
@@ -141,8 +150,12 @@ class SessionDriver:
                 self.flush()
         except BackendError as exc:
             log.warning("transcription of %s failed: %s", effect.item_id, exc)
-            session.on_transcript_failed(effect.item_id, effect.content_index, exc.code, exc.message)
+            session.on_transcript_failed(
+                effect.item_id, effect.content_index, exc.code, exc.message
+            )
         except Exception as exc:
             log.exception("transcription of %s failed unexpectedly", effect.item_id)
-            session.on_transcript_failed(effect.item_id, effect.content_index, "server_error", repr(exc))
+            session.on_transcript_failed(
+                effect.item_id, effect.content_index, "server_error", repr(exc)
+            )
         self.flush()

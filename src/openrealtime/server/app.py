@@ -43,7 +43,9 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         ready = app.state.ready
-        return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ok" if ready else "starting"}, status_code=200 if ready else 503
+        )
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
@@ -68,7 +70,9 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:
         headers = {k.lower(): v for k, v in websocket.headers.items()}
-        offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        offered = [
+            p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()
+        ]
         token = bearer_token(headers, offered)
         if not auth.is_standard_key(token):
             await websocket.send_denial_response(
@@ -86,9 +90,13 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         session = Session(
             RealtimeSession(model=model),
             known_voice=lambda voice: tts.resolve_voice(voice) is not None,
-            vad_frame_ms=1000 * app.state.backends.vad.frame_samples / app.state.backends.vad.sample_rate,
+            vad_frame_ms=1000
+            * app.state.backends.vad.frame_samples
+            / app.state.backends.vad.sample_rate,
         )
-        await run_websocket(websocket, session, app.state.backends, choose_dialect(headers, offered))
+        await run_websocket(
+            websocket, session, app.state.backends, choose_dialect(headers, offered)
+        )
 
     return app
 
@@ -96,8 +104,12 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
 async def announce(settings: Settings, backends: Backends) -> None:
     """The start-up lines a person reads: where, with what, and who may connect."""
     base = f"http://{settings.host}:{settings.port}"
-    log.info("openrealtime %s listening on %s (WebSocket %s/v1/realtime)", __version__,
-             base, base.replace("http", "ws", 1))
+    log.info(
+        "openrealtime %s listening on %s (WebSocket %s/v1/realtime)",
+        __version__,
+        base,
+        base.replace("http", "ws", 1),
+    )
     for role, description in backends.describe().items():
         log.info("  %-3s %s", role, description)
     if settings.open_mode:

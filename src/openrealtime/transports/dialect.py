@@ -54,5 +54,7 @@ class Beta:
 
 
 def choose_dialect(headers: dict[str, str], subprotocols: list[str]) -> Dialect:
-    beta = "realtime=v1" in headers.get("openai-beta", "") or "openai-beta.realtime-v1" in subprotocols
+    beta = (
+        "realtime=v1" in headers.get("openai-beta", "") or "openai-beta.realtime-v1" in subprotocols
+    )
     return Beta() if beta else GA()

@@ -49,7 +49,11 @@ def chat_messages(request: LlmRequest) -> list[dict[str, Any]]:
                 "function": {"name": entry.name, "arguments": entry.arguments or "{}"},
             }
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and (not pending or "tool_calls" in last):
+            if (
+                last is not None
+                and last["role"] == "assistant"
+                and (not pending or "tool_calls" in last)
+            ):
                 last.setdefault("tool_calls", []).append(call)
             else:
                 answer_pending()
@@ -58,13 +62,18 @@ def chat_messages(request: LlmRequest) -> list[dict[str, Any]]:
             pending[entry.call_id] = last
         elif isinstance(entry, ToolResult):
             if pending.pop(entry.call_id, None) is not None:
-                messages.append({"role": "tool", "tool_call_id": entry.call_id, "content": entry.output})
+                messages.append(
+                    {"role": "tool", "tool_call_id": entry.call_id, "content": entry.output}
+                )
             else:
                 # A result with no matching call in the context: endpoints refuse an orphan tool
                 # message, so the model still gets the information as a user turn.
                 answer_pending()
                 messages.append(
-                    {"role": "user", "content": f"Result of tool call {entry.call_id}: {entry.output}"}
+                    {
+                        "role": "user",
+                        "content": f"Result of tool call {entry.call_id}: {entry.output}",
+                    }
                 )
         elif isinstance(entry, ChatTurn):
             answer_pending()
@@ -109,7 +118,9 @@ def chat_arguments(request: LlmRequest, model: str) -> dict[str, Any]:
 class OpenAIChatModel:
     name = "openai-chat"
 
-    def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str | None, timeout: float = 60.0
+    ) -> None:
         self.base_url = base_url
         self.model = model
         self._client = AsyncOpenAI(
@@ -120,7 +131,9 @@ class OpenAIChatModel:
         finish_reason = "stop"
         usage: Usage | None = None
         try:
-            chunks = await self._client.chat.completions.create(**chat_arguments(request, self.model))
+            chunks = await self._client.chat.completions.create(
+                **chat_arguments(request, self.model)
+            )
             async for chunk in chunks:
                 if chunk.usage is not None:
                     cached = getattr(chunk.usage.prompt_tokens_details, "cached_tokens", None) or 0
@@ -169,7 +182,9 @@ class OpenAIChatModel:
                 code="llm_error",
             ) from None
         except openai.OpenAIError as exc:
-            raise BackendError("llm", f"the LLM at {self.base_url} failed: {exc}", code="llm_error") from None
+            raise BackendError(
+                "llm", f"the LLM at {self.base_url} failed: {exc}", code="llm_error"
+            ) from None
         yield Finished(finish_reason, usage)
 
     async def check(self) -> str | None:

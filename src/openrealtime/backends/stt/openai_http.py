@@ -1,0 +1,114 @@
+"""Speech-to-text through any OpenAI-compatible `POST /audio/transcriptions` endpoint.
+
+Works with OpenAI itself, speaches, vLLM and the like. `base_url` follows the OpenAI SDK
+convention and includes the version prefix, e.g. `http://localhost:8000/v1`. The endpoint is not
+streamed: the whole utterance goes up as one WAV file and the text comes back at once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import wave
+from collections.abc import AsyncIterator
+
+import httpx
+
+from openrealtime.backends.errors import BackendError
+from openrealtime.backends.stt.base import (
+    TranscriptDelta,
+    TranscriptDone,
+    TranscriptEvent,
+    TranscriptionOptions,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+_FLAG_HINT = "check --stt-base-url / --stt-model"
+_EXCERPT_CHARS = 200
+
+
+def pcm16_to_wav(pcm16k: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Mono PCM16 little-endian → a WAV file (44-byte header + the samples)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm16k[: len(pcm16k) // 2 * 2])
+    return buffer.getvalue()
+
+
+class OpenAITranscriber:
+    """A `Transcriber` backed by an HTTP service; one connection pool shared by all sessions."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/audio/transcriptions"
+        # The operator's model wins; the client's is used only when none is configured.
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
+
+    async def transcribe(
+        self, pcm16k: bytes, options: TranscriptionOptions
+    ) -> AsyncIterator[TranscriptEvent]:
+        audio_seconds = len(pcm16k) // 2 / SAMPLE_RATE
+        if len(pcm16k) < 2:
+            yield TranscriptDone("", 0.0)
+            return
+        text = await self._post(pcm16k, options)
+        if text:
+            yield TranscriptDelta(text)
+        yield TranscriptDone(text, audio_seconds)
+
+    async def _post(self, pcm16k: bytes, options: TranscriptionOptions) -> str:
+        fields = {"response_format": "json"}
+        model = self.model or options.model
+        if model:
+            fields["model"] = model
+        if options.language:
+            fields["language"] = options.language
+        if options.prompt:
+            fields["prompt"] = options.prompt
+        files = {"file": ("audio.wav", pcm16_to_wav(pcm16k), "audio/wav")}
+        try:
+            response = await self._client.post(self.url, data=fields, files=files)
+        except httpx.TimeoutException as exc:
+            raise self._error(f"timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise self._error(f"request failed ({type(exc).__name__}: {exc})") from exc
+        if not response.is_success:
+            raise self._error(f"returned HTTP {response.status_code}: {_excerpt(response.text)!r}")
+        try:
+            body = response.json()
+            text = body["text"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._error(
+                f"returned a body that is not transcription JSON: {_excerpt(response.text)!r}"
+            ) from exc
+        if not isinstance(text, str):
+            raise self._error(f"returned a non-string 'text': {_excerpt(response.text)!r}")
+        return text.strip()
+
+    def _error(self, what: str) -> BackendError:
+        model = self.model or "(the client's)"
+        return BackendError(
+            "stt", f"transcription request to {self.url} (model {model}) {what}; {_FLAG_HINT}"
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _excerpt(body: str) -> str:
+    body = body.strip()
+    return body if len(body) <= _EXCERPT_CHARS else body[:_EXCERPT_CHARS] + "…"
