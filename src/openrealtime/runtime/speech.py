@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import aclosing
 
 import numpy as np
 
@@ -54,8 +55,10 @@ class SpeechPipeline:
         resampler = StreamResampler(self._tts.sample_rate, formats.sample_rate(self._format))
         words = 0
         while (piece := await self._pieces.get()) is not None:
-            async for pcm in self._tts.synthesize(piece, self._voice, self._speed):
-                self._emit(resampler.process(np.frombuffer(pcm, "<i2")))
+            # aclosing: a cancelled pipeline must stop the synthesizer's stream at once.
+            async with aclosing(self._tts.synthesize(piece, self._voice, self._speed)) as audio:
+                async for pcm in audio:
+                    self._emit(resampler.process(np.frombuffer(pcm, "<i2")))
             words += len(piece.split())
             self._on_mark(words)
         self._emit(resampler.flush())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from ...protocol.session import OPENAI_VOICES
@@ -18,7 +18,7 @@ class Synthesizer(Protocol):
         """The backend voice for an OpenAI or backend voice name; None if unknown."""
         ...
 
-    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[bytes]:
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[bytes, None]:
         """Speak `text`, yielding PCM16 mono chunks at `sample_rate` as soon as they exist.
 
         `voice` is an already-resolved backend voice. Raises BackendError on failure.
