@@ -120,13 +120,17 @@ def from_validation_error(
 ) -> ProtocolError:
     """The first validation failure, phrased the way OpenAI phrases it."""
     err = exc.errors(include_url=False)[0]
-    path = _clean_loc(tuple(err["loc"]), data, missing=err["type"] == "missing")
+    path = _clean_loc(tuple(err["loc"]), data, missing=err["type"] in ("missing",))
     if prefix:
         path = [prefix, *path]
     param = format_param(path) or None
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
+    if "at" in ctx:  # a model validator's error names the field inside the model it checked
+        param = f"{param}.{ctx['at']}" if param else str(ctx["at"])
+        code = MISSING_PARAMETER if kind == "content_missing" else INVALID_VALUE
+        return ProtocolError(f"Invalid '{param}': {err['msg']}", code, param, event_id=event_id)
     if kind == "extra_forbidden":
         return ProtocolError(
             f"Unknown parameter: '{param}'.", UNKNOWN_PARAMETER, param, event_id=event_id

@@ -43,26 +43,28 @@ class MessageItem(WireModel):
     @model_validator(mode="after")
     def _content_fits_role(self) -> MessageItem:
         allowed = _ROLE_CONTENT[self.role]
+        article = "an" if self.role == "assistant" else "a"
         for index, part in enumerate(self.content):
             if part.type == "text":
                 part.type = _TEXT_ALIAS[self.role]  # type: ignore[assignment]
             if part.type not in allowed:
                 raise PydanticCustomError(
-                    "invalid_value",
-                    "content[{index}].type '{got}' is not allowed in a {role} message; "
-                    "use one of: {allowed}.",
+                    "content_invalid",
+                    "content type '{got}' is not allowed in {article} {role} message; use one "
+                    "of: {allowed}.",
                     {
-                        "index": index,
+                        "at": f"content[{index}].type",
                         "got": part.type,
+                        "article": article,
                         "role": self.role,
                         "allowed": ", ".join(allowed),
                     },
                 )
             if part.type in ("input_text", "output_text") and part.text is None:
                 raise PydanticCustomError(
-                    "missing",
-                    "content[{index}] of type {t} needs 'text'.",
-                    {"index": index, "t": part.type},
+                    "content_missing",
+                    "a content part of type {t} needs 'text'.",
+                    {"at": f"content[{index}].text", "t": part.type},
                 )
         return self
 

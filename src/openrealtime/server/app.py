@@ -22,6 +22,17 @@ from .errors import openai_error
 log = logging.getLogger("openrealtime")
 
 
+class RefusedHandshakeFilter(logging.Filter):
+    """uvicorn's websockets-sansio backend logs an ERROR for every handshake the app refuses
+    with an HTTP answer (a wrong key): that is not an error, and it would page operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing handshake" not in record.getMessage()
+
+
+_handshake_filter = RefusedHandshakeFilter()
+
+
 def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     """`backends` may be given (tests, embedding); otherwise they are built from `settings`."""
 
@@ -36,6 +47,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             if backends is None:
                 await app.state.backends.aclose()
 
+    logging.getLogger("uvicorn.error").addFilter(_handshake_filter)  # idempotent
     app = FastAPI(title="openrealtime", version=__version__, lifespan=lifespan)
     app.state.ready = False
     auth = Authenticator(settings)

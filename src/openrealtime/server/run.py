@@ -36,4 +36,5 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
     uvicorn.Server(uvicorn_config(settings, create_app(settings))).run()

@@ -195,8 +195,8 @@ class OpenAIChatModel:
             return str(exc.__cause__ or exc)
         except openai.APIStatusError:
             return None  # it answers; some servers just don't list models
-        except openai.OpenAIError as exc:
-            return str(exc)
+        except Exception as exc:  # whatever it is, start-up reports it and goes on
+            return str(exc) or repr(exc)
         return None
 
     async def aclose(self) -> None:
