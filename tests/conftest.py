@@ -94,7 +94,9 @@ async def arecv(connection: Any, *, beta: bool = False) -> Any:
     return validated(await connection.recv_bytes(), beta=beta)
 
 
-def recv_until(connection: Any, event_type: str, *, beta: bool = False, limit: int = 500) -> list[Any]:
+def recv_until(
+    connection: Any, event_type: str, *, beta: bool = False, limit: int = 500
+) -> list[Any]:
     """Receive (validating each) up to and including the first event of `event_type`."""
     events = []
     for _ in range(limit):
@@ -105,7 +107,9 @@ def recv_until(connection: Any, event_type: str, *, beta: bool = False, limit: i
     raise AssertionError(f"no {event_type} within {limit} events: {[e.type for e in events]}")
 
 
-async def arecv_until(connection: Any, event_type: str, *, beta: bool = False, limit: int = 500) -> list[Any]:
+async def arecv_until(
+    connection: Any, event_type: str, *, beta: bool = False, limit: int = 500
+) -> list[Any]:
     events = []
     for _ in range(limit):
         event = await arecv(connection, beta=beta)

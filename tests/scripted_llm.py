@@ -52,7 +52,9 @@ Reply = Text | ToolCalls | Fail | Garbage
 class ScriptedLLM:
     replies: deque[Reply] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    default: Reply = field(default_factory=lambda: Text(["Hello", " from", " the", " scripted", " model."]))
+    default: Reply = field(
+        default_factory=lambda: Text(["Hello", " from", " the", " scripted", " model."])
+    )
     cancelled: int = 0  # streams the client abandoned before the end
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,9 +89,13 @@ class ScriptedLLM:
             body = await request.json()
             reply = self.next_reply(body)
             if isinstance(reply, Fail):
-                return JSONResponse(json.loads(reply.body) if reply.body.startswith("{") else reply.body,
-                                    status_code=reply.status)
-            return StreamingResponse(self._stream(reply, body["model"]), media_type="text/event-stream")
+                return JSONResponse(
+                    json.loads(reply.body) if reply.body.startswith("{") else reply.body,
+                    status_code=reply.status,
+                )
+            return StreamingResponse(
+                self._stream(reply, body["model"]), media_type="text/event-stream"
+            )
 
         return app
 
@@ -102,7 +108,9 @@ class ScriptedLLM:
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+                if usage is None
+                else [],
             }
             if usage is not None:
                 payload["usage"] = usage
@@ -121,17 +129,35 @@ class ScriptedLLM:
                 yield chunk({}, reply.finish_reason)
                 if reply.usage:
                     prompt, completion = reply.usage
-                    yield chunk({}, usage={"prompt_tokens": prompt, "completion_tokens": completion,
-                                           "total_tokens": prompt + completion})
+                    yield chunk(
+                        {},
+                        usage={
+                            "prompt_tokens": prompt,
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
+                        },
+                    )
             else:
                 if reply.text_before:
                     yield chunk({"content": reply.text_before})
                 for index, (call_id, name, arguments) in enumerate(reply.calls):
-                    yield chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                                 "function": {"name": name, "arguments": ""}}]})
+                    yield chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": call_id,
+                                    "type": "function",
+                                    "function": {"name": name, "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
                     half = len(arguments) // 2
                     for part in (arguments[:half], arguments[half:]):
-                        yield chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+                        yield chunk(
+                            {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
+                        )
                 yield chunk({}, "tool_calls")
             yield "data: [DONE]\n\n"
         except asyncio.CancelledError:

@@ -19,8 +19,14 @@ def free_port() -> int:
 class ServerThread:
     def __init__(self, app: Any, **config: Any) -> None:
         self.port = free_port()
-        options = {"host": "127.0.0.1", "port": self.port, "log_level": "warning", "lifespan": "on",
-                   "ws": "websockets-sansio", **config}
+        options = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "log_level": "warning",
+            "lifespan": "on",
+            "ws": "websockets-sansio",
+            **config,
+        }
         self.server = uvicorn.Server(uvicorn.Config(app, **options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

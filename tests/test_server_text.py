@@ -54,12 +54,15 @@ def test_text_turn_streams_full_ga_sequence(client, llm) -> None:
     llm.script(Text(["The ", "answer ", "is ", "42."]))
     with client.realtime.connect(model="gpt-realtime") as conn:
         recv(conn)
-        conn.session.update(session={"type": "realtime", "output_modalities": ["text"],
-                                     "instructions": "Be brief."})
+        conn.session.update(
+            session={"type": "realtime", "output_modalities": ["text"], "instructions": "Be brief."}
+        )
         assert recv(conn).type == "session.updated"
         conn.conversation.item.create(item=_user("What is the answer?"))
         assert [e.type for e in recv_until(conn, "conversation.item.done")] == [
-            "conversation.item.added", "conversation.item.done"]
+            "conversation.item.added",
+            "conversation.item.done",
+        ]
         conn.response.create()
         events = recv_until(conn, "response.done")
     types = [e.type for e in events]
@@ -88,22 +91,38 @@ async def test_multi_turn_tool_call_round_trip_async(async_client, llm) -> None:
     )
     async with async_client.realtime.connect(model="gpt-realtime") as conn:
         await arecv_until(conn, "session.created")
-        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"],
-                                           "tools": [WEATHER_TOOL], "tool_choice": "auto"})
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "output_modalities": ["text"],
+                "tools": [WEATHER_TOOL],
+                "tool_choice": "auto",
+            }
+        )
         await arecv_until(conn, "session.updated")
         await conn.conversation.item.create(item=_user("Weather in Paris?"))
         await conn.response.create()
         events = await arecv_until(conn, "response.done")
         call = events[-1].response.output[0]
         assert call.type == "function_call"
-        assert (call.call_id, call.name, call.arguments) == ("call_abc", "get_weather", '{"city": "Paris"}')
-        args_deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        assert (call.call_id, call.name, call.arguments) == (
+            "call_abc",
+            "get_weather",
+            '{"city": "Paris"}',
+        )
+        args_deltas = "".join(
+            e.delta for e in events if e.type == "response.function_call_arguments.delta"
+        )
         assert args_deltas == '{"city": "Paris"}'
         args_done = next(e for e in events if e.type == "response.function_call_arguments.done")
         assert args_done.name == "get_weather" and args_done.call_id == "call_abc"
 
         await conn.conversation.item.create(
-            item={"type": "function_call_output", "call_id": "call_abc", "output": json.dumps({"sky": "sunny"})}
+            item={
+                "type": "function_call_output",
+                "call_id": "call_abc",
+                "output": json.dumps({"sky": "sunny"}),
+            }
         )
         await conn.response.create()
         events = await arecv_until(conn, "response.done")
@@ -117,12 +136,29 @@ async def test_multi_turn_tool_call_round_trip_async(async_client, llm) -> None:
     assert second["tools"][0]["function"]["name"] == "get_weather"
     assert second["tools"][0]["function"]["parameters"] == WEATHER_TOOL["parameters"]
     assert second["messages"][2] == {
-        "role": "assistant", "content": None,
-        "tool_calls": [{"id": "call_abc", "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_abc",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
     }
-    assert second["messages"][3] == {"role": "tool", "tool_call_id": "call_abc", "content": '{"sky": "sunny"}'}
-    assert [m["role"] for m in third["messages"]] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert second["messages"][3] == {
+        "role": "tool",
+        "tool_call_id": "call_abc",
+        "content": '{"sky": "sunny"}',
+    }
+    assert [m["role"] for m in third["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
     assert third["messages"][4]["content"] == "It is sunny in Paris."
 
 
@@ -152,10 +188,15 @@ def test_second_response_while_active_is_refused_and_cancel_stops_backend(client
 
 @pytest.mark.parametrize(
     ("reply", "code"),
-    [(Fail(500), "llm_error"), (Fail(404, '{"error": {"message": "model not found"}}'), "llm_error"),
-     (Garbage(), "server_error")],
+    [
+        (Fail(500), "llm_error"),
+        (Fail(404, '{"error": {"message": "model not found"}}'), "llm_error"),
+        (Garbage(), "server_error"),
+    ],
 )
-def test_backend_failure_gives_failed_response_and_session_goes_on(client, llm, reply, code) -> None:
+def test_backend_failure_gives_failed_response_and_session_goes_on(
+    client, llm, reply, code
+) -> None:
     llm.script(reply, Text(["recovered"]))
     with client.realtime.connect(model="gpt-realtime") as conn:
         recv(conn)
