@@ -95,6 +95,11 @@ class InputAudioBuffer:
             return None
         return self._to_vad.process(formats.decode(self.format, raw))
 
+    def peek(self, start_ms: float) -> bytes:
+        """The audio held from session time `start_ms` on, left in place."""
+        data = b"".join(self._chunks)
+        return data[self._offset(start_ms, formats.bytes_per_sample(self.format)) :]
+
     def take(self, start_ms: float | None = None, end_ms: float | None = None) -> bytes:
         """Remove and return the audio held, optionally only [start_ms, end_ms) of it; what
         follows `end_ms` stays in the buffer."""

@@ -45,4 +45,43 @@ class DetectSpeech:
     pcm16k: np.ndarray
 
 
-Effect = GenerateResponse | CancelResponse | Transcribe | DetectSpeech
+@dataclass(frozen=True, slots=True)
+class StartTranscript:
+    """Open a streaming transcription for the speech that just started; `pcm16k` is the audio
+    held so far (the prefix padding onwards). Partial transcripts come back while it is fed."""
+
+    item_id: str
+    content_index: int
+    pcm16k: bytes
+    options: TranscriptionOptions
+
+
+@dataclass(frozen=True, slots=True)
+class FeedTranscript:
+    item_id: str
+    pcm16k: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FinishTranscript:
+    """The turn was committed (or, with `discard`, cleared): finish or drop its transcription."""
+
+    item_id: str
+    discard: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClearOutputAudio:
+    """Stop playing assistant audio now (transports with server-side playback: WebRTC)."""
+
+
+Effect = (
+    GenerateResponse
+    | CancelResponse
+    | Transcribe
+    | DetectSpeech
+    | StartTranscript
+    | FeedTranscript
+    | FinishTranscript
+    | ClearOutputAudio
+)

@@ -11,7 +11,12 @@ Rules that span the parts:
   (`turn_detected`) and truncates its audio to what had been sent.
 - Speech stopping commits the buffer as a user item and, with `create_response`, responds.
 - Transcription always runs (the LLM needs the words); its events are sent only when
-  `audio.input.transcription` is configured. A failure is always reported.
+  `audio.input.transcription` is configured (always, in a transcription session). A failure
+  is always reported. With `stream_transcripts`, a turn is transcribed while it is spoken and
+  partial transcripts go out as deltas.
+- A transcription session (`type: "transcription"`) only transcribes: no responses.
+- With server-side playback (WebRTC), interrupting stops the player and truncates the audio
+  to what was played; without it (WebSocket), to what was sent.
 """
 
 from __future__ import annotations
@@ -35,13 +40,24 @@ from ..protocol.session import (
     OPENAI_VOICES,
     READ_ONLY_FIELDS,
     RealtimeSession,
+    TranscriptionSession,
     VoiceId,
     merge_session_update,
 )
 from .audio_input import InputAudioBuffer, decode_base64_audio, to_vad_rate
 from .context import build_request, estimate_input
 from .conversation import Conversation
-from .effects import CancelResponse, DetectSpeech, Effect, GenerateResponse, Transcribe
+from .effects import (
+    CancelResponse,
+    ClearOutputAudio,
+    DetectSpeech,
+    Effect,
+    FeedTranscript,
+    FinishTranscript,
+    GenerateResponse,
+    StartTranscript,
+    Transcribe,
+)
 from .responses import Response, ResponseSettings
 from .spoken import SpokenAudio, first_words
 from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnParams
@@ -55,15 +71,22 @@ MIN_COMMIT_MS = 100
 class Session:
     def __init__(
         self,
-        config: RealtimeSession | None = None,
+        config: RealtimeSession | TranscriptionSession | None = None,
         *,
         session_id: str | None = None,
         known_voice: Callable[[str], bool] = lambda voice: voice in OPENAI_VOICES,
         vad_frame_ms: float = 32.0,
+        stream_transcripts: bool = False,
+        playback: bool = False,
     ) -> None:
         self.id = session_id or new_id("sess")
-        self.config = config or RealtimeSession()
+        self.config: RealtimeSession | TranscriptionSession = config or RealtimeSession()
         self.config.id = self.id
+        self._stream_transcripts = stream_transcripts or self.transcribes_only
+        self._playback = playback
+        self._streaming_item: str | None = None  # the turn being transcribed as it is spoken
+        self._partials: dict[str, str] = {}  # item id -> transcript text already sent as deltas
+        self._playing: tuple[str, float] | None = None  # (item id, ms played) while playing
         self.conversation = Conversation()
         self.conversation_id = new_id("conv")
         self.outbox: list[Output] = []
@@ -119,6 +142,10 @@ class Session:
     def session_wire(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
 
+    @property
+    def transcribes_only(self) -> bool:
+        return isinstance(self.config, TranscriptionSession)
+
     # --- session ---------------------------------------------------------------------------
 
     def _session_update(self, event: ce.SessionUpdate) -> None:
@@ -132,7 +159,7 @@ class Session:
             )
         for field in READ_ONLY_FIELDS:
             update.pop(field, None)
-        new_voice = update.get("audio", {}).get("output", {}).get("voice")
+        new_voice = (update.get("audio") or {}).get("output", {}).get("voice")
         if new_voice is not None:
             self._check_voice(new_voice, "session.audio.output.voice")
             if self._voice_locked and new_voice != self._voice_value():
@@ -142,7 +169,7 @@ class Session:
                     "session.audio.output.voice",
                 )
         merged = merge_session_update(self.session_wire(), update)
-        self.config = RealtimeSession.model_validate(merged)
+        self.config = type(self.config).model_validate(merged)
         self._input.set_format(AudioFormat(self.config.audio.input.format.type))
         self._configure_turns()
         self.outbox.append(ev.session_updated(self.session_wire()))
@@ -158,6 +185,7 @@ class Session:
             )
 
     def _voice_value(self) -> Any:
+        assert isinstance(self.config, RealtimeSession)
         voice = self.config.audio.output.voice
         return voice.model_dump() if isinstance(voice, VoiceId) else voice
 
@@ -266,6 +294,12 @@ class Session:
         self.create_response(event.response or ce.ResponseParams())
 
     def create_response(self, params: ce.ResponseParams) -> None:
+        if not isinstance(self.config, RealtimeSession):
+            raise ProtocolError(
+                "This is a transcription session: it transcribes audio and creates no "
+                "responses. Connect without intent=transcription for a session that answers.",
+                errors.NOT_SUPPORTED,
+            )
         conversation = params.conversation or "auto"
         if conversation not in ("auto", "none"):
             raise ProtocolError(
@@ -451,10 +485,20 @@ class Session:
     # --- input audio -----------------------------------------------------------------------
 
     def _audio_append(self, event: ce.InputAudioBufferAppend) -> None:
-        raw = decode_base64_audio(event.audio, self._input.format)
+        self.append_input_audio(decode_base64_audio(event.audio, self._input.format))
+
+    @property
+    def input_format(self) -> AudioFormat:
+        return self._input.format
+
+    def append_input_audio(self, raw: bytes) -> None:
+        """Audio in the session's input format, from an append event or a media track."""
         pcm16k = self._input.append(raw, for_vad=self._detector is not None)
-        if pcm16k is not None and len(pcm16k):
-            self.outbox.append(DetectSpeech(pcm16k))
+        if pcm16k is None or not len(pcm16k):
+            return
+        if self._streaming_item is not None:
+            self.outbox.append(FeedTranscript(self._streaming_item, pcm16k.tobytes()))
+        self.outbox.append(DetectSpeech(pcm16k))
 
     def on_speech_probabilities(self, probabilities: list[float]) -> None:
         """The VAD's verdicts on the next frames of the input stream, in order."""
@@ -476,23 +520,45 @@ class Session:
 
     def _speech_started(self, turn: SpeechStarted) -> None:
         self._idle_deadline_ms = None
-        self._speech_item_id = new_id("item")
-        self.outbox.append(
-            ev.input_audio_buffer_speech_started(turn.audio_start_ms, self._speech_item_id)
-        )
+        item_id = self._speech_item_id = new_id("item")
+        self.outbox.append(ev.input_audio_buffer_speech_started(turn.audio_start_ms, item_id))
+        if self._stream_transcripts:
+            held = to_vad_rate(self._input.format, self._input.peek(turn.audio_start_ms))
+            self._streaming_item = item_id
+            options = self._transcription_options()
+            self.outbox.append(StartTranscript(item_id, 0, held.tobytes(), options))
         detection = self.config.audio.input.turn_detection
-        active = self._conversation_response()
-        if active is not None and detection is not None and detection.interrupt_response:
-            self._barge_in(active)
+        if detection is not None and detection.interrupt_response:
+            self._interrupt()
 
-    def _barge_in(self, response: Response) -> None:
-        """Cancel first, then truncate what it said to what had been sent."""
-        item = response.spoken_item()
-        sent_ms = int(response.audio_out_ms)
-        self.cancel_response(response.id, "turn_detected")
-        spoken = self._spoken.get(item.id or "") if item is not None else None
-        if item is not None and spoken is not None:
-            self._truncate(item, spoken, 0, sent_ms)
+    def _interrupt(self) -> None:
+        """Barge-in: cancel the answer first, then stop playback and truncate the audio to
+        what the user heard (what was played, or else what was sent)."""
+        active = self._conversation_response()
+        if active is not None:
+            item, sent_ms = active.spoken_item(), int(active.audio_out_ms)
+            self.cancel_response(active.id, "turn_detected")
+            if item is not None and not self._playback:
+                self._truncate_heard(item.id or "", sent_ms)
+        self._stop_playback()
+
+    def _stop_playback(self) -> None:
+        if self._playing is None:
+            return
+        item_id, played_ms = self._playing
+        self._playing = None
+        self.outbox.append(ClearOutputAudio())
+        self._truncate_heard(item_id, int(played_ms))
+
+    def _truncate_heard(self, item_id: str, end_ms: int) -> None:
+        spoken = self._spoken.get(item_id)
+        if spoken is None or item_id not in self.conversation or end_ms >= spoken.duration_ms:
+            return
+        self._truncate(self.conversation.get(item_id), spoken, 0, end_ms)
+
+    def on_playback(self, item_id: str, played_ms: float, playing: bool) -> None:
+        """The player's position in an assistant audio item (server-side playback only)."""
+        self._playing = (item_id, played_ms) if playing else None
 
     def _speech_stopped(self, turn: SpeechStopped) -> None:
         item_id = self._speech_item_id or new_id("item")
@@ -503,6 +569,7 @@ class Session:
         if (
             detection is not None
             and detection.create_response
+            and not self.transcribes_only
             and self._conversation_response() is None
         ):
             self.create_response(ce.ResponseParams())
@@ -510,6 +577,8 @@ class Session:
     def _check_idle(self, now_ms: float) -> None:
         deadline = self._idle_deadline_ms
         if deadline is None or now_ms < deadline or self._conversation_response() is not None:
+            return
+        if self.transcribes_only:
             return
         self._idle_deadline_ms = None
         item_id = new_id("item")
@@ -556,43 +625,65 @@ class Session:
         wire = dump_item(item)
         self.outbox.append(ev.conversation_item_added(wire, previous_id))
         self.outbox.append(ev.conversation_item_done(wire, previous_id))
-        self._transcribe(item_id, 0)
+        if item_id == self._streaming_item:
+            self._streaming_item = None
+            self._transcribing.add(item_id)
+            self.outbox.append(FinishTranscript(item_id))
+        else:
+            self._transcribe(item_id, 0)
 
     def _audio_clear(self, event: ce.InputAudioBufferClear) -> None:
         self._input.clear()
         self._speech_item_id = None
+        if self._streaming_item is not None:
+            self.outbox.append(FinishTranscript(self._streaming_item, discard=True))
+            self._streaming_item = None
         if self._detector is not None:
             self._detector.reset()
         self.outbox.append(ev.input_audio_buffer_cleared())
 
     def _output_audio_clear(self, event: ce.OutputAudioBufferClear) -> None:
-        """WebSocket sessions have no server-side playback buffer: accepted as a no-op."""
+        """Stops server-side playback (WebRTC); WebSocket sessions have none, so there it is
+        accepted as a no-op."""
+        self._stop_playback()
 
     # --- transcription ---------------------------------------------------------------------
 
-    def _transcribe(self, item_id: str, content_index: int) -> None:
+    def _transcription_options(self) -> TranscriptionOptions:
         transcription = self.config.audio.input.transcription
-        options = TranscriptionOptions(
+        return TranscriptionOptions(
             model=transcription.model if transcription else None,
             language=transcription.language if transcription else None,
             prompt=transcription.prompt if transcription else None,
         )
+
+    def _transcribe(self, item_id: str, content_index: int) -> None:
         pcm16k = to_vad_rate(*self._input_audio[item_id])
         self._transcribing.add(item_id)
+        options = self._transcription_options()
         self.outbox.append(Transcribe(item_id, content_index, pcm16k.tobytes(), options))
 
     @property
     def _reports_transcripts(self) -> bool:
-        return self.config.audio.input.transcription is not None
+        return self.transcribes_only or self.config.audio.input.transcription is not None
 
     def on_transcript_delta(self, item_id: str, content_index: int, text: str) -> None:
-        if self._reports_transcripts and text and item_id in self.conversation:
+        if self._reports_transcripts and text:
+            self._partials[item_id] = self._partials.get(item_id, "") + text
             self.outbox.append(ev.transcription_delta(item_id, content_index, text))
+
+    def on_transcript_partial(self, item_id: str, content_index: int, text: str) -> None:
+        """The whole transcript so far, from a streaming transcription. Deltas may only
+        append, so a revision of words already sent waits for `completed`."""
+        sent = self._partials.get(item_id, "")
+        if text.startswith(sent) and len(text) > len(sent):
+            self.on_transcript_delta(item_id, content_index, text[len(sent) :])
 
     def on_transcript_done(
         self, item_id: str, content_index: int, text: str, seconds: float
     ) -> None:
         self._transcribing.discard(item_id)
+        self._partials.pop(item_id, None)
         if item_id in self.conversation:
             item = self.conversation.get(item_id)
             item.content[content_index].transcript = text
@@ -605,6 +696,7 @@ class Session:
         self, item_id: str, content_index: int, code: str, message: str
     ) -> None:
         self._transcribing.discard(item_id)
+        self._partials.pop(item_id, None)
         error = {"type": errors.SERVER_ERROR, "code": code, "message": message}
         self.outbox.append(ev.transcription_failed(item_id, content_index, error))
         # The model would answer without the user's words: fail waiting responses instead.

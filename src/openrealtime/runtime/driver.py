@@ -6,34 +6,65 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from ..audio.formats import AudioFormat
 from ..backends.errors import BackendError
 from ..backends.llm.base import Finished, TextDelta
 from ..backends.registry import Backends
 from ..backends.stt.base import TranscriptDelta, TranscriptDone
-from ..core.effects import CancelResponse, DetectSpeech, GenerateResponse, Transcribe
+from ..backends.stt.streaming import open_stream
+from ..core.effects import (
+    CancelResponse,
+    ClearOutputAudio,
+    DetectSpeech,
+    FeedTranscript,
+    FinishTranscript,
+    GenerateResponse,
+    StartTranscript,
+    Transcribe,
+)
 from ..core.session import Session
 from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
 from .speech import SpeechPipeline
+from .transcripts import TranscriptFeed
 
 log = logging.getLogger(__name__)
 
 
+class Player(Protocol):
+    """Server-side playback of assistant audio (WebRTC): what `ClearOutputAudio` stops."""
+
+    def clear(self) -> None: ...
+
+
 class SessionDriver:
-    def __init__(
-        self, session: Session, backends: Backends, send: Callable[[ServerEvent], None]
-    ) -> None:
+    def __init__(self, session: Session, backends: Backends) -> None:
         self.session = session
         self.backends = backends
-        self._send = send
+        # Every connection attached to the session gets every event: the owner, and sideband
+        # sockets. A sink only enqueues; it never blocks.
+        self._sinks: list[Callable[[ServerEvent], None]] = []
+        self.player: Player | None = None
+        self._feeds: dict[str, TranscriptFeed] = {}
         self._vad = backends.vad.new_stream()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._closed = False
 
-    # --- from the transport ------------------------------------------------------------------
+    # --- from the transports -----------------------------------------------------------------
+
+    def add_sink(self, sink: Callable[[ServerEvent], None]) -> None:
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: Callable[[ServerEvent], None]) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    def emit(self, event: ServerEvent) -> None:
+        """Send an event that did not come from the core (the player's output_audio_buffer.*)."""
+        for sink in list(self._sinks):
+            sink(event)
 
     def start(self) -> None:
         self.session.open()
@@ -50,6 +81,8 @@ class SessionDriver:
     async def close(self) -> None:
         """The client has gone: stop all backend work for it."""
         self._closed = True
+        for feed in self._feeds.values():
+            feed.close()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -63,7 +96,7 @@ class SessionDriver:
         while outputs := session.drain():
             for out in outputs:
                 if isinstance(out, dict):
-                    self._send(out)
+                    self.emit(out)
                 elif isinstance(out, DetectSpeech):
                     # ~0.25 ms per 32 ms frame: cheaper inline than a hop to a thread.
                     session.on_speech_probabilities(self._vad.process(out.pcm16k))
@@ -71,10 +104,20 @@ class SessionDriver:
                     self._spawn(out.response_id, self._respond(out))
                 elif isinstance(out, Transcribe):
                     self._spawn(out.item_id, self._transcribe(out))
+                elif isinstance(out, StartTranscript):
+                    self._start_feed(out)
+                elif isinstance(out, FeedTranscript):
+                    if (feed := self._feeds.get(out.item_id)) is not None:
+                        feed.feed(out.pcm16k)
+                elif isinstance(out, FinishTranscript):
+                    if (feed := self._feeds.pop(out.item_id, None)) is not None:
+                        feed.close() if out.discard else feed.finish()
                 elif isinstance(out, CancelResponse):
                     task = self._tasks.pop(out.response_id, None)
                     if task is not None:
                         task.cancel()
+                elif isinstance(out, ClearOutputAudio) and self.player is not None:
+                    self.player.clear()
 
     def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         if self._closed:
@@ -159,3 +202,25 @@ class SessionDriver:
                 effect.item_id, effect.content_index, "server_error", repr(exc)
             )
         self.flush()
+
+    def _start_feed(self, effect: StartTranscript) -> None:
+        if self._closed:
+            return
+        session, item_id, index = self.session, effect.item_id, effect.content_index
+
+        def partial(text: str) -> None:
+            session.on_transcript_partial(item_id, index, text)
+            self.flush()
+
+        def done(text: str, seconds: float) -> None:
+            session.on_transcript_done(item_id, index, text, seconds)
+            self.flush()
+
+        def failed(code: str, message: str) -> None:
+            session.on_transcript_failed(item_id, index, code, message)
+            self.flush()
+
+        stream = open_stream(self.backends.stt, effect.options)
+        feed = TranscriptFeed(stream, partial=partial, done=done, failed=failed)
+        self._feeds[item_id] = feed
+        feed.feed(effect.pcm16k)

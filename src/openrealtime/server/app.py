@@ -13,7 +13,8 @@ from .. import __version__
 from ..backends.registry import Backends, create_backends
 from ..config import Settings
 from ..core.session import Session
-from ..protocol.session import RealtimeSession
+from ..protocol.session import RealtimeSession, TranscriptionSession
+from ..runtime.driver import SessionDriver
 from ..transports.dialect import choose_dialect
 from ..transports.websocket import run_websocket
 from .auth import Authenticator, bearer_token
@@ -97,20 +98,34 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             )
             return
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
-        model = websocket.query_params.get("model") or "gpt-realtime"
-        tts = app.state.backends.tts
-        session = Session(
-            RealtimeSession(model=model),
-            known_voice=lambda voice: tts.resolve_voice(voice) is not None,
-            vad_frame_ms=1000
-            * app.state.backends.vad.frame_samples
-            / app.state.backends.vad.sample_rate,
+        backends = app.state.backends
+        query = websocket.query_params
+        transcription = query.get("intent") == "transcription"
+        config = (
+            TranscriptionSession()
+            if transcription
+            else RealtimeSession(model=query.get("model") or "gpt-realtime")
         )
-        await run_websocket(
-            websocket, session, app.state.backends, choose_dialect(headers, offered)
-        )
+        session = new_session(config, backends)
+        driver = SessionDriver(session, backends)
+        await run_websocket(websocket, driver, choose_dialect(headers, offered))
 
     return app
+
+
+def new_session(
+    config: RealtimeSession | TranscriptionSession, backends: Backends, *, playback: bool = False
+) -> Session:
+    """A session wired to what the backends can do."""
+    tts, vad = backends.tts, backends.vad
+    return Session(
+        config,
+        known_voice=lambda voice: tts.resolve_voice(voice) is not None,
+        vad_frame_ms=1000 * vad.frame_samples / vad.sample_rate,
+        # A native streaming recognizer has the transcript ready when the turn ends.
+        stream_transcripts=hasattr(backends.stt, "open_stream"),
+        playback=playback,
+    )
 
 
 async def announce(settings: Settings, backends: Backends) -> None:

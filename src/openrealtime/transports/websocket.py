@@ -1,18 +1,22 @@
 """The WebSocket transport (`/v1/realtime`): frames in, events out. Thin by design — the
-session core holds every rule, the driver runs the work."""
+session core holds every rule, the driver runs the work.
+
+The connection that opened the session owns it: when it goes, the session's backend work
+stops. A sideband connection (`?call_id=`) attaches to a session another transport owns.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
 
-from ..backends.registry import Backends
-from ..core.session import Session
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
+from ..protocol.server_events import ServerEvent
 from ..runtime.driver import SessionDriver
 from .dialect import Dialect
 
@@ -22,20 +26,31 @@ _CLOSED = object()
 
 
 async def run_websocket(
-    websocket: WebSocket, session: Session, backends: Backends, dialect: Dialect
+    websocket: WebSocket,
+    driver: SessionDriver,
+    dialect: Dialect,
+    *,
+    owner: bool = True,
+    event_filter: Callable[[ServerEvent], bool] | None = None,
 ) -> None:
-    """Pump one accepted socket until the client goes away, then stop its backend work."""
+    """Pump one accepted socket until the client goes away."""
     outgoing: asyncio.Queue[Any] = asyncio.Queue()
-    # The driver only enqueues, from any task; one writer sends, so events keep their order.
-    driver = SessionDriver(session, backends, outgoing.put_nowait)
+
+    def sink(event: ServerEvent) -> None:
+        if event_filter is None or event_filter(event):
+            outgoing.put_nowait(event)
+
     writer = asyncio.create_task(_write(websocket, outgoing, dialect))
+    driver.add_sink(sink)
     try:
-        driver.start()
+        if owner:
+            driver.start()
         await _read(websocket, driver, dialect)
     finally:
-        await driver.close()
+        driver.remove_sink(sink)
+        if owner:
+            await driver.close()
         outgoing.put_nowait(_CLOSED)
-        writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
 
 

@@ -44,3 +44,23 @@ class Transcriber(Protocol):
         transcript. Raises BackendError on failure.
         """
         ...
+
+
+class TranscriptionStream(Protocol):
+    """One utterance, transcribed while it is spoken."""
+
+    async def feed(self, pcm16k: bytes) -> str | None:
+        """Add audio; returns the whole transcript so far when it has changed."""
+        ...
+
+    async def finish(self) -> TranscriptDone: ...
+
+    async def aclose(self) -> None:
+        """Drop the utterance (also safe after finish)."""
+        ...
+
+
+class StreamingTranscriber(Transcriber, Protocol):
+    """A transcriber that can decode incrementally (partial results as audio arrives)."""
+
+    def open_stream(self, options: TranscriptionOptions) -> TranscriptionStream: ...

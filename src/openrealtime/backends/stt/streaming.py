@@ -1,0 +1,54 @@
+"""Streaming transcription for any batch transcriber: re-transcribe the utterance so far every
+`interval_s` of new audio. Costs more CPU than a native stream; gives partial transcripts from
+backends that have none (HTTP endpoints, Whisper)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Transcriber, TranscriptDone, TranscriptionOptions, TranscriptionStream
+
+BYTES_PER_SECOND = 16000 * 2
+
+
+class BatchStream:
+    def __init__(
+        self, transcriber: Transcriber, options: TranscriptionOptions, interval_s: float = 1.0
+    ) -> None:
+        self._transcriber = transcriber
+        self._options = options
+        self._interval = int(interval_s * BYTES_PER_SECOND)
+        self._audio = bytearray()
+        self._transcribed_at = 0
+        self._last = ""
+
+    async def feed(self, pcm16k: bytes) -> str | None:
+        self._audio += pcm16k
+        if len(self._audio) - self._transcribed_at < self._interval:
+            return None
+        self._transcribed_at = len(self._audio)
+        done = await self._run()
+        if done.text == self._last:
+            return None
+        self._last = done.text
+        return done.text
+
+    async def finish(self) -> TranscriptDone:
+        return await self._run()
+
+    async def aclose(self) -> None:
+        self._audio.clear()
+
+    async def _run(self) -> TranscriptDone:
+        done: Any = None
+        async for event in self._transcriber.transcribe(bytes(self._audio), self._options):
+            if isinstance(event, TranscriptDone):
+                done = event
+        return done if done is not None else TranscriptDone("", len(self._audio) / BYTES_PER_SECOND)
+
+
+def open_stream(transcriber: Any, options: TranscriptionOptions) -> TranscriptionStream:
+    """The backend's own stream where it has one, else the batch adapter."""
+    if hasattr(transcriber, "open_stream"):
+        return transcriber.open_stream(options)
+    return BatchStream(transcriber, options)
