@@ -214,8 +214,10 @@ class Response:
         self._usage = usage
         if self._message is not None:
             self._message.transcript_done = True
+        # Arguments cut off by the token limit must not look runnable.
+        call_status = "incomplete" if finish_reason == "length" else "completed"
         for index in sorted(self._calls):
-            self._close_call(self._calls.pop(index), "completed")
+            self._close_call(self._calls.pop(index), call_status)
         self._maybe_complete()
 
     def _maybe_complete(self) -> None:

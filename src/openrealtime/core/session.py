@@ -35,7 +35,13 @@ from ..protocol import client_events as ce
 from ..protocol import errors
 from ..protocol import server_events as ev
 from ..protocol.errors import ProtocolError
-from ..protocol.items import ContentPart, ItemReference, MessageItem, dump_item
+from ..protocol.items import (
+    ContentPart,
+    ItemReference,
+    McpApprovalResponseItem,
+    MessageItem,
+    dump_item,
+)
 from ..protocol.session import (
     OPENAI_VOICES,
     READ_ONLY_FIELDS,
@@ -205,7 +211,8 @@ class Session:
     def _item_create(self, event: ce.ConversationItemCreate) -> None:
         item = event.item
         item.id = item.id or new_id("item")
-        item.object = "realtime.item"
+        if not isinstance(item, McpApprovalResponseItem):  # the one item type without it
+            item.object = "realtime.item"
         if hasattr(item, "status"):
             item.status = "completed"
         audio_index = self._take_input_audio(item)
@@ -406,7 +413,8 @@ class Session:
                     "response_id",
                 )
         else:
-            response = self._conversation_response() or next(iter(self.responses.values()), None)
+            # Without an id, only the default conversation's response: out-of-band jobs stay.
+            response = self._conversation_response()
             if response is None:
                 raise ProtocolError(
                     "Cancellation failed: no active response found.", errors.NO_ACTIVE_RESPONSE

@@ -93,7 +93,6 @@ class McpApprovalResponseItem(WireModel):
 
     type: Literal["mcp_approval_response"] = "mcp_approval_response"
     id: str | None = None
-    object: Literal["realtime.item"] | None = None
     approval_request_id: str
     approve: bool
     reason: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from .base import WireModel
 
@@ -125,9 +125,21 @@ class McpTool(WireModel):
     authorization: str | None = None
     headers: dict[str, str] | None = None
     require_approval: str | dict[str, Any] | None = None
+    allowed_callers: list[Literal["direct", "programmatic"]] | None = None
+    defer_loading: bool | None = None
+    tunnel_id: str | None = None
 
 
-Tool = Annotated[FunctionTool | McpTool, Field(discriminator="type")]
+def _tool_kind(value: Any) -> str:
+    # OpenAI lets a function tool omit its `type`.
+    kind = value.get("type", "function") if isinstance(value, dict) else value.type
+    return str(kind)
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[McpTool, Tag("mcp")],
+    Discriminator(_tool_kind),
+]
 
 
 class ToolChoiceFunction(WireModel):
@@ -237,6 +249,10 @@ class TranscriptionSession(WireModel):
 AnySession = Annotated[RealtimeSession | TranscriptionSession, Field(discriminator="type")]
 
 READ_ONLY_FIELDS = frozenset({"object", "id", "expires_at"})
+# Objects that name one thing (a tool, a prompt): a new one replaces the old whole.
+_REPLACED_WHOLE = frozenset({"tool_choice", "prompt"})
+# Objects whose `type` is an ordinary setting, not the tag of a variant: always merged.
+_ALWAYS_MERGED = frozenset({"noise_reduction"})
 
 
 def merge_session_update(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +268,10 @@ def merge_session_update(current: dict[str, Any], update: dict[str, Any]) -> dic
         if (
             isinstance(value, dict)
             and isinstance(old, dict)
-            and ("type" not in value or value.get("type") == old.get("type"))
+            and key not in _REPLACED_WHOLE
+            and (
+                key in _ALWAYS_MERGED or "type" not in value or value.get("type") == old.get("type")
+            )
         ):
             merged[key] = merge_session_update(old, value)
         else:

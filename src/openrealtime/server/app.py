@@ -17,8 +17,9 @@ from ..protocol.session import RealtimeSession, TranscriptionSession
 from ..runtime.driver import SessionDriver
 from ..transports.dialect import choose_dialect
 from ..transports.websocket import run_websocket
-from .auth import Authenticator, bearer_token
+from .auth import Authenticator, AuthError, Principal, bearer_token
 from .errors import openai_error
+from .secrets import MemorySecretStore
 
 log = logging.getLogger("openrealtime")
 
@@ -51,7 +52,8 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     logging.getLogger("uvicorn.error").addFilter(_handshake_filter)  # idempotent
     app = FastAPI(title="openrealtime", version=__version__, lifespan=lifespan)
     app.state.ready = False
-    auth = Authenticator(settings)
+    auth = Authenticator(settings, MemorySecretStore())
+    app.state.auth = auth
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -86,31 +88,34 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         offered = [
             p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()
         ]
-        token = bearer_token(headers, offered)
-        if not auth.is_standard_key(token):
-            await websocket.send_denial_response(
-                openai_error(
-                    401,
-                    "Incorrect API key provided. Send a configured key as "
-                    "'Authorization: Bearer KEY'.",
-                    "invalid_api_key",
-                )
-            )
+        try:
+            principal = await auth.authenticate(bearer_token(headers, offered))
+        except AuthError as refused:
+            await websocket.send_denial_response(openai_error(401, str(refused), "invalid_api_key"))
             return
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
         backends = app.state.backends
         query = websocket.query_params
         transcription = query.get("intent") == "transcription"
-        config = (
-            TranscriptionSession()
-            if transcription
-            else RealtimeSession(model=query.get("model") or "gpt-realtime")
-        )
+        config = session_config(principal, transcription, query.get("model"))
         session = new_session(config, backends)
         driver = SessionDriver(session, backends)
         await run_websocket(websocket, driver, choose_dialect(headers, offered))
 
     return app
+
+
+def session_config(
+    principal: Principal, transcription: bool, model: str | None
+) -> RealtimeSession | TranscriptionSession:
+    """A client secret's minted configuration, or the defaults for what was asked."""
+    if principal.session is not None:
+        minted = principal.session
+        kind = TranscriptionSession if minted.get("type") == "transcription" else RealtimeSession
+        return kind.model_validate(minted)
+    if transcription:
+        return TranscriptionSession()
+    return RealtimeSession(model=model or "gpt-realtime")
 
 
 def new_session(
