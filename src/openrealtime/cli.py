@@ -37,6 +37,11 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "llm_timeout",
         {"type": float, "help": "seconds before an LLM request fails"},
     ),
+    (
+        "--llm-context-tokens",
+        "llm_context_tokens",
+        {"type": int, "help": "the LLM's context window in tokens (default 32768)"},
+    ),
     ("--stt", "stt", {"help": "speech-to-text backend: pocketsphinx, faster-whisper, openai"}),
     ("--stt-base-url", "stt_base_url", {"help": "base URL for --stt openai"}),
     ("--stt-model", "stt_model", {"help": "model name or local directory for the STT backend"}),

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     llm_model: str = "llama3.2"
     llm_api_key: str | None = None
     llm_timeout: float = 60.0
+    # The model's context window, for truncation (`session.truncation`): OpenAI's realtime
+    # models have 32k; set it to what the served model has (Ollama's num_ctx, vLLM's max_model_len).
+    llm_context_tokens: int = 32768
 
     stt: str = "pocketsphinx"
     stt_base_url: str | None = None

@@ -44,7 +44,11 @@ def _llm(settings: Settings) -> LanguageModel:
     from .llm.openai_chat import OpenAIChatModel
 
     return OpenAIChatModel(
-        settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout
+        settings.llm_base_url,
+        settings.llm_model,
+        settings.llm_api_key,
+        settings.llm_timeout,
+        settings.llm_context_tokens,
     )
 
 

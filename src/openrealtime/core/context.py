@@ -1,4 +1,12 @@
-"""From conversation items to the LLM's view of them: a snapshot of plain entries."""
+"""From conversation items to the LLM's view of them: a snapshot of plain entries, cut to fit
+the model's context window.
+
+Truncation, as OpenAI describes it: when the conversation after the instructions (and tool
+definitions) would not fit in the context window less the room kept for the answer, the
+oldest entries are left out — `auto` down to the limit, `retention_ratio` down to that share of
+it, so that the next turns need no new cut. `disabled` sends everything. It happens before the
+request is sent, never after it fails. Token counts are estimated at 4 characters per token.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +21,11 @@ from ..backends.llm.base import (
     ToolResult,
 )
 from ..protocol.items import FunctionCallItem, FunctionCallOutputItem, MessageItem, item_text
-from ..protocol.session import FunctionTool
+from ..protocol.session import FunctionTool, RetentionRatioTruncation
 from .usage import input_audio_tokens, tokens_for_chars
+
+# Room kept for the answer when max_output_tokens is "inf" (OpenAI's maximum).
+DEFAULT_OUTPUT_RESERVE = 4096
 
 
 def context_entries(items: list[Any]) -> tuple[ContextEntry, ...]:
@@ -40,6 +51,8 @@ def build_request(
     temperature: float | None,
     max_output_tokens: int | str,
     parallel_tool_calls: bool | None,
+    truncation: Any = "auto",
+    context_window: int | None = None,
 ) -> LlmRequest:
     functions = tuple(
         FunctionSpec(tool.name, tool.description, tool.parameters)
@@ -50,9 +63,14 @@ def build_request(
     choice = tool_choice if isinstance(tool_choice, str) else "required"
     if not isinstance(tool_choice, str) and tool_choice.type == "function":
         forced = tool_choice.name
+    entries = context_entries(items)
+    if context_window is not None and truncation != "disabled":
+        fixed = tokens_for_chars(len(instructions) + sum(len(repr(f)) for f in functions))
+        reserve = DEFAULT_OUTPUT_RESERVE if max_output_tokens == "inf" else int(max_output_tokens)
+        entries = truncate(entries, context_window - reserve - fixed, truncation)
     return LlmRequest(
         instructions=instructions,
-        context=context_entries(items),
+        context=entries,
         tools=functions,
         tool_choice=choice if functions else "none",
         forced_function=forced if functions else None,
@@ -60,6 +78,40 @@ def build_request(
         max_output_tokens=None if max_output_tokens == "inf" else int(max_output_tokens),
         parallel_tool_calls=parallel_tool_calls,
     )
+
+
+def entry_tokens(entry: ContextEntry) -> int:
+    if isinstance(entry, ChatTurn):
+        return tokens_for_chars(len(entry.text)) + 4  # + the message's own framing
+    if isinstance(entry, ToolCall):
+        return tokens_for_chars(len(entry.name) + len(entry.arguments)) + 4
+    return tokens_for_chars(len(entry.output)) + 4
+
+
+def truncate(
+    entries: tuple[ContextEntry, ...], limit: int, truncation: Any
+) -> tuple[ContextEntry, ...]:
+    """Leave out the oldest entries while the rest exceeds `limit` tokens."""
+    if isinstance(truncation, RetentionRatioTruncation):
+        limits = truncation.token_limits
+        post_instructions = limits.post_instructions if limits is not None else None
+        if post_instructions is not None:
+            limit = min(limit, post_instructions)
+    sizes = [entry_tokens(entry) for entry in entries]
+    total = sum(sizes)
+    if total <= limit:
+        return entries
+    target = limit
+    if isinstance(truncation, RetentionRatioTruncation):
+        target = int(limit * truncation.retention_ratio)
+    start = 0
+    while start < len(entries) and total > target:
+        total -= sizes[start]
+        start += 1
+    # A tool result whose call was cut would reach the model as an orphan: cut it too.
+    while start < len(entries) and isinstance(entries[start], ToolResult):
+        start += 1
+    return entries[start:]
 
 
 def estimate_input(request: LlmRequest, input_audio_ms: float) -> dict[str, int]:

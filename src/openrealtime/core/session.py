@@ -84,12 +84,14 @@ class Session:
         vad_frame_ms: float = 32.0,
         stream_transcripts: bool = False,
         playback: bool = False,
+        context_window: int | None = None,
     ) -> None:
         self.id = session_id or new_id("sess")
         self.config: RealtimeSession | TranscriptionSession = config or RealtimeSession()
         self.config.id = self.id
         self._stream_transcripts = stream_transcripts or self.transcribes_only
         self._playback = playback
+        self._context_window = context_window
         self._streaming_item: str | None = None  # the turn being transcribed as it is spoken
         self._partials: dict[str, str] = {}  # item id -> transcript text already sent as deltas
         self._playing: tuple[str, float] | None = None  # (item id, ms played) while playing
@@ -360,6 +362,8 @@ class Session:
                 parallel_tool_calls=params.parallel_tool_calls
                 if params.parallel_tool_calls is not None
                 else config.parallel_tool_calls,
+                truncation=config.truncation,
+                context_window=self._context_window,
             )
             response.set_input_estimate(estimate_input(request, self._audio_ms(items)))
             return GenerateResponse(

@@ -87,6 +87,7 @@ LlmEvent = TextDelta | ToolCallDelta | Finished
 class LanguageModel(Protocol):
     name: str
     model: str
+    context_window: int | None  # tokens; None: never truncate
 
     def stream(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
         """Stream one response; ends with exactly one Finished. Raises BackendError."""

@@ -119,10 +119,16 @@ class OpenAIChatModel:
     name = "openai-chat"
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None, timeout: float = 60.0
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        timeout: float = 60.0,
+        context_window: int | None = None,
     ) -> None:
         self.base_url = base_url
         self.model = model
+        self.context_window = context_window
         self._client = AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
         )
