@@ -31,7 +31,10 @@ from openrealtime.backends.stt.base import (
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-_FLAG_HINT = "set --stt-model (env OPENREALTIME_STT_MODEL)"
+_FIX = (
+    "set --stt-model (env OPENREALTIME_STT_MODEL) to a CTranslate2 Whisper model directory or "
+    "a model name such as 'base.en'"
+)
 _REQUIRED_FILES = ("model.bin", "config.json")
 # The files faster-whisper itself fetches from a model repository.
 _ALLOW_PATTERNS = [
@@ -171,11 +174,8 @@ class FasterWhisperTranscriber:
                 path, device=self.device, compute_type=self.compute_type
             )
         except Exception as exc:
-            raise BackendError(
-                "stt",
-                f"could not load the faster-whisper model in {path} ({_one_line(exc)}); {_FLAG_HINT} "
-                "to a CTranslate2 Whisper model directory or a model name such as 'base.en'",
-                code="model_not_found",
+            raise _not_found(
+                f"could not load the faster-whisper model in {path} ({_one_line(exc)})"
             ) from exc
         log.info("faster-whisper model loaded", extra={"model": self.model, "path": path})
         return model
@@ -186,21 +186,12 @@ class FasterWhisperTranscriber:
         if os.path.isdir(spec):
             missing = [f for f in _REQUIRED_FILES if not os.path.isfile(os.path.join(spec, f))]
             if missing:
-                raise BackendError(
-                    "stt",
-                    f"{spec} is not a faster-whisper model directory (missing "
-                    f"{', '.join(missing)}); {_FLAG_HINT} to a CTranslate2 Whisper model "
-                    "directory or a model name such as 'base.en'",
-                    code="model_not_found",
+                raise _not_found(
+                    f"{spec} is not a faster-whisper model directory (missing {', '.join(missing)})"
                 )
             return spec
         if _looks_like_path(spec):
-            raise BackendError(
-                "stt",
-                f"faster-whisper model directory {spec} does not exist; {_FLAG_HINT} to a "
-                "CTranslate2 Whisper model directory or a model name such as 'base.en'",
-                code="model_not_found",
-            )
+            raise _not_found(f"faster-whisper model directory {spec} does not exist")
         return self._download(_repo_id(spec))
 
     def _download(self, repo_id: str) -> str:
@@ -224,12 +215,9 @@ class FasterWhisperTranscriber:
         except Exception:
             pass  # not cached yet
         if _hub_offline():
-            raise BackendError(
-                "stt",
-                f"faster-whisper model {named} is not in the cache at {where} "
-                f"and HF_HUB_OFFLINE is set; download it once online, or {_FLAG_HINT} to a "
-                "local CTranslate2 Whisper model directory",
-                code="model_not_found",
+            raise _not_found(
+                f"faster-whisper model {named} is not in the cache at {where} and "
+                "HF_HUB_OFFLINE is set (unset it to download the model once)"
             )
         log.info(
             "downloading faster-whisper model %s from the Hugging Face Hub to %s",
@@ -240,12 +228,8 @@ class FasterWhisperTranscriber:
         try:
             return fetch(local_only=False)
         except Exception as exc:
-            raise BackendError(
-                "stt",
-                f"could not download faster-whisper model {named} to {where}: "
-                f"{_one_line(exc)}; {_FLAG_HINT} to a local CTranslate2 Whisper model directory or another "
-                "model name",
-                code="model_not_found",
+            raise _not_found(
+                f"could not download faster-whisper model {named} to {where} ({_one_line(exc)})"
             ) from exc
 
 
@@ -264,11 +248,9 @@ def _repo_id(spec: str) -> str:
     if spec in sizes:
         return sizes[spec]
     known = ", ".join(sizes) or "tiny, base, small, medium, large-v3"
-    raise BackendError(
-        "stt",
+    raise _not_found(
         f"unknown faster-whisper model '{spec}' (known sizes: {known}; or a Hugging Face "
-        f"repository id such as 'Systran/faster-whisper-small'); {_FLAG_HINT}",
-        code="model_not_found",
+        "repository id such as 'Systran/faster-whisper-small')"
     )
 
 
@@ -279,3 +261,7 @@ def _hub_offline() -> bool:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+def _not_found(what: str) -> BackendError:
+    return BackendError("stt", f"{what}; {_FIX}", code="model_not_found")
