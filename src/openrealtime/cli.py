@@ -29,6 +29,16 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         {"action": "store_true", "default": None, "help": "enable WebSocket compression (slower)"},
     ),
     ("--log-level", "log_level", {"help": "debug, info, warning, error"}),
+    (
+        "--no-console",
+        "console",
+        {
+            "action": "store_false",
+            "default": None,
+            "help": "do not serve the browser console at / (it lets anyone who can reach the "
+            "server talk to it)",
+        },
+    ),
     ("--llm-base-url", "llm_base_url", {"help": "OpenAI-compatible Chat Completions base URL"}),
     ("--llm-model", "llm_model", {"help": "model name sent to the LLM endpoint"}),
     ("--llm-api-key", "llm_api_key", {"help": "API key for the LLM endpoint"}),

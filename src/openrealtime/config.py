@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     insecure: bool = False
     ws_per_message_deflate: bool = False
     log_level: str = "info"
+    # The browser console at `/`; it mints client secrets for anyone who can reach the server.
+    console: bool = True
 
     llm_base_url: str = "http://127.0.0.1:11434/v1"
     llm_model: str = "llama3.2"

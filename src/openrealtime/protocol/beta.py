@@ -345,3 +345,20 @@ def _response_to_beta(response: JSON) -> JSON:
         items = (_item_to_beta(item) for item in response["output"])
         out["output"] = [item for item in items if item is not None]
     return out
+
+
+# --- whole sessions, for the beta REST endpoints (`POST /v1/realtime/sessions`, ...) --------
+
+
+def session_to_ga(fields: JSON, *, transcription: bool = False) -> JSON:
+    """A beta session object as a GA session with its `type`, translated as the matching
+    `session.update` / `transcription_session.update` would be."""
+    kind = "transcription_session.update" if transcription else "session.update"
+    return dict(client_event_to_ga({"type": kind, "session": fields})["session"])
+
+
+def session_to_beta(session: JSON) -> JSON:
+    """A GA session as the beta dialect shows it (`session.created`'s or the REST answer's)."""
+    if session.get("type") == "transcription":
+        return _transcription_to_beta(session)
+    return _session_to_beta(session)

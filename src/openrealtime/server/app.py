@@ -18,8 +18,12 @@ from ..runtime.driver import SessionDriver
 from ..transports.dialect import choose_dialect
 from ..transports.websocket import run_websocket
 from .auth import Authenticator, AuthError, Principal, bearer_token
+from .calls import MemoryCallRegistry, calls_router
+from .client_secrets import router as client_secrets_router
+from .console import router as console_router
 from .errors import openai_error
 from .secrets import MemorySecretStore
+from .sideband import run_sideband
 
 log = logging.getLogger("openrealtime")
 
@@ -54,6 +58,10 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     app.state.ready = False
     auth = Authenticator(settings, MemorySecretStore())
     app.state.auth = auth
+    app.include_router(client_secrets_router)
+    app.include_router(console_router(settings))
+    calls = app.state.calls = MemoryCallRegistry()
+    app.include_router(calls_router(auth, calls))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -93,7 +101,12 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         except AuthError as refused:
             await websocket.send_denial_response(openai_error(401, str(refused), "invalid_api_key"))
             return
-        await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+        subprotocol = "realtime" if "realtime" in offered else None
+        if (call_id := websocket.query_params.get("call_id")) is not None:
+            dialect = choose_dialect(headers, offered)
+            await run_sideband(websocket, principal, call_id, calls, dialect, subprotocol)
+            return
+        await websocket.accept(subprotocol=subprotocol)
         backends = app.state.backends
         query = websocket.query_params
         transcription = query.get("intent") == "transcription"
@@ -130,6 +143,7 @@ def new_session(
         # A native streaming recognizer has the transcript ready when the turn ends.
         stream_transcripts=hasattr(backends.stt, "open_stream"),
         playback=playback,
+        context_window=backends.llm.context_window,
     )
 
 

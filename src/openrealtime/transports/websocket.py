@@ -32,9 +32,13 @@ async def run_websocket(
     *,
     owner: bool = True,
     event_filter: Callable[[ServerEvent], bool] | None = None,
+    first: ServerEvent | None = None,
 ) -> None:
-    """Pump one accepted socket until the client goes away."""
+    """Pump one accepted socket until the client goes away. `first` is sent before any of
+    the session's events (a sideband's snapshot of the session it attaches to)."""
     outgoing: asyncio.Queue[Any] = asyncio.Queue()
+    if first is not None:
+        outgoing.put_nowait(first)
 
     def sink(event: ServerEvent) -> None:
         if event_filter is None or event_filter(event):

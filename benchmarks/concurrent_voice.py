@@ -1,0 +1,619 @@
+"""How many sessions can stream real-time audio at once: server VAD, transcription, no replies.
+
+Run: python benchmarks/concurrent_voice.py [--steps 5,10,25,50,75,100,150] [--duration 20]
+                                           [--stt pocketsphinx,scripted]
+Prints a table per STT backend and writes benchmarks/results/concurrent_voice.json. With the
+defaults it takes a few minutes (each step restarts the server, so memory is measured afresh).
+
+For each N in --steps, N sessions each stream one continuous microphone: 20 ms chunks of
+24 kHz PCM16 sent on a fixed schedule (t0 + k x 20 ms, staggered across sessions), carrying
+spoken sentences (espeak, `tests/speech_fixtures.speak`) separated by --gap seconds of silence
+(the time an assistant would spend answering), with server VAD (silence_duration_ms 500) and
+input transcription configured. `create_response` is false: this measures what a session costs
+to *listen* (ingest, resampling, Silero VAD per 32 ms frame, commit, transcription); a reply
+would add the LLM and espeak, whose cost per turn text_turn.py and voice_turn.py measure.
+
+N passes when, over --duration seconds:
+  - no session falls behind real time: every session also sends a probe every 250 ms (a
+    `conversation.item.retrieve` of a tiny text item); the server handles a connection's
+    events in order, so the reply waits behind any of that session's audio not yet processed.
+    The p99 of the probes' round trip, over all sessions, is under 100 ms;
+  - the event stream keeps up: p99 of the server's event lag — `speech_stopped` arrival minus
+    the send time of the chunk holding the end of the 32 ms VAD frame that decided it (the
+    server could not have known earlier) — is under 100 ms. Its floor, ~25-45 ms, is the
+    24->16 kHz resampler's block latency plus the 20 ms chunking;
+  - the p99 of `speech_stopped` lag — arrival minus true end of speech (the send time of the
+    chunk holding the last sample above -50 dBFS) minus silence_duration_ms — less the VAD's
+    own end-of-speech offset, is under 100 ms. That offset (`audio_end_ms` - silence - the
+    true end, on the audio clock) is where Silero with its hysteresis put the end of speech:
+    the same at any load (~60-90 ms for espeak speech), so it is reported on its own, and the
+    criterion with it included is reported too (`..._including_vad`) but does not stop the
+    steps — it is missed at N=1 already;
+  - every committed turn gets its transcript (`...transcription.completed`) before the stream
+    ends plus --grace seconds;
+  - no `error` event.
+The first N that fails ends the steps. The load generator is one uvloop process with the append
+events pre-encoded; its own lag (how late each chunk left against its schedule, and its event
+loop's wake-up lag) is reported separately: if it falls behind (send lag p50 > 5 ms or p95 >
+50 ms), the step is marked client-limited and does not count against the server. The server's
+event lag is measured from when each chunk actually left, so a late client does not inflate it.
+
+Memory: the server's VmRSS (/proc/<pid>/status) before the sessions connect (after a warm-up
+that builds the recogniser's decoders) and its peak while they stream; the delta / N is the
+resident cost of a session.
+
+--stt scripted swaps pocketsphinx for the OpenAI-compatible STT backend pointed at an instant
+scripted endpoint: the same server path without the recogniser's CPU, i.e. the capacity of
+everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from _harness import (
+    AUTH_HEADERS,
+    CpuMeter,
+    LoopLag,
+    PySpy,
+    ServerProcess,
+    add_common_arguments,
+    apply_common_arguments,
+    print_table,
+    run,
+    start_llm,
+    start_openrealtime,
+    summary_ms,
+    wait_for_quiet,
+    write_json,
+    ws_url,
+)
+from voice_turn import CHUNK, RATE, SENTENCES, Utterance, append_event, prepare
+from websockets.asyncio.client import ClientConnection, connect
+
+SILENCE_MS = 500
+VAD_FRAME_MS = 32  # Silero v5 at 16 kHz: 512 samples
+LAG_LIMIT_MS = 100.0
+# The client has fallen behind when its chunks leave late as a rule (p50), or more than 1 in 20
+# by over 2.5 chunk periods (p95); rarer spikes are the machine's scheduling (on a shared
+# machine, whole-VM stalls of ~0.5 s were seen with the client using 4% of a core), and they
+# stall the server too, which its own criteria see.
+CLIENT_LAG_P50_LIMIT_MS = 5.0
+CLIENT_LAG_LIMIT_MS = 50.0
+
+now = time.monotonic
+loads = orjson.loads
+
+
+def session_update() -> str:
+    return orjson.dumps(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "output_modalities": ["text"],
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": RATE},
+                        "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                        "turn_detection": {
+                            "type": "server_vad",
+                            "silence_duration_ms": SILENCE_MS,
+                            "create_response": False,
+                        },
+                    }
+                },
+            },
+        }
+    ).decode()
+
+
+# The responsiveness probe: a tiny text item, retrieved every PROBE_INTERVAL seconds. The server
+# handles a connection's events in order, so the reply waits behind any audio not yet processed:
+# its round trip is how far behind real time the server is for that session.
+PROBE_ITEM = orjson.dumps(
+    {
+        "type": "conversation.item.create",
+        "item": {
+            "id": "item_probe",
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "probe"}],
+        },
+    }
+).decode()
+PROBE_INTERVAL = 0.25
+
+
+def probe_event(n: int) -> str:
+    return orjson.dumps(
+        {"type": "conversation.item.retrieve", "item_id": "item_probe", "event_id": f"p{n}"}
+    ).decode()
+
+
+@dataclass
+class Spoken:
+    """One sentence as streamed: where it sits on the session's audio clock, when it ended."""
+
+    start_ms: float
+    end_of_speech_ms: float
+    end_of_speech_sent: float = 0.0
+
+
+@dataclass
+class SessionLog:
+    send_times: list[float] = field(default_factory=list)  # by chunk index
+    lags: list[float] = field(default_factory=list)
+    spoken: list[Spoken] = field(default_factory=list)
+    stopped: list[tuple[float, int, str]] = field(default_factory=list)  # arrival, end_ms, item
+    committed: set[str] = field(default_factory=set)
+    transcribed: dict[str, float] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    probes_sent: dict[str, float] = field(default_factory=dict)  # event_id -> send time
+    probe_rtt: list[float] = field(default_factory=list)
+    probe_order: list[str] = field(default_factory=list)
+
+
+async def open_session(url: str) -> ClientConnection:
+    ws = await connect(
+        url,
+        additional_headers=AUTH_HEADERS,
+        compression=None,
+        max_size=None,
+        ping_interval=None,
+        open_timeout=60,
+    )
+    first = loads(await ws.recv())
+    assert first["type"] == "session.created", first
+    await ws.send(session_update())
+    while loads(await ws.recv())["type"] != "session.updated":
+        pass
+    await ws.send(PROBE_ITEM)
+    while loads(await ws.recv())["type"] != "conversation.item.done":
+        pass
+    return ws
+
+
+async def receive(ws: ClientConnection, log: SessionLog) -> None:
+    async for raw in ws:
+        t = now()
+        event = loads(raw)
+        kind = event["type"]
+        if kind == "input_audio_buffer.speech_stopped":
+            log.stopped.append((t, event["audio_end_ms"], event["item_id"]))
+        elif kind == "input_audio_buffer.committed":
+            log.committed.add(event["item_id"])
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            log.transcribed[event["item_id"]] = t
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            log.failed.add(event["item_id"])
+        elif kind == "conversation.item.retrieved":
+            # A reply's `event_id` is the server's own; probes are answered in order.
+            if log.probe_order:
+                log.probe_rtt.append(t - log.probes_sent.pop(log.probe_order.pop(0)))
+        elif kind == "error":
+            log.errors.append(str(event["error"]))
+
+
+async def probe(ws: ClientConnection, log: SessionLog, t0: float, duration: float) -> None:
+    """Send a probe every PROBE_INTERVAL seconds (offset from the audio's chunk schedule)."""
+    n = 0
+    end = t0 + duration
+    next_at = t0 + PROBE_INTERVAL * (0.5 + random.random())
+    while next_at < end:
+        await asyncio.sleep(max(0.0, next_at - now()))
+        event_id = f"p{n}"
+        log.probe_order.append(event_id)
+        log.probes_sent[event_id] = now()
+        await ws.send(probe_event(n))
+        n += 1
+        next_at += PROBE_INTERVAL
+
+
+async def stream(
+    ws: ClientConnection,
+    log: SessionLog,
+    utterances: list[Utterance],
+    t0: float,
+    duration: float,
+    gap_ms: float,
+    first_utterance: int,
+    lead_chunks: int,
+    silence: str,
+) -> None:
+    """Pace one microphone for `duration` seconds: silence, sentence, gap, sentence, ..."""
+    total = int(duration * 50)
+    k = 0
+    gap_chunks = round(gap_ms / 20)
+    u = first_utterance
+    send = ws.send
+    plan_silence = lead_chunks
+
+    async def send_at(message: str) -> float:
+        nonlocal k
+        due = t0 + k * 0.02
+        delay = due - now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent = now()
+        log.lags.append(sent - due)
+        log.send_times.append(sent)
+        k += 1
+        await send(message)
+        return sent
+
+    while k < total:
+        for _ in range(min(plan_silence, total - k)):
+            await send_at(silence)
+        utterance = utterances[u % len(utterances)]
+        u += 1
+        # Start a sentence only if it and its turn's end fit before the stream stops.
+        if k + len(utterance.chunks) + (SILENCE_MS + 1000) // 20 > total:
+            while k < total:
+                await send_at(silence)
+            break
+        spoken = Spoken(start_ms=k * 20, end_of_speech_ms=k * 20 + utterance.last_speech_ms)
+        for index, chunk in enumerate(utterance.chunks):
+            sent = await send_at(chunk)
+            if index == utterance.last_speech_chunk:
+                spoken.end_of_speech_sent = sent
+        log.spoken.append(spoken)
+        plan_silence = gap_chunks
+
+
+def analyse(logs: list[SessionLog]) -> dict[str, Any]:
+    stopped_lag, vad_offset, stopped_lag_less_vad = [], [], []
+    event_lag, transcript_latency = [], []
+    expected = detected = split = missed = 0
+    committed = transcribed = failed = 0
+    worst_session_event_lag = 0.0
+    for log in logs:
+        session_lags = []
+        for arrival, end_ms, item_id in log.stopped:
+            # The VAD decides at the end of the first 32 ms frame reaching audio_end_ms; the
+            # server could not have known before the chunk holding that instant arrived.
+            decided_ms = math.ceil(end_ms / VAD_FRAME_MS - 1e-6) * VAD_FRAME_MS
+            chunk = min(max(math.ceil(decided_ms / 20) - 1, 0), len(log.send_times) - 1)
+            lag = arrival - log.send_times[chunk]
+            event_lag.append(lag)
+            session_lags.append(lag)
+            if item_id in log.transcribed:
+                transcript_latency.append(log.transcribed[item_id] - arrival)
+        if session_lags:
+            worst_session_event_lag = max(worst_session_event_lag, max(session_lags))
+        for i, spoken in enumerate(log.spoken):
+            expected += 1
+            upper = log.spoken[i + 1].start_ms if i + 1 < len(log.spoken) else float("inf")
+            mine = [s for s in log.stopped if spoken.end_of_speech_ms - 60 <= s[1] < upper + 60]
+            if not mine:
+                missed += 1
+                continue
+            detected += 1
+            split += len(mine) > 1
+            arrival, end_ms, _ = mine[-1]
+            lag = arrival - spoken.end_of_speech_sent - SILENCE_MS / 1000
+            # Where the VAD put the end of speech, on the audio clock, against the truth: its
+            # own decision delay (Silero's tail, hysteresis), the same under any load.
+            offset = (end_ms - SILENCE_MS - spoken.end_of_speech_ms) / 1000
+            stopped_lag.append(lag)
+            vad_offset.append(offset)
+            stopped_lag_less_vad.append(lag - offset)
+        committed += len(log.committed)
+        transcribed += len(log.committed & log.transcribed.keys())
+        failed += len(log.committed & log.failed)
+    return {
+        "turns_spoken": expected,
+        "turns_detected": detected,
+        "turns_split": split,
+        "turns_missed": missed,
+        "committed": committed,
+        "transcribed": transcribed,
+        "transcription_failed": failed,
+        "speech_stopped_lag_ms": summary_ms(stopped_lag),
+        "vad_end_offset_ms": summary_ms(vad_offset),
+        "speech_stopped_lag_less_vad_offset_ms": summary_ms(stopped_lag_less_vad),
+        "server_event_lag_ms": summary_ms(event_lag),
+        "worst_session_event_lag_ms": round(worst_session_event_lag * 1000, 1),
+        "transcript_after_speech_stopped_ms": summary_ms(transcript_latency),
+    }
+
+
+async def warm_up(url: str, utterance: Utterance, silence: str, sessions: int = 4) -> None:
+    """Speak once in a few sessions at the same time, so the recogniser builds its decoders
+    (one per concurrent decode) before memory is measured."""
+    conns = [await open_session(url) for _ in range(sessions)]
+    logs = [SessionLog() for _ in conns]
+    receivers = [asyncio.create_task(receive(ws, log)) for ws, log in zip(conns, logs, strict=True)]
+    t0 = now() + 0.05
+    await asyncio.gather(
+        *(
+            stream(
+                ws, log, [utterance], t0, 1 + len(utterance.chunks) / 50 + 1.5, 1e9, 0, 10, silence
+            )
+            for ws, log in zip(conns, logs, strict=True)
+        )
+    )
+    deadline = now() + 30
+    while now() < deadline and any(len(log.transcribed) < len(log.committed) for log in logs):
+        await asyncio.sleep(0.1)
+    for ws in conns:
+        await ws.close()
+    for task in receivers:
+        task.cancel()
+    await asyncio.gather(*receivers, return_exceptions=True)
+
+
+async def sample_rss(server: ServerProcess, samples: list[int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        samples.append(server.rss_kib())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def run_step(
+    n: int, stt: str, args: argparse.Namespace, utterances: list[Utterance], llm: ServerProcess
+) -> dict[str, Any]:
+    silence = append_event(np.zeros(CHUNK, dtype=np.int16))
+    server = start_openrealtime(llm, args.server_log_level, stt)
+    try:
+        url = ws_url(server)
+        await warm_up(url, utterances[0], silence)
+        await asyncio.sleep(0.5)
+        rss_idle = server.rss_kib()
+        threads_idle = server.threads()
+        conns = []
+        for _ in range(n):
+            conns.append(await open_session(url))
+        logs = [SessionLog() for _ in range(n)]
+        receivers = [
+            asyncio.create_task(receive(ws, log)) for ws, log in zip(conns, logs, strict=True)
+        ]
+        rng = random.Random(n)
+        cycle_chunks = round(args.gap * 50) + 80
+        base = now() + 0.2
+        rss: list[int] = []
+        stop_rss = asyncio.Event()
+        rss_task = asyncio.create_task(sample_rss(server, rss, stop_rss))
+        lag = LoopLag()
+        lag.start()
+        meter = CpuMeter({"openrealtime": server, "scripted": llm})
+        meter.start()
+        spy_out = None
+        if args.py_spy:
+            stem, dot, ext = args.py_spy.rpartition(".")
+            spy_out = f"{stem}.{stt}.{n}.{ext}" if dot else f"{args.py_spy}.{stt}.{n}.svg"
+        spy = PySpy(server.pid, spy_out, args.duration)
+        await asyncio.gather(
+            *(
+                stream(
+                    ws,
+                    log,
+                    utterances,
+                    base + 0.02 * i / n,  # staggered across one chunk period
+                    args.duration,
+                    args.gap * 1000,
+                    i,
+                    rng.randrange(5, cycle_chunks),  # spread the sentences over the cycle
+                    silence,
+                )
+                for i, (ws, log) in enumerate(zip(conns, logs, strict=True))
+            ),
+            *(probe(ws, log, base, args.duration) for ws, log in zip(conns, logs, strict=True)),
+        )
+        cpu = meter.stop()
+        loop_lag = await lag.stop()
+        spy.wait()
+        # Every committed turn should get its transcript within the grace period.
+        deadline = now() + args.grace
+        while now() < deadline and any(
+            len(log.committed - log.failed) > len(log.transcribed.keys() & log.committed)
+            for log in logs
+        ):
+            await asyncio.sleep(0.1)
+        stop_rss.set()
+        await rss_task
+        threads_peak = server.threads()
+        for ws in conns:
+            await ws.close()
+        for task in receivers:
+            task.cancel()
+        await asyncio.gather(*receivers, return_exceptions=True)
+    finally:
+        server.stop()
+    result = analyse(logs)
+    send_lags = [x for log in logs for x in log.lags]
+    per_session_p99 = sorted(
+        sorted(log.lags)[int(0.99 * (len(log.lags) - 1))] for log in logs if log.lags
+    )
+    errors = [e for log in logs for e in log.errors]
+    probes = [x for log in logs for x in log.probe_rtt]
+    worst_probe_p99 = max(
+        (
+            sorted(log.probe_rtt)[int(0.99 * (len(log.probe_rtt) - 1))]
+            for log in logs
+            if log.probe_rtt
+        ),
+        default=float("nan"),
+    )
+    unanswered = sum(len(log.probe_order) for log in logs)
+    peak = max(rss) if rss else rss_idle
+    result.update(
+        {
+            "sessions": n,
+            "stt": stt,
+            "duration_s": args.duration,
+            "probe_rtt_ms": summary_ms(probes),
+            "probe_rtt_worst_session_p99_ms": round(worst_probe_p99 * 1000, 2),
+            "probes_unanswered": unanswered,
+            "client_send_lag_ms": summary_ms(send_lags),
+            "client_worst_session_send_lag_p99_ms": round(per_session_p99[-1] * 1000, 2)
+            if per_session_p99
+            else None,
+            "client_loop_lag_ms": summary_ms(loop_lag),
+            "cpu_cores": cpu,
+            "server_rss_idle_mib": round(rss_idle / 1024, 1),
+            "server_rss_peak_mib": round(peak / 1024, 1),
+            "rss_per_session_kib": round((peak - rss_idle) / n, 1),
+            # Server CPU per session, in ms per second of streamed audio: what bounds N on a
+            # machine of its own (the event loop is one thread, so ~1000 ms/s in all).
+            "server_cpu_ms_per_session_second": round(1000 * cpu["openrealtime"] / n, 2),
+            "server_threads_idle_peak": [threads_idle, threads_peak],
+            "errors": len(errors),
+            "first_errors": errors[:3],
+        }
+    )
+    client_ok = (
+        result["client_send_lag_ms"]["p50"] <= CLIENT_LAG_P50_LIMIT_MS
+        and result["client_send_lag_ms"]["p95"] <= CLIENT_LAG_LIMIT_MS
+    )
+    checks = {
+        "probe_rtt_p99_under_100ms": result["probe_rtt_ms"]["p99"] < LAG_LIMIT_MS
+        and unanswered == 0,
+        "server_event_lag_p99_under_100ms": result["server_event_lag_ms"]["p99"] < LAG_LIMIT_MS,
+        "speech_stopped_lag_less_vad_offset_p99_under_100ms": result[
+            "speech_stopped_lag_less_vad_offset_ms"
+        ]["p99"]
+        < LAG_LIMIT_MS,
+        "every_commit_transcribed": result["committed"] > 0
+        and result["transcribed"] == result["committed"],
+        "no_errors": not errors,
+    }
+    result["checks"] = checks
+    # The criterion as first stated, VAD decision delay included: reported, not used to stop,
+    # since that delay alone is near the limit at any N (see the docstring).
+    result["speech_stopped_lag_p99_under_100ms_including_vad"] = (
+        result["speech_stopped_lag_ms"]["p99"] < LAG_LIMIT_MS
+    )
+    result["client_kept_up"] = client_ok
+    result["passed"] = all(checks.values())
+    return result
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    utterances = prepare(SENTENCES[:10])
+    out: dict[str, Any] = {"runs": {}}
+    llm = start_llm()
+    try:
+        out["background_cores_before"] = wait_for_quiet(args.wait_quiet)
+        for stt in args.stt.split(","):
+            steps = []
+            for n in [int(x) for x in args.steps.split(",")]:
+                if args.wait_quiet:
+                    wait_for_quiet(args.wait_quiet)
+                print(f"  {stt}: {n} sessions…", flush=True)
+                result = await run_step(n, stt, args, utterances, llm)
+                steps.append(result)
+                failed = [name for name, ok in result["checks"].items() if not ok]
+                print(
+                    f"    {'pass' if result['passed'] else 'FAIL ' + ', '.join(failed)}"
+                    f"{'' if result['client_kept_up'] else ' (client fell behind)'}",
+                    flush=True,
+                )
+                if not result["client_kept_up"] or not result["passed"]:
+                    break
+            passing = [s["sessions"] for s in steps if s["passed"] and s["client_kept_up"]]
+            out["runs"][stt] = {
+                "steps": steps,
+                "max_sessions_passing": max(passing) if passing else 0,
+                "stopped_by": "client"
+                if steps and not steps[-1]["client_kept_up"]
+                else "server"
+                if steps and not steps[-1]["passed"]
+                else "last step",
+            }
+    finally:
+        llm.stop()
+    return out
+
+
+def report(results: dict[str, Any]) -> None:
+    for stt, data in results["runs"].items():
+        rows = []
+        for s in data["steps"]:
+            cpu = s["cpu_cores"]
+            rows.append(
+                [
+                    s["sessions"],
+                    "yes" if s["passed"] else "NO",
+                    f"{s['client_send_lag_ms']['p99']:.1f}",
+                    f"{s['probe_rtt_ms']['p50']:.1f}/{s['probe_rtt_ms']['p99']:.0f}",
+                    f"{s['server_event_lag_ms']['p50']:.0f}/{s['server_event_lag_ms']['p99']:.0f}",
+                    f"{s['speech_stopped_lag_ms']['p50']:.0f}/{s['speech_stopped_lag_ms']['p99']:.0f}",
+                    f"{s['vad_end_offset_ms']['p50']:.0f}/{s['vad_end_offset_ms']['p99']:.0f}",
+                    f"{s['transcript_after_speech_stopped_ms']['p50']:.0f}/{s['transcript_after_speech_stopped_ms']['p99']:.0f}",
+                    f"{s['transcribed']}/{s['committed']}",
+                    f"{s['turns_detected']}/{s['turns_spoken']}",
+                    f"{cpu['openrealtime']:.2f}/{cpu['client']:.2f}/{cpu['other_processes']:.2f}",
+                    f"{s['server_cpu_ms_per_session_second']:.1f}",
+                    f"{s['rss_per_session_kib']:.0f}",
+                ]
+            )
+        print_table(
+            [
+                "N",
+                "pass",
+                "send lag p99",
+                "probe p50/p99",
+                "event lag p50/p99",
+                "stopped lag p50/p99",
+                "VAD offset p50/p99",
+                "transcript p50/p99",
+                "transcribed",
+                "turns found",
+                "CPU srv/cli/other",
+                "srv CPU ms/s/session",
+                "KiB/session",
+            ],
+            rows,
+            f"STT {stt}: largest passing N = {data['max_sessions_passing']} "
+            f"(stopped by: {data['stopped_by']}); lags in ms",
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", default="1,5,10,25,50,75,100,150")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per step")
+    parser.add_argument(
+        "--gap", type=float, default=4.0, help="seconds of silence between sentences"
+    )
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds to wait for transcripts")
+    parser.add_argument(
+        "--stt", default="pocketsphinx,scripted", help="comma-separated: pocketsphinx, scripted"
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PREFIX",
+        help="profile each step with py-spy to PREFIX.<stt>.<N>.svg (.txt: raw, .json: speedscope)",
+    )
+    add_common_arguments(parser)
+    args = parser.parse_args()
+    apply_common_arguments(args)
+    results = run(bench(args))
+    results["settings"] = vars(args)
+    results["limits"] = {
+        "lag_ms": LAG_LIMIT_MS,
+        "client_send_lag_p50_ms": CLIENT_LAG_P50_LIMIT_MS,
+        "probe_interval_s": PROBE_INTERVAL,
+        "client_send_lag_p95_ms": CLIENT_LAG_LIMIT_MS,
+        "silence_duration_ms": SILENCE_MS,
+    }
+    report(results)
+    path = write_json("concurrent_voice.json", results)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

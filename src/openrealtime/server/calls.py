@@ -1,0 +1,332 @@
+"""WebRTC calls: `POST /v1/realtime/calls` (an SDP offer in, the answer out), hang-up, and the
+registry of live calls that sideband WebSockets (`/v1/realtime?call_id=`) attach to.
+
+- The offer comes as `application/sdp`, or as `multipart/form-data` with parts `sdp` and
+  `session` (OpenAI's unified interface; a GA session configuration, validated as
+  `session.update`'s would be). A client secret's minted session applies; a `session` part
+  sent with a client secret is applied over it, as a `session.update` would be.
+- The answer is `201` with the SDP and `Location: /v1/realtime/calls/{call_id}`.
+- `POST /v1/realtime/calls/{call_id}/hangup`: a standard key, or the client secret that opened
+  the call. Unknown, ended, or not the caller's: 404.
+- A call ends by hang-up, by its peer going away, or at shutdown; then it leaves the registry
+  and its sideband sockets are closed (code 1000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
+from typing import Any, Protocol
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from ..ids import new_id
+from ..protocol import errors
+from ..protocol.errors import ProtocolError, from_validation_error
+from ..protocol.session import (
+    OPENAI_VOICES,
+    READ_ONLY_FIELDS,
+    RealtimeSession,
+    TranscriptionSession,
+    merge_session_update,
+)
+from ..runtime.driver import SessionDriver
+from ..transports.webrtc import WebRtcPeer
+from .auth import Authenticator, AuthError, Principal, bearer_token
+from .errors import openai_error
+
+log = logging.getLogger(__name__)
+
+MAX_OFFER_BYTES = 256 * 1024  # an SDP offer is a few kB; the session part, a few more
+SDP = "application/sdp"
+HOW_TO_SEND = "Send the SDP offer as application/sdp, or as multipart/form-data with a part 'sdp' and optionally a part 'session'."
+
+
+@dataclass(eq=False)
+class Call:
+    id: str
+    opener: str  # the key or client secret that opened it: it may hang up
+    peer: WebRtcPeer
+    task: asyncio.Task[None] | None = None
+    sidebands: set[WebSocket] = field(default_factory=set)
+
+    @property
+    def driver(self) -> SessionDriver:
+        return self.peer.driver
+
+    @property
+    def ended(self) -> bool:
+        return self.peer.ended
+
+    async def end(self) -> None:
+        """Hang up and wait until everything the call held is freed."""
+        self.peer.hang_up()
+        if self.task is not None:
+            # Shielded: a hang-up request that goes away must not cut the clean-up short.
+            await asyncio.shield(self.task)
+
+    @contextmanager
+    def sideband(self, websocket: WebSocket) -> Iterator[None]:
+        """While attached, the socket is closed when the call ends."""
+        self.sidebands.add(websocket)
+        try:
+            yield
+        finally:
+            self.sidebands.discard(websocket)
+
+    async def close_sidebands(self) -> None:
+        for websocket in list(self.sidebands):
+            try:
+                await websocket.close(code=1000, reason="call ended")
+            except Exception:  # already closed by its client
+                log.debug("sideband close failed", exc_info=True)
+
+
+class CallRegistry(Protocol):
+    """Live calls by id.
+
+    A call's peer and driver live in the process that answered its offer. A shared registry
+    (Redis, for several instances) would map each id to the instance holding it, so that a
+    hang-up or a sideband reaching another instance can be sent on; `get` returns only calls
+    held here.
+    """
+
+    async def add(self, call: Call) -> None: ...
+
+    async def get(self, call_id: str) -> Call | None: ...
+
+    async def remove(self, call_id: str) -> None: ...
+
+    async def all(self) -> list[Call]: ...
+
+
+class MemoryCallRegistry:
+    def __init__(self) -> None:
+        self._calls: dict[str, Call] = {}
+
+    async def add(self, call: Call) -> None:
+        self._calls[call.id] = call
+
+    async def get(self, call_id: str) -> Call | None:
+        call = self._calls.get(call_id)
+        return None if call is None or call.ended else call
+
+    async def remove(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+
+    async def all(self) -> list[Call]:
+        return list(self._calls.values())
+
+
+class Refused(Exception):
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+
+def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Shutting down: hang up every call, so no peer outlives the server.
+        await asyncio.gather(*(call.end() for call in await registry.all()))
+
+    router = APIRouter(lifespan=lifespan)
+
+    @router.post("/v1/realtime/calls", status_code=201)
+    async def create_call(request: Request) -> Response:
+        from .app import new_session  # here: app.py imports this module
+
+        try:
+            principal = await _authenticate(auth, request)
+            offer, session_part = await _read_offer(request)
+            model = request.query_params.get("model")
+            config = _configure(principal, session_part, model, request)
+        except Refused as refused:
+            return refused.response
+        backends = request.app.state.backends
+        driver = SessionDriver(new_session(config, backends, playback=True), backends)
+        call_id = new_id("rtc")
+        peer = WebRtcPeer(driver, name=call_id)
+        try:
+            answer = await peer.answer(offer)
+        except Exception as exc:  # aiortc raises ValueError and others on a bad offer
+            await peer.close()
+            log.info("call offer refused: %r", exc)
+            return openai_error(
+                400, f"The SDP offer could not be answered: {exc}", errors.INVALID_VALUE, "sdp"
+            )
+        call = Call(call_id, principal.token, peer)
+        await registry.add(call)
+        call.task = asyncio.get_running_loop().create_task(
+            _run_call(call, registry), name=f"{call_id} call"
+        )
+        log.info("call %s answered", call_id)
+        return Response(
+            answer,
+            status_code=201,
+            media_type=SDP,
+            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+        )
+
+    @router.post("/v1/realtime/calls/{call_id}/hangup")
+    async def hangup(call_id: str, request: Request) -> Response:
+        try:
+            principal = await _authenticate(auth, request)
+        except Refused as refused:
+            return refused.response
+        call = await registry.get(call_id)
+        if call is None or (principal.kind != "standard" and principal.token != call.opener):
+            # Someone else's call is not told apart from no call.
+            return openai_error(404, f"Call '{call_id}' not found.", "call_not_found", "call_id")
+        await call.end()
+        return Response(status_code=200)
+
+    return router
+
+
+async def _run_call(call: Call, registry: CallRegistry) -> None:
+    try:
+        await call.peer.run()
+    except Exception:
+        log.exception("call %s failed", call.id)
+    finally:
+        await registry.remove(call.id)
+        await call.close_sidebands()
+
+
+async def _authenticate(auth: Authenticator, request: Request) -> Principal:
+    try:
+        return await auth.authenticate(bearer_token(dict(request.headers)))
+    except AuthError as refused:
+        raise Refused(openai_error(401, str(refused), "invalid_api_key")) from None
+
+
+async def _read_offer(request: Request) -> tuple[str, bytes | None]:
+    """The SDP offer, and the raw `session` part if there is one."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in (SDP, "multipart/form-data"):
+        raise Refused(
+            openai_error(
+                400,
+                f"Unsupported Content-Type '{media_type or 'none'}'. {HOW_TO_SEND}",
+                errors.INVALID_VALUE,
+            )
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_OFFER_BYTES:
+            raise Refused(
+                openai_error(
+                    413,
+                    f"The request body is larger than {MAX_OFFER_BYTES} bytes.",
+                    errors.INVALID_VALUE,
+                )
+            )
+    if media_type == SDP:
+        sdp, session = bytes(body), None
+    else:
+        parts = _multipart(content_type, bytes(body))
+        sdp, session = parts.get("sdp", b""), parts.get("session")
+    try:
+        offer = sdp.decode()
+    except UnicodeDecodeError:
+        offer = ""
+    if not offer.lstrip().startswith("v=0"):
+        raise Refused(
+            openai_error(
+                400,
+                f"The SDP offer is missing or is not SDP (it starts with 'v=0'). {HOW_TO_SEND}",
+                errors.MISSING_PARAMETER if not offer else errors.INVALID_VALUE,
+                "sdp",
+            )
+        )
+    return offer, session
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The parts of a multipart/form-data body by name (the standard library's MIME parser:
+    an SDP and a JSON object need nothing more)."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    parts: dict[str, bytes] = {}
+    if not message.is_multipart():
+        return parts
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            parts.setdefault(name, payload)
+    return parts
+
+
+def _configure(
+    principal: Principal, part: bytes | None, model: str | None, request: Request
+) -> RealtimeSession | TranscriptionSession:
+    """The call's session: a client secret's minted one (with the `session` part applied over
+    it, as a `session.update`), else the `session` part, else the defaults."""
+    from .app import session_config  # here: app.py imports this module
+
+    base = session_config(principal, False, model)
+    if part is None:
+        return base
+    try:
+        data: Any = orjson.loads(part)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid(
+            ProtocolError(f"The 'session' part is not valid JSON: {exc}.", errors.INVALID_JSON)
+        ) from None
+    if not isinstance(data, dict):
+        raise _invalid(
+            ProtocolError("The 'session' part must be a JSON object.", errors.INVALID_TYPE)
+        )
+    try:
+        requested = RealtimeSession.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(from_validation_error(exc, data, prefix="session")) from None
+    if principal.session is None:
+        if "model" not in requested.model_fields_set and model:
+            requested.model = model
+        config: RealtimeSession | TranscriptionSession = requested
+    else:
+        if not isinstance(base, RealtimeSession):
+            raise _invalid(
+                ProtocolError(
+                    "This client secret was minted for a transcription session; a 'session' "
+                    "part of type 'realtime' cannot apply to it. Send the offer without it.",
+                    errors.INVALID_VALUE,
+                    "session.type",
+                )
+            )
+        update = requested.model_dump(mode="json", exclude_unset=True)
+        for name in READ_ONLY_FIELDS:
+            update.pop(name, None)
+        config = RealtimeSession.model_validate(
+            merge_session_update(base.model_dump(mode="json"), update)
+        )
+    voice = config.audio.output.voice if isinstance(config, RealtimeSession) else None
+    if isinstance(voice, str) and request.app.state.backends.tts.resolve_voice(voice) is None:
+        raise _invalid(
+            ProtocolError(
+                f"Invalid value: '{voice}'. Supported values are: "
+                + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
+                + ", or a voice name of the configured speech backend.",
+                errors.INVALID_VALUE,
+                "session.audio.output.voice",
+            )
+        )
+    return config
+
+
+def _invalid(error: ProtocolError) -> Refused:
+    return Refused(openai_error(400, error.message, error.code, error.param))

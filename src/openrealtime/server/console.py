@@ -1,0 +1,143 @@
+"""The console: a page at `/` for talking to the server from a browser over WebRTC.
+
+- `GET /` serves the page; its script and style sheet are under `/console/`.
+- `POST /console/session` (`{instructions?, voice?}`) mints a short-lived client secret with
+  the server's own authority and answers `{value, expires_at, session}`, the shape of
+  `POST /v1/realtime/client_secrets`. The browser sends no key: the console is the operator's,
+  so anyone who can reach the server can use it. `--no-console` (`OPENREALTIME_CONSOLE=false`)
+  removes every route here.
+
+A request from another origin is refused, so a page elsewhere cannot drive the console from a
+visitor's browser. Everything the page needs is in `static/`: no CDN, no build step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import Field, ValidationError
+
+from ..config import Settings
+from ..protocol import errors
+from ..protocol.base import WireModel
+from ..protocol.errors import from_validation_error
+from ..protocol.session import (
+    DEFAULT_INSTRUCTIONS,
+    OPENAI_VOICES,
+    READ_ONLY_FIELDS,
+    RealtimeSession,
+)
+from .errors import openai_error
+from .secrets import new_secret
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+# Long enough to set up a call; the secret is checked only when the call starts.
+SECRET_TTL_S = 60
+MAX_INSTRUCTIONS = 20_000
+
+_ASSETS = {
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+# Only the page's own files; the microphone, this origin's endpoints, and nothing else.
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; media-src 'self' blob: mediastream:; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class ConsoleSessionRequest(WireModel):
+    instructions: str = Field(DEFAULT_INSTRUCTIONS, max_length=MAX_INSTRUCTIONS)
+    voice: str = "alloy"
+
+
+def router(settings: Settings) -> APIRouter:
+    """The console's routes, or none when the settings turn it off."""
+    routes = APIRouter()
+    if not settings.console:
+        return routes
+
+    @routes.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
+
+    @routes.get("/console/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        media_type = _ASSETS.get(name)
+        if media_type is None:
+            return openai_error(404, f"No console file {name!r}.", "not_found")
+        return FileResponse(STATIC / name, media_type=media_type, headers=_PAGE_HEADERS)
+
+    @routes.post("/console/session", include_in_schema=False)
+    async def mint(request: Request) -> JSONResponse:
+        if not _same_origin(request):
+            return openai_error(
+                403,
+                "The console mints secrets only for pages it served itself; this request came "
+                "from another origin.",
+                "forbidden",
+            )
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError as exc:
+            return openai_error(400, f"The body is not valid JSON: {exc}.", errors.INVALID_JSON)
+        if not isinstance(body, dict):
+            return openai_error(400, "The body must be a JSON object.", errors.INVALID_TYPE)
+        try:
+            asked = ConsoleSessionRequest.model_validate(body)
+        except ValidationError as exc:
+            error = from_validation_error(exc, body)
+            return openai_error(400, error.message, error.code, error.param)
+        if asked.voice not in OPENAI_VOICES or (
+            request.app.state.backends.tts.resolve_voice(asked.voice) is None
+        ):
+            return openai_error(
+                400,
+                f"Invalid value: {asked.voice!r}. Supported values are: "
+                + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
+                + ".",
+                errors.INVALID_VALUE,
+                "voice",
+            )
+        config = RealtimeSession.model_validate(
+            {
+                "instructions": asked.instructions,
+                "audio": {"output": {"voice": asked.voice}},
+            }
+        )
+        stored: dict[str, Any] = config.model_dump(mode="json", exclude=set(READ_ONLY_FIELDS))
+        secret = new_secret(stored, SECRET_TTL_S, time.time())
+        await request.app.state.auth.secrets.put(secret)
+        log.info("console: minted a client secret (voice=%s)", asked.voice)
+        return JSONResponse(
+            {"value": secret.value, "expires_at": secret.expires_at, "session": stored},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return routes
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser names the page's origin on a cross-origin POST; without one (curl, a
+    same-origin request from an older browser) there is no page to distrust."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    # Behind a reverse proxy that rewrites Host, the forwarded host names the page's origin.
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    return urlsplit(origin).netloc.lower() in {h.lower() for h in hosts if h}

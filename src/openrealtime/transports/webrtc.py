@@ -1,0 +1,304 @@
+"""The WebRTC transport (`POST /v1/realtime/calls`): one aiortc peer per call, feeding one
+driver. Thin by design, like the WebSocket transport — the session core holds every rule, the
+driver runs the work:
+
+- Audio in: the remote track's frames (48 kHz Opus, decoded to s16, usually stereo) are
+  downmixed, resampled to the session's input format and appended to the session's buffer.
+- Audio out: the driver's audio deltas go to a `Playout`, which a real-time-paced outgoing
+  track plays as 20 ms 48 kHz frames (aiortc encodes Opus). The playout sends
+  `output_audio_buffer.*` and reports the playback position, so a barge-in truncates the
+  answer where the user stopped hearing it.
+- Events: the `oai-events` data channel (the client opens it) carries the same JSON as the
+  WebSocket, GA dialect, except the audio deltas: audio goes over the media track only.
+  `session.created` is queued when the call starts and sent as the channel opens.
+
+The peer owns its session: when it is hung up, its connection fails or closes, or its audio
+track ends, the session's backend work stops and the peer is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from ..audio import formats
+from ..audio.resample import StreamResampler
+from ..protocol import errors
+from ..protocol.errors import ProtocolError
+from ..protocol.server_events import ServerEvent
+from ..runtime.driver import SessionDriver
+from .dialect import GA, Dialect
+from .playout import AUDIO_DELTA, Playout
+
+log = logging.getLogger(__name__)
+
+DATA_CHANNEL = "oai-events"
+RATE = 48000  # WebRTC's Opus clock
+# A peer that has not connected by then never will (ICE gives up sooner on its own).
+CONNECT_TIMEOUT_S = 30.0
+# Events held for a data channel that has not opened yet; past this, the client is not
+# reading them anyway.
+MAX_PENDING_EVENTS = 10_000
+
+
+class WebRtcPeer:
+    """One call's peer connection. `answer()` the offer, then `run()` until the call ends."""
+
+    def __init__(
+        self, driver: SessionDriver, dialect: Dialect | None = None, name: str = ""
+    ) -> None:
+        self.driver = driver
+        self.dialect = dialect or GA()
+        self.name = name  # for logs and task names
+        # No STUN or TURN: a server is reached at its own addresses (host candidates).
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.playout = Playout(emit=driver.emit, on_position=driver.session.on_playback)
+        self._track = PlayoutTrack(self.playout)
+        self._plays = False  # the offer has an audio section to send the answer in
+        self._offered_tracks: list[MediaStreamTrack] = []
+        self._remote_audio: MediaStreamTrack | None = None
+        self._channel: RTCDataChannel | None = None
+        self._pending: list[str] | None = []  # None: no channel will take them
+        self._connected = False
+        self._ended = asyncio.Event()
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The SDP answer to the client's offer, with every ICE candidate gathered in it.
+        Raises (ValueError, mostly) on an offer aiortc cannot parse or answer."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        transceivers = self.pc.getTransceivers()
+        audio = next((t for t in transceivers if t.kind == "audio"), None)
+        for transceiver in transceivers:
+            if transceiver is not audio:
+                # Answered `inactive` (video, a second audio section): no packets come, so
+                # none pile up unread.
+                transceiver.direction = "inactive"
+        if audio is not None:
+            self.pc.addTrack(self._track)  # joins the offer's audio section
+            self._plays = True
+            if audio.receiver.track in self._offered_tracks:  # the client sends audio
+                self._remote_audio = audio.receiver.track
+        if "m=application" not in offer_sdp:
+            self._pending = None  # audio only: no data channel will come
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    def hang_up(self) -> None:
+        self._ended.set()
+
+    async def close(self) -> None:
+        """Free a peer that was never `run()` (its offer was refused)."""
+        self._ended.set()
+        self._track.stop()
+        await self.pc.close()
+
+    async def run(self) -> None:
+        """Pump the call until it ends, then free everything it holds."""
+        driver = self.driver
+        driver.add_sink(self._send)
+        if self._plays:
+            driver.add_sink(self.playout.take)
+            driver.player = self.playout
+        loop = asyncio.get_running_loop()
+        watchdog = loop.call_later(CONNECT_TIMEOUT_S, self._connect_timeout)
+        pump: asyncio.Task[None] | None = None
+        try:
+            driver.start()
+            if self._remote_audio is not None:
+                pump = loop.create_task(
+                    self._pump_audio(self._remote_audio), name=f"{self.name} audio in"
+                )
+            await self._ended.wait()
+        finally:
+            watchdog.cancel()
+            driver.remove_sink(self._send)
+            driver.remove_sink(self.playout.take)
+            driver.player = None
+            if pump is not None:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+            self._track.stop()
+            try:
+                await self.pc.close()
+            finally:
+                await driver.close()
+                log.info("call %s ended", self.name)
+
+    # --- the peer's events ---------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._offered_tracks.append(track)  # fired inside setRemoteDescription
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        log.debug("call %s connection %s", self.name, state)
+        if state == "connected":
+            self._connected = True
+        elif state in ("failed", "closed"):
+            self._ended.set()
+
+    def _connect_timeout(self) -> None:
+        if not self._connected:
+            log.info("call %s: the peer did not connect in %.0f s", self.name, CONNECT_TIMEOUT_S)
+            self._ended.set()
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != DATA_CHANNEL or self._channel is not None:
+            log.info("call %s: ignoring data channel %r", self.name, channel.label)
+            return
+        self._channel = channel
+        channel.on("message", self._on_message)
+        channel.on("close", self._on_channel_close)
+        if channel.readyState == "open":
+            self._flush_pending()
+        else:
+            channel.on("open", self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        channel, pending = self._channel, self._pending
+        if channel is None or pending is None:
+            return
+        self._pending = None
+        for text in pending:
+            channel.send(text)
+
+    def _on_channel_close(self) -> None:
+        # The call goes on (audio still flows, a sideband may still control it); events
+        # for this channel are no longer kept.
+        self._channel = None
+        self._pending = None
+
+    def _on_message(self, message: str | bytes) -> None:
+        if not isinstance(message, str):
+            self.driver.reject(
+                ProtocolError(
+                    "Binary messages are not supported; send each event as a JSON text message.",
+                    errors.BINARY_FRAME,
+                )
+            )
+            return
+        try:
+            event = self.dialect.parse(message)
+        except ProtocolError as error:
+            self.driver.reject(error)
+            return
+        self.driver.receive(event)
+
+    # --- events out ----------------------------------------------------------------------------
+
+    def _send(self, event: ServerEvent) -> None:
+        """The driver's sink: every event but audio, on the data channel."""
+        if event["type"] == AUDIO_DELTA:
+            return
+        text = self.dialect.encode(event)
+        if text is None:
+            return
+        channel = self._channel
+        if channel is not None and channel.readyState == "open" and self._pending is None:
+            channel.send(text)  # queues in SCTP; never blocks
+        elif self._pending is not None:
+            self._pending.append(text)
+            if len(self._pending) > MAX_PENDING_EVENTS:
+                log.warning("call %s: the data channel never opened; events dropped", self.name)
+                self._pending = None
+
+    # --- audio in ------------------------------------------------------------------------------
+
+    async def _pump_audio(self, track: MediaStreamTrack) -> None:
+        session, driver = self.driver.session, self.driver
+        resampler: StreamResampler | None = None
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            assert isinstance(frame, AudioFrame)
+            fmt = session.input_format  # a session.update may change it mid-call
+            out_rate = formats.sample_rate(fmt)
+            if (
+                resampler is None
+                or resampler.in_rate != frame.sample_rate
+                or resampler.out_rate != out_rate
+            ):
+                resampler = StreamResampler(frame.sample_rate, out_rate)
+            pcm = resampler.process(mono_s16(frame))
+            if len(pcm):
+                session.append_input_audio(formats.encode(fmt, pcm))
+                driver.flush()
+        log.info("call %s: the remote audio track ended", self.name)
+        self._ended.set()
+
+
+def mono_s16(frame: AudioFrame) -> np.ndarray:
+    """A decoded frame as mono int16: channels averaged, whether packed or planar."""
+    samples: Any = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if samples.dtype != np.int16:  # float formats; aiortc's decoders give s16
+        samples = np.clip(samples * 32768.0, -32768, 32767).astype(np.int16)
+    if channels == 1:
+        return np.ascontiguousarray(samples.reshape(-1))
+    if frame.format.is_planar:
+        per_channel = samples.reshape(channels, -1)
+        return (per_channel.sum(axis=0, dtype=np.int32) // channels).astype(np.int16)
+    interleaved = samples.reshape(-1, channels)
+    return (interleaved.sum(axis=1, dtype=np.int32) // channels).astype(np.int16)
+
+
+class PlayoutTrack(MediaStreamTrack):
+    """The outgoing audio track: one 20 ms frame of the playout per `recv()`, paced in real
+    time as aiortc's own `AudioStreamTrack` paces silence."""
+
+    kind = "audio"
+    # Behind by more than this (a stalled loop), playback restarts its clock rather than
+    # bursting the missed frames into the client's jitter buffer.
+    MAX_LAG_S = 0.1
+
+    def __init__(self, playout: Playout) -> None:
+        super().__init__()
+        self._playout = playout
+        self._time_base = fractions.Fraction(1, playout.rate)
+        self._start: float | None = None
+        self._pts = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        playout = self._playout
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            self._pts += playout.frame_samples
+            wait = self._start + self._pts / playout.rate - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -self.MAX_LAG_S:
+                self._start = now - self._pts / playout.rate
+        frame = AudioFrame.from_ndarray(
+            playout.next_frame().reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = playout.rate
+        frame.pts = self._pts
+        frame.time_base = self._time_base
+        return frame
