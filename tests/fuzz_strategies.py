@@ -190,6 +190,102 @@ event_objects: st.SearchStrategy[dict[str, Any]] = st.one_of(
 )
 
 
+# The beta dialect's own shapes (`OpenAI-Beta: realtime=v1`), which protocol/beta.py translates:
+# flat session fields, string formats, a `turn_detection` without `type`, tools without `type`,
+# a function name as `tool_choice`, `text` content parts, `transcription_session.update`.
+_beta_formats = st.sampled_from(["pcm16", "g711_ulaw", "g711_alaw", "pcm24"])
+_beta_session = st.fixed_dictionaries(
+    {},
+    optional={
+        "modalities": st.sampled_from([["text"], ["audio", "text"], ["audio"], ["text", "audio"]]),
+        "voice": st.sampled_from(VOICES),
+        "instructions": short_text,
+        "input_audio_format": _beta_formats,
+        "output_audio_format": _beta_formats,
+        "input_audio_transcription": st.none()
+        | st.fixed_dictionaries(
+            {}, optional={"model": st.just("whisper-1"), "language": st.just("en")}
+        ),
+        "input_audio_noise_reduction": st.none()
+        | st.fixed_dictionaries({"type": st.sampled_from(["near_field", "far_field"])}),
+        "turn_detection": st.none()
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "type": st.sampled_from(["server_vad", "semantic_vad"]),
+                "threshold": st.floats(0, 1),
+                "silence_duration_ms": st.integers(0, 2000),
+                "create_response": st.booleans(),
+            },
+        ),
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"name": short_text},
+                optional={"type": st.just("function"), "parameters": st.just({"type": "object"})},
+            ),
+            max_size=2,
+        ),
+        "tool_choice": st.sampled_from(["auto", "none", "required", "get_weather"]),
+        "temperature": st.floats(0.6, 1.2),
+        "max_response_output_tokens": st.sampled_from([1, 4096, "inf"]),
+        "speed": st.floats(0.25, 1.5),
+    },
+)
+_beta_parts = {
+    "user": st.one_of(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["input_text", "text"]), "text": short_text}
+        ),
+        st.fixed_dictionaries({"type": st.just("input_audio"), "audio": pcm_base64}),
+    ),
+    "system": st.fixed_dictionaries(
+        {"type": st.sampled_from(["input_text", "text"]), "text": short_text}
+    ),
+    "assistant": st.fixed_dictionaries({"type": st.just("text"), "text": short_text}),
+}
+_beta_items = st.sampled_from(sorted(_beta_parts)).flatmap(
+    lambda role: st.fixed_dictionaries(
+        {
+            "type": st.just("message"),
+            "role": st.just(role),
+            "content": st.lists(_beta_parts[role], min_size=1, max_size=2),
+        },
+        optional={"id": st.sampled_from((*FUZZ_IDS, *ANCHOR_IDS))},
+    )
+)
+_with_id = {"event_id": st.just(EVENT_ID)}
+beta_objects: st.SearchStrategy[dict[str, Any]] = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.just("session.update"), "session": _beta_session}, optional=_with_id
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("transcription_session.update"), "session": _beta_session},
+        optional=_with_id,
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("conversation.item.create"), "item": _beta_items}, optional=_with_id
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("response.create"),
+            "response": st.fixed_dictionaries(
+                {},
+                optional={
+                    "modalities": st.sampled_from([["text"], ["audio", "text"]]),
+                    "voice": st.sampled_from(VOICES),
+                    "output_audio_format": _beta_formats,
+                    "max_response_output_tokens": st.sampled_from([1, "inf"]),
+                    "conversation": st.sampled_from(["auto", "none"]),
+                    "input": st.lists(_beta_items, max_size=2),
+                    "tool_choice": st.sampled_from(["auto", "get_weather"]),
+                },
+            ),
+        },
+        optional=_with_id,
+    ),
+)
+
+
 # --- frames and mutations ----------------------------------------------------------------------
 
 
@@ -292,10 +388,14 @@ def nested(depth: int, kind: str) -> str:
 
 @st.composite
 def broken_events(
-    draw: st.DrawFn, *, huge: bool = True, depths: tuple[int, ...] = (150, 600, 3000)
+    draw: st.DrawFn,
+    *,
+    huge: bool = True,
+    depths: tuple[int, ...] = (150, 600, 3000),
+    events: st.SearchStrategy[dict[str, Any]] = event_objects,
 ) -> Frame:
     """A schema-valid event, then broken one way."""
-    event = draw(event_objects)
+    event = draw(events)
     paths = _paths(event)
     dict_paths = [p for p in paths if isinstance(_get(event, p), dict)]
     leaf_paths = [p for p in paths if p]
@@ -352,7 +452,15 @@ def broken_events(
         )
     if how == "retype":
         new_type = draw(
-            st.sampled_from([*ce.EVENT_TYPES, "conversation.item.created", "", "SESSION.UPDATE"])
+            st.sampled_from(
+                [
+                    *ce.EVENT_TYPES,
+                    "transcription_session.update",  # beta only
+                    "conversation.item.created",  # a server event
+                    "",
+                    "SESSION.UPDATE",
+                ]
+            )
             | st.sampled_from([None, 1, ["session.update"], {"type": "x"}])
         )
         if new_type != event["type"]:
@@ -390,15 +498,19 @@ def garbage_frames(draw: st.DrawFn) -> Frame:
 
 @st.composite
 def frames(
-    draw: st.DrawFn, *, huge: bool = True, depths: tuple[int, ...] = (150, 600, 3000)
+    draw: st.DrawFn,
+    *,
+    huge: bool = True,
+    depths: tuple[int, ...] = (150, 600, 3000),
+    events: st.SearchStrategy[dict[str, Any]] = event_objects,
 ) -> Frame:
     """Valid events, broken events and garbage, mixed: mostly broken."""
     kind = draw(st.sampled_from(["broken", "valid", "broken", "garbage", "broken", "valid"]))
     if kind == "broken":
-        return draw(broken_events(huge=huge, depths=depths))
+        return draw(broken_events(huge=huge, depths=depths, events=events))
     if kind == "garbage":
         return draw(garbage_frames())
-    return Frame("valid", draw(event_objects))
+    return Frame("valid", draw(events))
 
 
 def _parses(event: dict[str, Any]) -> bool:

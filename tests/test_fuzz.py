@@ -25,8 +25,9 @@ does; the test asserts it happens cleanly, to that connection only, and that a n
 A frame beyond the server's maximum message size is refused the same way (1009, or a reset while
 the client is still sending).
 
-Bugs found are pinned by the strict-xfail tests at the end (`reason="BUG: ..."`); the fuzzers
-steer around them (`_known_bug`) so that they keep guarding everything else.
+Bugs the fuzzers found are pinned at the end: fixed ones as regression tests, open ones as
+strict xfails (`reason="BUG: ..."`) that the fuzzers steer around (`_known_bug`) so that they
+keep guarding everything else.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from fuzz_strategies import (
     ANCHOR_TEXT_ID,
     Frame,
     audio_bytes,
+    beta_objects,
+    event_objects,
     frames,
     valid_batches,
 )
@@ -86,6 +89,7 @@ ANSWERS = {
     "output_audio_buffer.clear": None,
 }
 BETA_RENAMES = {"conversation.item.added": "conversation.item.created"}
+BETA_ITEM_TYPES = {"message", "function_call", "function_call_output"}
 
 # Examples per fuzzer scale with OPENREALTIME_FUZZ_SCALE (default 1: ~20 s for the file); a
 # nightly or local run can ask for 20x. No shrinking: it can take minutes over real sockets; a failing batch is at most a dozen frames,
@@ -310,30 +314,16 @@ def classify(payload: str | bytes, binary: bool, dialect: Any) -> Expectation:
         if error.code == errors.INVALID_JSON:
             client_id = None  # what the server could not read, it cannot echo
         return Expectation(error=error, client_event_id=client_id)
-    except TypeError as exc:
-        if "unhashable" in str(exc):
-            return Expectation(known_bug="beta dialect crashes on unhashable values")
-        raise
-    known = _known_bug(event)
+    known = _known_bug(event, beta=isinstance(dialect, Beta))
     return Expectation(event=event, client_event_id=client_id, known_bug=known)
 
 
-def _known_bug(event: Any) -> str | None:
+def _known_bug(event: Any, *, beta: bool) -> str | None:
     """Valid events that hit a bug pinned below by a strict xfail; the fuzzers skip them.
     Remove each clause when its bug is fixed."""
-    try:
-        orjson.dumps(event.model_dump(mode="json"))
-    except TypeError:
-        return "an integer past 64 bits mutes the session (test_an_integer_past_64_bits_...)"
-    except ValueError:  # pydantic: "Circular reference detected (depth exceeded)"
-        return "nesting past ~255 closes the socket (test_beta_deeply_nested_metadata_...)"
     item = getattr(event, "item", None)
-    if (
-        event.type == "conversation.item.create"
-        and getattr(item, "id", None) in ANCHOR_IDS
-        and any(p.type == "input_audio" and p.audio for p in getattr(item, "content", ()))
-    ):
-        return "a refused duplicate overwrites audio (test_refused_duplicate_item_...)"
+    if beta and event.type == "conversation.item.create" and item.type not in BETA_ITEM_TYPES:
+        return "beta: an MCP item is stored in silence (test_beta_mcp_item_create_...)"
     return None
 
 
@@ -408,8 +398,11 @@ def test_fuzzed_events_get_errors_and_the_session_goes_on(server, llm, batch) ->
 
 
 @settings(FUZZ_SETTINGS, max_examples=round(25 * SCALE))
-# JSON nested past Python's recursion limit is left out: see test_beta_deep_json_...
-@given(batch=st.lists(frames(huge=False, depths=(150, 600)), min_size=1, max_size=12))
+@given(
+    batch=st.lists(
+        frames(huge=False, events=st.one_of(beta_objects, event_objects)), min_size=1, max_size=12
+    )
+)
 def test_fuzzed_events_in_the_beta_dialect(server, llm, batch) -> None:
     fuzz_session(server, llm, batch, beta=True)
 
@@ -647,16 +640,9 @@ def test_a_frame_over_the_size_limit_fails_only_that_connection(server, llm) -> 
         bystander.close()
 
 
-# --- bugs found by the fuzzers -------------------------------------------------------------------
+# --- bugs the fuzzers found: regressions for the fixed ones, strict xfails for the rest ------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: transports/websocket.py `_read` catches only ProtocolError, and the beta "
-    "dialect's translation (protocol/beta.py `_item_to_ga`, `_modalities_to_ga`) raises "
-    "TypeError on unhashable JSON values (a list as `role` or a content part's `type`, an "
-    "object inside `modalities`): the socket closes with 1011 and the session is lost.",
-)
 @pytest.mark.parametrize(
     "event",
     [
@@ -673,6 +659,8 @@ def test_a_frame_over_the_size_limit_fails_only_that_connection(server, llm) -> 
     ids=["role", "part-type", "modalities"],
 )
 def test_beta_unhashable_values_get_an_error_not_a_closed_socket(server, llm, event) -> None:
+    """Was: the beta translation raised TypeError on a list or object where it hashed a value,
+    `_read` let it escape, and the socket closed (1011)."""
     conn = Connection(server, beta=True)
     try:
         conn.send_event({**event, "event_id": "evt_unhashable"})
@@ -685,14 +673,9 @@ def test_beta_unhashable_values_get_an_error_not_a_closed_socket(server, llm, ev
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: core/session.py `_item_create` stores a new item's input audio "
-    "(`_take_input_audio` → `_input_audio[item.id]`) before `conversation.insert` refuses a "
-    "duplicate id, so the refused item's audio replaces the existing item's: retrieve returns "
-    "audio that item never had.",
-)
 def test_refused_duplicate_item_keeps_the_original_audio(server, llm) -> None:
+    """Was: a create refused for its duplicate id had already stored its audio under that id,
+    replacing the existing item's."""
     conn = Connection(server)
     try:
         create_anchors(conn)
@@ -716,16 +699,9 @@ def test_refused_duplicate_item_keeps_the_original_audio(server, llm) -> None:
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an integer past 64 bits (JSON allows any) passes validation where a field "
-    "has no bound or takes any JSON (`silence_duration_ms`, `prefix_padding_ms`, "
-    "`tracing.metadata`, `prompt.variables`, ...) and is stored. Echoing it, orjson raises "
-    "TypeError ('Integer exceeds 64-bit range') in transports/websocket.py `_write`, whose "
-    "`except Exception` ends the writer: the socket stays open, the session runs on, but the "
-    "client never receives another event.",
-)
 def test_an_integer_past_64_bits_gets_an_answer_and_the_session_goes_on(server, llm) -> None:
+    """Was: stored, then unencodable by orjson; the writer task died and the session went
+    silent with the socket still open."""
     conn = Connection(server)
     conn.ws.settimeout(2)
     try:
@@ -746,17 +722,9 @@ def test_an_integer_past_64_bits_gets_an_answer_and_the_session_goes_on(server, 
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the beta dialect parses with orjson (pydantic's own JSON parser stops at ~200 "
-    "levels; orjson does not), so a field that takes any JSON (`tracing.metadata`, "
-    "`prompt.variables`, tool `parameters`) can hold an object nested ~256+ deep. "
-    "core/session.py `_session_update` then calls `model_dump`, and pydantic's serializer "
-    "raises ValueError('Circular reference detected (depth exceeded)'); `Session.handle` and "
-    "transports/websocket.py `_read` catch only ProtocolError, so the socket closes (1011) "
-    "and the session is lost.",
-)
 def test_beta_deeply_nested_metadata_gets_an_answer_not_a_closed_socket(server, llm) -> None:
+    """Was: past ~255 levels in a field that takes any JSON, pydantic's serializer raised
+    ValueError in `_session_update`, which escaped and closed the socket (1011)."""
     conn = Connection(server, beta=True)
     try:
         conn.send(
@@ -774,14 +742,8 @@ def test_beta_deeply_nested_metadata_gets_an_answer_not_a_closed_socket(server, 
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: too deep for pydantic's JSON parser (~200 levels) but not for orjson's, an "
-    "event gets `invalid_value` with the message \"Invalid value for 'None': Invalid JSON: "
-    'recursion limit exceeded" (protocol/errors.py `from_validation_error` formats a '
-    "`json_invalid` error with no param); deeper JSON gets `invalid_json`.",
-)
 def test_json_too_deep_to_parse_is_reported_as_invalid_json(server) -> None:
+    """Was: `invalid_value`, "Invalid value for 'None': Invalid JSON: recursion limit ..."."""
     conn = Connection(server)
     try:
         conn.send(
@@ -813,23 +775,10 @@ for dialect in (GA(), Beta()):
 """
 
 
-def _orjson_version() -> tuple[int, ...]:
-    return tuple(int(part) for part in orjson.__version__.split(".")[:3])
-
-
-@pytest.mark.xfail(
-    _orjson_version() < (3, 9, 15),
-    strict=True,
-    reason=f"BUG: orjson < 3.9.15 (installed: {orjson.__version__}; pyproject asks for >=3.10) "
-    "recurses without "
-    "limit and overflows the C stack on deeply nested JSON (CVE-2024-27454): one ~3 MB text "
-    "frame of nested objects kills the whole server process (SIGSEGV). "
-    "protocol/client_events.py `parse_client_event` reaches orjson.loads after pydantic has "
-    "already refused the JSON; transports/dialect.py `Beta.parse` calls it first.",
-)
 def test_deeply_nested_json_does_not_kill_the_process() -> None:
     """What the WebSocket transport does with each text frame (`dialect.parse`), in a process of
-    its own: before the fix, this kills it — in the server, the whole server."""
+    its own. Was: orjson < 3.9.15 (CVE-2024-27454) overflowed the C stack and killed the whole
+    server process (SIGSEGV) on one ~3 MB frame of nested objects."""
     done = subprocess.run(
         [sys.executable, "-c", _PARSE_DEEP], capture_output=True, text=True, timeout=60
     )
@@ -837,15 +786,9 @@ def test_deeply_nested_json_does_not_kill_the_process() -> None:
     assert done.stdout.split() == ["ga", "invalid_json", "beta", "invalid_json"], done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the beta dialect parses with orjson (no depth limit) and hands the Python "
-    "objects to pydantic's `validate_python`; given a `type` nested deeper than Python's "
-    "recursion limit, pydantic-core hits a RecursionError on it and reports it through "
-    'sys.unraisablehook ("Exception ignored ..." on stderr, once per frame; a test failure '
-    "under pytest) before answering; transports/dialect.py `Beta.parse`.",
-)
 def test_beta_deep_json_gets_an_error_without_unraisable_exceptions(server) -> None:
+    """Was: pydantic-core reported a RecursionError on a `type` nested past Python's recursion
+    limit through sys.unraisablehook ("Exception ignored" on stderr, per frame)."""
     raised: list[Any] = []
     previous, sys.unraisablehook = sys.unraisablehook, lambda u: raised.append(u.exc_type)
     try:
@@ -861,3 +804,23 @@ def test_beta_deep_json_gets_an_error_without_unraisable_exceptions(server) -> N
         sys.unraisablehook = previous
     assert [e.type for _, e in said].count("error") == 2
     assert raised == [], raised
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the beta dialect accepts a `conversation.item.create` of an item type beta "
+    "does not have (`mcp_approval_response`): the session stores it, and protocol/beta.py "
+    "`server_event_to_beta` drops its `conversation.item.created` (`_item_to_beta` returns "
+    "None for non-beta item types), so the beta client gets neither an answer nor an error.",
+)
+def test_beta_mcp_item_create_gets_an_answer_or_an_error(server, llm) -> None:
+    conn = Connection(server, beta=True)
+    try:
+        item = {"type": "mcp_approval_response", "approval_request_id": "apr_1", "approve": True}
+        conn.send_event({"type": "conversation.item.create", "event_id": "evt_mcp", "item": item})
+        conn.send(_sentinel("after-mcp"))
+        said = [e.type for _, e in conn.until_error("after-mcp")][:-1]
+        assert said in (["conversation.item.created"], ["error"]), said
+        text_turn(conn, llm)
+    finally:
+        conn.close()

@@ -191,7 +191,7 @@ def test_second_response_while_active_is_refused_and_cancel_stops_backend(client
     [
         (Fail(500), "llm_error"),
         (Fail(404, '{"error": {"message": "model not found"}}'), "llm_error"),
-        (Garbage(), "server_error"),
+        (Garbage(), "llm_bad_response"),
     ],
 )
 def test_backend_failure_gives_failed_response_and_session_goes_on(

@@ -65,7 +65,8 @@ class InputAudioBuffer:
         self._size = 0
         # Session position (bytes) of the first byte held.
         self._start = 0
-        self._to_vad = StreamResampler(formats.sample_rate(fmt), VAD_RATE)
+        # Every ms of filter delay delays turn detection: the low-latency filter here.
+        self._to_vad = StreamResampler(formats.sample_rate(fmt), VAD_RATE, quality="LQ")
 
     @property
     def position_ms(self) -> float:
@@ -119,12 +120,11 @@ class InputAudioBuffer:
         self._size = 0
 
     def trim_to(self, keep_ms: float) -> None:
-        """Drop all but the last `keep_ms` (between turns, only the prefix padding matters)."""
-        excess = self._size - self._offset(
-            self.position_ms - keep_ms, formats.bytes_per_sample(self.format)
-        )
-        if (excess > 0 and self._size > 4 * excess // 3) or (excess > 0 and len(self._chunks) > 64):
-            self.take(end_ms=self.start_ms + excess / self._bytes_per_ms)
+        """Drop all but the last `keep_ms` (between turns, only the prefix padding matters).
+        Trims only once twice that is held, so the cost is amortised over many appends."""
+        if self.duration_ms <= 2 * keep_ms:
+            return
+        self.take(end_ms=self.position_ms - keep_ms)
 
     def _offset(self, ms: float, width: int) -> int:
         """Byte offset in the held audio of session time `ms`, clamped, on a sample boundary."""

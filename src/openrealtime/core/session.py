@@ -142,6 +142,16 @@ class Session:
         except ProtocolError as error:
             error.event_id = error.event_id or event.event_id
             self.reject(error)
+        except Exception as exc:  # a bug, or input no rule foresaw: one error, not a lost session
+            log.exception("could not apply %s", event.type)
+            self.reject(
+                ProtocolError(
+                    f"The event could not be applied: {exc}.",
+                    errors.INVALID_EVENT,
+                    type=errors.SERVER_ERROR,
+                    event_id=event.event_id,
+                )
+            )
 
     def reject(self, error: ProtocolError) -> None:
         """Report a client mistake (including ones found before parsing, by the transport)."""
@@ -217,30 +227,33 @@ class Session:
             item.object = "realtime.item"
         if hasattr(item, "status"):
             item.status = "completed"
-        audio_index = self._take_input_audio(item)
+        audio = self._decode_item_audio(item)
         previous_id = self.conversation.insert(item, event.previous_item_id)
+        audio_index = self._keep_item_audio(item, audio)
         wire = dump_item(item)
         self.outbox.append(ev.conversation_item_added(wire, previous_id))
         self.outbox.append(ev.conversation_item_done(wire, previous_id))
         if audio_index is not None:
             self._transcribe(item.id, audio_index)
 
-    def _take_input_audio(self, item: Any) -> int | None:
-        """Move a created item's input audio out of the item (events don't echo it; retrieve
-        does). Returns the content index of the audio, if any."""
-        if not isinstance(item, MessageItem) or item.id is None:
+    def _decode_item_audio(self, item: Any) -> tuple[int, bytes] | None:
+        """A created item's input audio, decoded (refused before anything is stored)."""
+        if not isinstance(item, MessageItem):
             return None
         for index, part in enumerate(item.content):
             if part.type == "input_audio" and part.audio:
-                self._input_audio[item.id] = (
-                    self._input.format,
-                    decode_base64_audio(
-                        part.audio, self._input.format, f"item.content[{index}].audio"
-                    ),
-                )
-                part.audio = None
-                return index
+                param = f"item.content[{index}].audio"
+                return index, decode_base64_audio(part.audio, self._input.format, param)
         return None
+
+    def _keep_item_audio(self, item: Any, audio: tuple[int, bytes] | None) -> int | None:
+        """Move the audio out of the item: events don't echo it; retrieve does."""
+        if audio is None:
+            return None
+        index, raw = audio
+        self._input_audio[item.id] = (self._input.format, raw)
+        item.content[index].audio = None
+        return index
 
     def _item_retrieve(self, event: ce.ConversationItemRetrieve) -> None:
         item = self.conversation.get(event.item_id)
@@ -563,9 +576,12 @@ class Session:
         self._truncate_heard(item_id, int(played_ms))
 
     def _truncate_heard(self, item_id: str, end_ms: int) -> None:
+        """Even at the end of its audio, the transcript may run ahead of what was spoken
+        (the LLM writes faster than speech), so the cut is always made."""
         spoken = self._spoken.get(item_id)
-        if spoken is None or item_id not in self.conversation or end_ms >= spoken.duration_ms:
+        if spoken is None or item_id not in self.conversation:
             return
+        end_ms = min(end_ms, int(spoken.duration_ms))
         self._truncate(self.conversation.get(item_id), spoken, 0, end_ms)
 
     def on_playback(self, item_id: str, played_ms: float, playing: bool) -> None:
@@ -594,7 +610,8 @@ class Session:
             return
         self._idle_deadline_ms = None
         item_id = new_id("item")
-        start_ms = max(self._input.start_ms, deadline - (self._idle_timeout_ms() or 0))
+        # The span since the answer finished playing (as OpenAI reports it), not the buffer's.
+        start_ms = deadline - (self._idle_timeout_ms() or 0)
         self.outbox.append(
             ev.input_audio_buffer_timeout_triggered(round(start_ms), round(now_ms), item_id)
         )

@@ -24,7 +24,8 @@ class SpokenAudio:
         """Words of the transcript spoken by `audio_end_ms`, interpolating inside a piece."""
         previous_ms, previous_words = 0.0, 0
         for mark_ms, mark_words in self.marks:
-            if audio_end_ms < mark_ms:
+            # Within a millisecond of a piece's end, the whole piece was heard.
+            if audio_end_ms + 1 < mark_ms:
                 share = (audio_end_ms - previous_ms) / max(mark_ms - previous_ms, 1e-9)
                 return previous_words + int(share * (mark_words - previous_words))
             previous_ms, previous_words = mark_ms, mark_words

@@ -4,10 +4,12 @@ Rules:
 - Speech starts on the first frame whose probability reaches `threshold`. The reported start
   (`audio_start_ms`) is the frame's start less `prefix_padding_ms`, as OpenAI reports it: the
   start of the audio that goes to the model.
-- Speech stops once frames have stayed below `threshold - HYSTERESIS` for
-  `silence_duration_ms`. The reported end (`audio_end_ms`) is the end of that silence, i.e.
-  the last speech frame's end plus `silence_duration_ms` — again OpenAI's definition, the end
-  of the audio committed. A frame back above the threshold resets the silence count.
+- Speech ends where the last frame above `threshold - HYSTERESIS` ends, less RELEASE_MS:
+  Silero stays above that for a frame or two after the last sound. It stops once the
+  silence since then reaches `silence_duration_ms`, to the nearest frame (not the next one,
+  which would add up to a frame of delay). The reported end (`audio_end_ms`) is the end of
+  speech plus `silence_duration_ms` — OpenAI's definition, the end of the audio committed.
+  A frame back above the threshold resets the silence count.
 - `semantic_vad` has no end-of-utterance model yet: its eagerness maps to a silence wait
   (SEMANTIC_SILENCE_MS).
 """
@@ -22,6 +24,10 @@ from ..protocol.session import SemanticVad, ServerVad
 # Silero's own recommendation: leave speech only well below the entry threshold, so a word's
 # quieter tail does not end the turn.
 HYSTERESIS = 0.15
+# Measured on espeak speech: the last frame above the exit threshold ends 0-120 ms after the
+# last sound (median ~54 ms). Taking 48 ms off puts the reported end within two frames either
+# way, and keeps speech_stopped within silence_duration_ms + 100 ms of the true end.
+RELEASE_MS = 48.0
 SEMANTIC_SILENCE_MS = {"low": 1500, "medium": 800, "auto": 800, "high": 400}
 SEMANTIC_THRESHOLD = 0.5
 SEMANTIC_PREFIX_MS = 300
@@ -85,8 +91,9 @@ class TurnDetector:
         if probability >= params.threshold - HYSTERESIS:
             self._last_speech_end_ms = frame_end_ms
             return None
-        if frame_end_ms - self._last_speech_end_ms >= params.silence_duration_ms:
+        speech_end = max(self._start_ms, self._last_speech_end_ms - RELEASE_MS)
+        if frame_end_ms + self.frame_ms / 2 - speech_end >= params.silence_duration_ms:
             self.state = "silence"
-            end = self._last_speech_end_ms + params.silence_duration_ms
+            end = speech_end + params.silence_duration_ms
             return SpeechStopped(round(self._start_ms), round(end))
         return None

@@ -143,6 +143,12 @@ def parse_client_event(raw: str | bytes) -> Any:
     try:
         return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":  # unparseable, or nested too deep to parse
+            raise ProtocolError(
+                f"The event is not valid JSON: {first['msg']}. Send one JSON object per text frame.",
+                errors.INVALID_JSON,
+            ) from None
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as json_exc:

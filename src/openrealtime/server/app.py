@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = backends or create_backends(settings)
+        await load_models(app.state.backends)
         await announce(settings, app.state.backends)
         app.state.ready = True
         try:
@@ -145,6 +147,14 @@ def new_session(
         playback=playback,
         context_window=backends.llm.context_window,
     )
+
+
+async def load_models(backends: Backends) -> None:
+    """Load what loads lazily (decoders, local models) before the server says it is ready."""
+    for backend in (backends.stt, backends.tts):
+        load = getattr(backend, "load", None)
+        if load is not None:
+            await asyncio.to_thread(load)
 
 
 async def announce(settings: Settings, backends: Backends) -> None:

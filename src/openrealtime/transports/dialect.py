@@ -3,6 +3,8 @@ here, at the edge, in both directions."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any, Protocol
 
 import orjson
@@ -32,7 +34,7 @@ class GA:
         return parse_client_event(raw)
 
     def encode(self, event: dict[str, Any]) -> str | None:
-        return orjson.dumps(event).decode()
+        return _encode(event)
 
 
 class Beta:
@@ -46,11 +48,50 @@ class Beta:
                 f"The event is not valid JSON: {exc}. Send one JSON object per text frame.",
                 errors.INVALID_JSON,
             ) from None
-        return parse_client_dict(client_event_to_ga(data) if isinstance(data, dict) else data)
+        if not nesting_within(data, MAX_DEPTH):
+            raise ProtocolError(
+                f"The event nests deeper than {MAX_DEPTH} levels; no event needs that.",
+                errors.INVALID_JSON,
+            )
+        if isinstance(data, dict):
+            # A value of the wrong JSON type where the translation expected another: GA
+            # validation of the untranslated event then names the field.
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                data = client_event_to_ga(data)
+        return parse_client_dict(data)
 
     def encode(self, event: dict[str, Any]) -> str | None:
         translated = server_event_to_beta(event)
-        return None if translated is None else orjson.dumps(translated).decode()
+        return None if translated is None else _encode(translated)
+
+
+# Deeper than any real event; pydantic's own JSON parser stops at about 200.
+MAX_DEPTH = 64
+
+
+def nesting_within(data: Any, limit: int) -> bool:
+    """Whether `data` nests at most `limit` levels (iteratively: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _encode(event: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(event).decode()
+    except TypeError:
+        # orjson refuses integers past 64 bits, which JSON (and so a client) may send.
+        return json.dumps(event, separators=(",", ":"))
 
 
 def choose_dialect(headers: dict[str, str], subprotocols: list[str]) -> Dialect:

@@ -78,6 +78,12 @@ async def _read(websocket: WebSocket, driver: SessionDriver, dialect: Dialect) -
         except ProtocolError as error:
             driver.reject(error)
             continue
+        except Exception as exc:  # input no rule foresaw must not end the session
+            log.exception("could not parse a client event")
+            driver.reject(
+                ProtocolError(f"The event could not be parsed: {exc}.", errors.INVALID_EVENT)
+            )
+            continue
         driver.receive(event)
 
 
@@ -88,7 +94,11 @@ async def _write(websocket: WebSocket, outgoing: asyncio.Queue[Any], dialect: Di
             event = await outgoing.get()
             if event is _CLOSED:
                 return
-            text = dialect.encode(event)
+            try:
+                text = dialect.encode(event)
+            except Exception:  # one unencodable event must not silence the session
+                log.exception("could not encode a %s event", event.get("type"))
+                continue
             if text is not None:
                 await send({"type": "websocket.send", "text": text})
     except Exception:  # the peer vanished mid-send; the reader sees the disconnect

@@ -1,15 +1,19 @@
-"""Any OpenAI-compatible Chat Completions endpoint: Ollama, vLLM, llama.cpp server, OpenAI."""
+"""Any OpenAI-compatible Chat Completions endpoint: Ollama, vLLM, llama.cpp server, OpenAI.
+
+Streams with a lean HTTP client and reads the chunks as plain JSON: see `http_client`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import openai
-from openai import AsyncOpenAI
+import orjson
 
 from ..errors import BackendError
+from ..http_client import HTTPClient, HTTPError
 from .base import (
     ChatTurn,
     Finished,
@@ -129,84 +133,125 @@ class OpenAIChatModel:
         self.base_url = base_url
         self.model = model
         self.context_window = context_window
-        self._client = AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
-        )
+        self._timeout = timeout
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = HTTPClient(base_url, headers=headers)
 
     async def stream(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
-        finish_reason = "stop"
-        usage: Usage | None = None
+        body = orjson.dumps(chat_arguments(request, self.model))
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        response = None
         try:
-            chunks = await self._client.chat.completions.create(
-                **chat_arguments(request, self.model)
-            )
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    cached = getattr(chunk.usage.prompt_tokens_details, "cached_tokens", None) or 0
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, cached)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        yield TextDelta(delta.content)
-                    for call in delta.tool_calls or ():
-                        function = call.function
-                        yield ToolCallDelta(
-                            index=call.index,
-                            call_id=call.id,
-                            name=function.name if function else None,
-                            arguments=(function.arguments or "") if function else "",
-                        )
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-        except openai.APITimeoutError:
+            async with asyncio.timeout(self._timeout) as deadline:
+                response = await self._http.request("POST", "/chat/completions", body, headers)
+                if response.status != 200:
+                    raise self._status_error(response.status, await response.read())
+                events = _sse_events(response.chunks())
+                async for event in _chat_events(events):
+                    yield event
+                    # The timeout bounds the wait for each piece, not the whole answer.
+                    deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
+        except TimeoutError:
             raise BackendError(
                 "llm",
                 f"the LLM at {self.base_url} did not answer in time; raise --llm-timeout or check "
                 "that the server is not overloaded",
                 code="llm_timeout",
             ) from None
-        except openai.APIConnectionError as exc:
+        except HTTPError as exc:
             raise BackendError(
                 "llm",
-                f"cannot reach the LLM at {self.base_url} ({exc.__cause__ or exc}); start it, or "
-                "point --llm-base-url (OPENREALTIME_LLM_BASE_URL) at a running "
-                "OpenAI-compatible server",
+                f"cannot reach the LLM at {self.base_url} ({exc}); start it, or point "
+                "--llm-base-url (OPENREALTIME_LLM_BASE_URL) at a running OpenAI-compatible server",
                 code="llm_unreachable",
             ) from None
-        except openai.APIStatusError as exc:
-            hint = (
-                f"; check --llm-model (now '{self.model}')"
-                if exc.status_code in (400, 404)
-                else "; check --llm-api-key"
-                if exc.status_code in (401, 403)
-                else ""
-            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise BackendError(
                 "llm",
-                f"the LLM at {self.base_url} answered HTTP {exc.status_code}: "
-                f"{_excerpt(exc.response.text)}{hint}",
-                code="llm_error",
+                f"the LLM at {self.base_url} sent a stream that is not Chat Completions ({exc!r})",
+                code="llm_bad_response",
             ) from None
-        except openai.OpenAIError as exc:
-            raise BackendError(
-                "llm", f"the LLM at {self.base_url} failed: {exc}", code="llm_error"
-            ) from None
-        yield Finished(finish_reason, usage)
+        finally:
+            if response is not None:
+                response.close()  # a no-op after the end; cancels a generation mid-stream
+
+    def _status_error(self, status: int, body: bytes) -> BackendError:
+        hint = (
+            f"; check --llm-model (now '{self.model}')"
+            if status in (400, 404)
+            else "; check --llm-api-key"
+            if status in (401, 403)
+            else ""
+        )
+        return BackendError(
+            "llm",
+            f"the LLM at {self.base_url} answered HTTP {status}: "
+            f"{_excerpt(body.decode('utf-8', 'replace'))}{hint}",
+            code="llm_error",
+        )
 
     async def check(self) -> str | None:
         """None if the endpoint answers; otherwise why not (for the start-up warning)."""
         try:
-            await self._client.models.list(timeout=3.0)
-        except openai.APIConnectionError as exc:
-            return str(exc.__cause__ or exc)
-        except openai.APIStatusError:
-            return None  # it answers; some servers just don't list models
+            async with asyncio.timeout(3.0):
+                response = await self._http.request("GET", "/models")
+                await response.read()
+        except TimeoutError:
+            return "no answer within 3 s"
         except Exception as exc:  # whatever it is, start-up reports it and goes on
             return str(exc) or repr(exc)
         return None
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.aclose()
+
+
+async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The `data:` payloads of a server-sent event stream."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        while True:
+            end = pending.find(b"\n")
+            if end < 0:
+                break
+            line, pending = pending[:end].rstrip(b"\r"), pending[end + 1 :]
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+
+
+async def _chat_events(payloads: AsyncIterator[bytes]) -> AsyncIterator[LlmEvent]:
+    finish_reason = "stop"
+    usage: Usage | None = None
+    async for payload in payloads:
+        if payload == b"[DONE]":
+            break
+        chunk = orjson.loads(payload)
+        if error := chunk.get("error"):  # some servers report mid-stream failures this way
+            message = error.get("message") if isinstance(error, dict) else error
+            raise BackendError("llm", f"the LLM reported an error: {message}", code="llm_error")
+        if reported := chunk.get("usage"):
+            details = reported.get("prompt_tokens_details") or {}
+            usage = Usage(
+                reported.get("prompt_tokens") or 0,
+                reported.get("completion_tokens") or 0,
+                details.get("cached_tokens") or 0,
+            )
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if content := delta.get("content"):
+                yield TextDelta(content)
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") or {}
+                yield ToolCallDelta(
+                    index=call.get("index", 0),
+                    call_id=call.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments") or "",
+                )
+            if reason := choice.get("finish_reason"):
+                finish_reason = reason
+    yield Finished(finish_reason, usage)
 
 
 def _excerpt(text: str, limit: int = 300) -> str:

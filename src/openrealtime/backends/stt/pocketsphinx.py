@@ -134,6 +134,16 @@ class _DecoderPool:
                 self.created += 1
         return decoder
 
+    def try_acquire(self, limit: int) -> _Decoder | None:
+        """An idle decoder, or a new one while fewer than `limit` exist; else None."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self.created >= limit:
+                return None
+            self.created += 1
+        return _Decoder()
+
     def release(self, decoder: _Decoder) -> None:
         with self._lock:
             self._idle.append(decoder)
@@ -156,9 +166,11 @@ class PocketsphinxTranscriber:
         return self._pool.created
 
     def load(self) -> None:
-        """Build one decoder now (blocking), so the first utterance does not pay for it."""
-        with self._pool.decoder():
-            pass
+        """Build the workers' decoders now (blocking, at start-up): a build holds the GIL for
+        ~0.5 s, which mid-session would freeze every session."""
+        decoders = [self._pool.acquire() for _ in range(self.workers)]
+        for decoder in decoders:
+            self._pool.release(decoder)
 
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
@@ -183,7 +195,7 @@ class PocketsphinxTranscriber:
 
     def open_stream(self, options: TranscriptionOptions) -> PocketsphinxStream:
         """Decode while the user speaks: the transcript is ready as the turn ends."""
-        return PocketsphinxStream(self._pool, self._executor)
+        return PocketsphinxStream(self._pool, self._executor, self.workers)
 
     def _decode(self, pcm: bytes) -> str:
         with self._pool.decoder() as decoder:
@@ -197,16 +209,29 @@ class PocketsphinxStream:
     """One utterance decoded as it arrives. Calls come one at a time (the runtime feeds in
     order), each on the worker pool; the decoder is held from the first audio to the end."""
 
-    def __init__(self, pool: _DecoderPool, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, pool: _DecoderPool, executor: ThreadPoolExecutor, limit: int) -> None:
         self._pool = pool
         self._executor = executor
+        self._limit = limit
         self._decoder: _Decoder | None = None
+        # When every decoder is taken, the utterance is kept and decoded whole at the end:
+        # slower for this turn, but memory (~90 MiB a decoder) and GIL stalls stay bounded.
+        self._held: bytearray | None = None
         self._bytes = 0
         self._last = ""
 
     async def feed(self, pcm16k: bytes) -> str | None:
         pcm = pcm16k[: len(pcm16k) // 2 * 2]
         self._bytes += len(pcm)
+        if self._decoder is None and self._held is None:
+            self._decoder = self._pool.try_acquire(self._limit)
+            if self._decoder is None:
+                self._held = bytearray()
+            else:
+                await self._run(self._decoder.start_stream)
+        if self._held is not None:
+            self._held += pcm
+            return None
         text = await self._run(self._feed, pcm)
         if text == self._last:
             return None
@@ -215,21 +240,27 @@ class PocketsphinxStream:
 
     async def finish(self) -> TranscriptDone:
         seconds = self._bytes / 2 / SAMPLE_RATE
-        if self._decoder is None or self._bytes < _MIN_BYTES:
+        if self._bytes < _MIN_BYTES:
             await self.aclose()
             return TranscriptDone("", seconds)
+        if self._held is not None:
+            held, self._held = bytes(self._held), None
+            return TranscriptDone(await self._run(self._decode_held, held), seconds)
         text = await self._run(self._end)
         return TranscriptDone(text, seconds)
 
     async def aclose(self) -> None:
+        self._held = None
         if self._decoder is not None:
             await self._run(self._end)
 
     def _feed(self, pcm: bytes) -> str:
-        if self._decoder is None:
-            self._decoder = self._pool.acquire()
-            self._decoder.start_stream()
+        assert self._decoder is not None
         return self._decoder.feed(pcm)
+
+    def _decode_held(self, pcm: bytes) -> str:
+        with self._pool.decoder() as decoder:
+            return decoder.decode(pcm)
 
     def _end(self) -> str:
         decoder, self._decoder = self._decoder, None
