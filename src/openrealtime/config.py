@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     # The browser console at `/`; it mints client secrets for anyone who can reach the server.
     console: bool = True
 
+    # Limits (OpenAI's where it documents them).
+    max_session_minutes: float = 60.0
+    max_sessions: int = 500  # per process
+    max_sessions_per_key: int = 100
+    shutdown_grace_seconds: float = 10.0  # SIGTERM: let active responses finish this long
+    send_queue_limit: int = 4096  # events queued for a client that is not reading
+    # Shared state for several processes; unset: everything stays in-process.
+    redis_url: str | None = None
+
     llm_base_url: str = "http://127.0.0.1:11434/v1"
     llm_model: str = "llama3.2"
     llm_api_key: str | None = None
