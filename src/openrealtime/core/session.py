@@ -194,13 +194,7 @@ class Session:
 
     def _check_voice(self, voice: Any, param: str) -> None:
         if isinstance(voice, str) and not self._known_voice(voice):
-            raise ProtocolError(
-                f"Invalid value: '{voice}'. Supported values are: "
-                + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
-                + ", or a voice name of the configured speech backend.",
-                errors.INVALID_VALUE,
-                param,
-            )
+            raise errors.unknown_voice(voice, param)
 
     def _voice_value(self) -> Any:
         assert isinstance(self.config, RealtimeSession)

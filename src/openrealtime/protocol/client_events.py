@@ -145,17 +145,11 @@ def parse_client_event(raw: str | bytes) -> Any:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         if first["type"] == "json_invalid":  # unparseable, or nested too deep to parse
-            raise ProtocolError(
-                f"The event is not valid JSON: {first['msg']}. Send one JSON object per text frame.",
-                errors.INVALID_JSON,
-            ) from None
+            raise errors.invalid_json(first["msg"]) from None
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as json_exc:
-            raise ProtocolError(
-                f"The event is not valid JSON: {json_exc}. Send one JSON object per text frame.",
-                errors.INVALID_JSON,
-            ) from None
+            raise errors.invalid_json(json_exc) from None
         raise _explain(exc, data) from None
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .session import OPENAI_VOICES
+
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
 
@@ -56,6 +58,23 @@ class ProtocolError(Exception):
             "param": self.param,
             "event_id": self.event_id,
         }
+
+
+def invalid_json(detail: object) -> ProtocolError:
+    return ProtocolError(
+        f"The event is not valid JSON: {detail}. Send one JSON object per text frame.",
+        INVALID_JSON,
+    )
+
+
+def unknown_voice(voice: str, param: str) -> ProtocolError:
+    return ProtocolError(
+        f"Invalid value: '{voice}'. Supported values are: "
+        + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
+        + ", or a voice name of the configured speech backend.",
+        INVALID_VALUE,
+        param,
+    )
 
 
 def _clean_loc(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> list[int | str]:

@@ -44,10 +44,7 @@ class Beta:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise ProtocolError(
-                f"The event is not valid JSON: {exc}. Send one JSON object per text frame.",
-                errors.INVALID_JSON,
-            ) from None
+            raise errors.invalid_json(exc) from None
         if not nesting_within(data, MAX_DEPTH):
             raise ProtocolError(
                 f"The event nests deeper than {MAX_DEPTH} levels; no event needs that.",
