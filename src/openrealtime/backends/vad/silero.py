@@ -59,16 +59,27 @@ class SileroStream:
         self.reset()
 
     def reset(self) -> None:
-        self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self.state = np.zeros(_STATE_SHAPE, dtype=np.float32)
         # [context | frame]: the model's input is built in place, no per-frame concatenation.
         self._window = np.zeros((1, _CONTEXT + _FRAME), dtype=np.float32)
         self._filled = 0  # samples of the current frame received so far
 
     def process(self, pcm16k: np.ndarray) -> list[float]:
+        probs: list[float] = []
+        for window in self.windows(pcm16k):
+            prob, self.state = self._session.run(
+                None, {"input": window[None, :], "state": self.state, "sr": self._sr}
+            )
+            probs.append(float(prob[0, 0]))
+        return probs
+
+    def windows(self, pcm16k: np.ndarray) -> list[np.ndarray]:
+        """The model inputs ([context | frame], float32) completed by this audio, in order.
+        For batching: run them with `SileroVad.infer`, one per stream per call, in order."""
         if pcm16k.dtype != np.int16:
             raise TypeError(f"silero needs 16 kHz int16 samples; got {pcm16k.dtype}")
         audio = pcm16k.astype(np.float32) / 32768.0
-        probs: list[float] = []
+        ready: list[np.ndarray] = []
         pos = 0
         while pos < len(audio):
             take = min(_FRAME - self._filled, len(audio) - pos)
@@ -77,15 +88,10 @@ class SileroStream:
             self._filled += take
             pos += take
             if self._filled == _FRAME:
-                probs.append(self._infer())
-        return probs
-
-    def _infer(self) -> float:
-        feeds = {"input": self._window, "state": self._state, "sr": self._sr}
-        prob, self._state = self._session.run(None, feeds)
-        self._window[0, :_CONTEXT] = self._window[0, -_CONTEXT:]
-        self._filled = 0
-        return float(prob[0, 0])
+                ready.append(self._window[0].copy())
+                self._window[0, :_CONTEXT] = self._window[0, -_CONTEXT:]
+                self._filled = 0
+        return ready
 
 
 class SileroVad:
@@ -100,3 +106,12 @@ class SileroVad:
 
     def new_stream(self) -> SileroStream:
         return SileroStream(self._session)
+
+    def infer(self, windows: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One step for several streams at once: `windows` [B, 576], `states` [2, B, 128] →
+        (probabilities [B], new states [2, B, 128]). Thread-safe; releases the GIL while it
+        runs. A batch of 8 costs about a third of 8 separate calls."""
+        prob, new_states = self._session.run(
+            None, {"input": windows, "state": states, "sr": np.array(_RATE, dtype=np.int64)}
+        )
+        return prob[:, 0], new_states
