@@ -11,8 +11,8 @@ silence. Every frame received is validated strictly with the SDK's own types.
 
 To tell which reply belongs to which frame, every fuzzed frame is followed by a sentinel (a
 retrieve of an item that never exists, with its own `event_id`): the server handles a socket's
-frames in order, so everything it says synchronously about frame i comes before sentinel i's
-error. Asynchronous work (responses, transcriptions) may interleave; it is validated but not
+frames in order, so everything it says synchronously about the frame comes before the
+sentinel's error. Asynchronous work (responses, transcriptions) may interleave; it is validated but not
 attributed.
 
 After each batch, on the same socket: every response that started has finished, a normal text
@@ -25,9 +25,7 @@ does; the test asserts it happens cleanly, to that connection only, and that a n
 A frame beyond the server's maximum message size is refused the same way (1009, or a reset while
 the client is still sending).
 
-Bugs the fuzzers found are pinned at the end: fixed ones as regression tests, open ones as
-strict xfails (`reason="BUG: ..."`) that the fuzzers steer around (`_known_bug`) so that they
-keep guarding everything else.
+Bugs the fuzzers found are pinned at the end as regression tests.
 """
 
 from __future__ import annotations
@@ -89,7 +87,6 @@ ANSWERS = {
     "output_audio_buffer.clear": None,
 }
 BETA_RENAMES = {"conversation.item.added": "conversation.item.created"}
-BETA_ITEM_TYPES = {"message", "function_call", "function_call_output"}
 
 # Examples per fuzzer scale with OPENREALTIME_FUZZ_SCALE (default 1: ~20 s for the file); a
 # nightly or local run can ask for 20x. No shrinking: it can take minutes over real sockets; a failing batch is at most a dozen frames,
@@ -123,12 +120,13 @@ def llm(llm: Any) -> Any:
 
 
 class Connection:
-    def __init__(self, server: Any, *, beta: bool = False) -> None:
+    def __init__(self, server: Any, *, beta: bool = False, transcription: bool = False) -> None:
         headers = [f"Authorization: Bearer {API_KEY}"]
         if beta:
             headers.append("OpenAI-Beta: realtime=v1")
+        query = "intent=transcription" if transcription else "model=gpt-realtime"
         self.ws = websocket.create_connection(
-            f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime",
+            f"ws://127.0.0.1:{server.port}/v1/realtime?{query}",
             header=headers,
             timeout=20,
             # Its pure-Python UTF-8 check costs seconds per echoed megabyte; decoding the
@@ -276,6 +274,27 @@ def text_turn(conn: Connection, llm: Any, text: str = "Still there?") -> None:
     assert {"role": "user", "content": text} in [r["messages"][-1] for r in llm.requests]
 
 
+def transcription_turn(conn: Connection) -> None:
+    """A transcription session's normal turn on the same socket: audio in, a transcript out."""
+    settle(conn)
+    session = {"type": "transcription", "audio": {"input": {"turn_detection": None}}}
+    conn.send_event({"type": "session.update", "event_id": "turn-session", "session": session})
+    conn.recv_until(lambda _, e: _not_an_error(e, "turn-session") and e.type == "session.updated")
+    conn.send_event({"type": "input_audio_buffer.clear", "event_id": "turn-clear"})
+    audio = base64.b64encode(audio_bytes(9600, seed=3)).decode()
+    conn.send_event({"type": "input_audio_buffer.append", "event_id": "turn-audio", "audio": audio})
+    conn.send_event({"type": "input_audio_buffer.commit", "event_id": "turn-commit"})
+    committed = conn.recv_until(
+        lambda _, e: _not_an_error(e, "turn-commit") and e.type == "input_audio_buffer.committed"
+    )[-1][1]
+    conn.recv_until(
+        lambda _, e: (
+            e.type == "conversation.item.input_audio_transcription.completed"
+            and e.item_id == committed.item_id
+        )
+    )
+
+
 def _not_an_error(event: Any, event_id: str) -> bool:
     assert not (event.type == "error" and event.error.event_id == event_id), event
     return True
@@ -295,7 +314,6 @@ class Expectation:
     error: ProtocolError | None = None  # the error parsing must produce
     event: Any = None  # the parsed event, when it parses
     client_event_id: str | None = None  # the `event_id` the client sent, if the JSON has one
-    known_bug: str | None = None
 
 
 def classify(payload: str | bytes, binary: bool, dialect: Any) -> Expectation:
@@ -314,17 +332,7 @@ def classify(payload: str | bytes, binary: bool, dialect: Any) -> Expectation:
         if error.code == errors.INVALID_JSON:
             client_id = None  # what the server could not read, it cannot echo
         return Expectation(error=error, client_event_id=client_id)
-    known = _known_bug(event, beta=isinstance(dialect, Beta))
-    return Expectation(event=event, client_event_id=client_id, known_bug=known)
-
-
-def _known_bug(event: Any, *, beta: bool) -> str | None:
-    """Valid events that hit a bug pinned below by a strict xfail; the fuzzers skip them.
-    Remove each clause when its bug is fixed."""
-    item = getattr(event, "item", None)
-    if beta and event.type == "conversation.item.create" and item.type not in BETA_ITEM_TYPES:
-        return "beta: an MCP item is stored in silence (test_beta_mcp_item_create_...)"
-    return None
+    return Expectation(event=event, client_event_id=client_id)
 
 
 def check_window(
@@ -353,35 +361,32 @@ def check_window(
         )
 
 
-def run_batch(conn: Connection, batch: list[Frame]) -> list[str]:
-    """Send every frame (each followed by its sentinel), then check what came back, frame by
-    frame. Returns the known bugs steered around."""
-    plan = []
-    skipped = []
+def run_batch(conn: Connection, batch: list[Frame]) -> None:
+    """Send each frame and its sentinel, and check what came back before the next (a client
+    that reads its events: the server drops one that lets megabytes of them pile up)."""
     for index, frame in enumerate(batch):
         payload = frame.payload(f"fz-{index}")
         expect = classify(payload, frame.binary, conn.dialect)
-        if expect.known_bug:
-            skipped.append(expect.known_bug)
-            continue
         conn.send(payload, binary=frame.binary)
         conn.send(_sentinel(f"sentinel-{index}"))
-        plan.append((index, frame, expect))
-    for index, frame, expect in plan:
         window = conn.until_error(f"sentinel-{index}")
         sentinel = window.pop()[0]["error"]
         assert sentinel["code"] == errors.ITEM_NOT_FOUND, sentinel
         check_window(frame, expect, window, conn.beta)
-    return skipped
 
 
-def fuzz_session(server: Any, llm: Any, batch: list[Frame], *, beta: bool = False) -> None:
+def fuzz_session(
+    server: Any, llm: Any, batch: list[Frame], *, beta: bool = False, transcription: bool = False
+) -> None:
     llm.reset()
-    conn = Connection(server, beta=beta)
+    conn = Connection(server, beta=beta, transcription=transcription)
     try:
         create_anchors(conn)
         run_batch(conn, batch)
-        text_turn(conn, llm)
+        if transcription:
+            transcription_turn(conn)
+        else:
+            text_turn(conn, llm)
         check_anchors(conn)
     finally:
         conn.close()
@@ -405,6 +410,13 @@ def test_fuzzed_events_get_errors_and_the_session_goes_on(server, llm, batch) ->
 )
 def test_fuzzed_events_in_the_beta_dialect(server, llm, batch) -> None:
     fuzz_session(server, llm, batch, beta=True)
+
+
+@settings(FUZZ_SETTINGS, max_examples=round(15 * SCALE))
+@given(batch=st.lists(frames(huge=False), min_size=1, max_size=12))
+def test_fuzzed_events_in_a_transcription_session(server, llm, batch) -> None:
+    """`?intent=transcription`: a session that only transcribes (no responses)."""
+    fuzz_session(server, llm, batch, transcription=True)
 
 
 @settings(FUZZ_SETTINGS, max_examples=round(25 * SCALE))
@@ -593,6 +605,17 @@ def test_deeply_nested_json_gets_an_error(server, llm, depth) -> None:
     healthy(server)
 
 
+def _close_code(conn: Connection, timeout: float = 30.0) -> int:
+    """The code of the close frame the server sends next (pings skipped; no event may come)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, "no close frame"
+        opcode, data = conn.ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big")
+        assert opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG), (opcode, data)
+
+
 def test_invalid_utf8_in_a_text_frame_fails_only_that_connection(server, llm) -> None:
     """RFC 6455 §8.1: invalid UTF-8 in a text frame MUST fail the connection (close 1007).
     Only that connection: another session goes on, and a new one works."""
@@ -602,9 +625,7 @@ def test_invalid_utf8_in_a_text_frame_fails_only_that_connection(server, llm) ->
         for bad in (b"\xff\xfe", b'{"type": "response.create", "event_id": "\xc3\x28"}'):
             victim = Connection(server)
             victim.send(bad)
-            opcode, data = victim.ws.recv_data(control_frame=True)
-            assert opcode == websocket.ABNF.OPCODE_CLOSE, (opcode, data)
-            assert int.from_bytes(data[:2], "big") == 1007, data
+            assert _close_code(victim) == 1007
             victim.close()
             healthy(server)
         text_turn(bystander, llm)
@@ -619,18 +640,18 @@ def test_invalid_utf8_in_a_text_frame_fails_only_that_connection(server, llm) ->
 
 
 def test_a_frame_over_the_size_limit_fails_only_that_connection(server, llm) -> None:
-    """Past the WebSocket layer's maximum message size (uvicorn's default, 16 MiB, in the test
-    server; `server/run.py` sets 32 MiB) the server fails the connection (1009), or resets it
-    while the client is still sending. The process and other sessions are unaffected."""
+    """Past the WebSocket layer's maximum message size (uvicorn's `ws_max_size`, as the server
+    runs it) the server fails the connection (1009), or resets it while the client is still
+    sending. The process and other sessions are unaffected."""
+    limit = server.server.config.ws_max_size
     bystander = Connection(server)
     victim = Connection(server)
     try:
-        frame = json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (17 * 1024**2)})
+        # Not an event either way ("!" is not base64): were the frame read, an error would come.
+        frame = json.dumps({"type": "input_audio_buffer.append", "audio": "!" * (limit + 1)})
         try:
             victim.send(frame)
-            opcode, data = victim.ws.recv_data(control_frame=True)
-            assert opcode == websocket.ABNF.OPCODE_CLOSE, opcode
-            assert int.from_bytes(data[:2], "big") == 1009, data
+            assert _close_code(victim) == 1009
         except (ConnectionError, websocket.WebSocketConnectionClosedException):
             pass  # reset mid-send: the close frame was never read
         healthy(server)
@@ -806,21 +827,43 @@ def test_beta_deep_json_gets_an_error_without_unraisable_exceptions(server) -> N
     assert raised == [], raised
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the beta dialect accepts a `conversation.item.create` of an item type beta "
-    "does not have (`mcp_approval_response`): the session stores it, and protocol/beta.py "
-    "`server_event_to_beta` drops its `conversation.item.created` (`_item_to_beta` returns "
-    "None for non-beta item types), so the beta client gets neither an answer nor an error.",
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "mcp_approval_response", "approval_request_id": "apr_1", "approve": True},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_image", "image_url": "data:image/png;base64,AAAA"}],
+        },
+    ],
+    ids=["mcp-item", "input-image"],
 )
-def test_beta_mcp_item_create_gets_an_answer_or_an_error(server, llm) -> None:
+def test_beta_ga_only_item_gets_an_answer_beta_can_read_or_an_error(server, llm, item) -> None:
     conn = Connection(server, beta=True)
     try:
-        item = {"type": "mcp_approval_response", "approval_request_id": "apr_1", "approve": True}
-        conn.send_event({"type": "conversation.item.create", "event_id": "evt_mcp", "item": item})
-        conn.send(_sentinel("after-mcp"))
-        said = [e.type for _, e in conn.until_error("after-mcp")][:-1]
+        conn.send_event({"type": "conversation.item.create", "event_id": "evt_ga", "item": item})
+        conn.send(_sentinel("after-ga"))
+        said = [e.type for _, e in conn.until_error("after-ga")][:-1]
         assert said in (["conversation.item.created"], ["error"]), said
+        text_turn(conn, llm)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("beta", [False, True], ids=["ga", "beta"])
+@pytest.mark.parametrize("tool", [1, "get_weather", None], ids=["number", "string", "null"])
+def test_a_tool_that_is_not_an_object_gets_an_error_naming_it(server, llm, beta, tool) -> None:
+    conn = Connection(server, beta=beta)
+    try:
+        session = {"tools": [tool]} if beta else {"type": "realtime", "tools": [tool]}
+        conn.send_event({"type": "session.update", "event_id": "evt_tool", "session": session})
+        conn.send(_sentinel("after-tool"))
+        said = conn.until_error("after-tool")
+        errs = [raw["error"] for raw, e in said if e.type == "error"][:-1]
+        assert len(errs) == 1, errs
+        assert errs[0]["event_id"] == "evt_tool", errs[0]
+        assert str(errs[0]["param"]).startswith("session.tools"), errs[0]
         text_turn(conn, llm)
     finally:
         conn.close()

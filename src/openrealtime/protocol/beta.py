@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .errors import INVALID_VALUE, ProtocolError
 from .session import merge_session_update
 
 JSON = dict[str, Any]
@@ -121,6 +122,7 @@ def client_event_to_ga(event: JSON) -> JSON:
         session = _fields_to_ga(event["session"], SESSION_PATHS, TRANSCRIPTION_DROPPED)
         return {**event, "type": "session.update", "session": {"type": "transcription", **session}}
     if kind == "conversation.item.create" and "item" in event:
+        _check_beta_item(event["item"])
         return {**event, "item": _item_to_ga(event["item"])}
     if kind == "response.create" and isinstance(event.get("response"), dict):
         return {**event, "response": _fields_to_ga(event["response"], RESPONSE_PATHS, frozenset())}
@@ -201,9 +203,32 @@ def _put(target: JSON, path: tuple[str, ...], value: Any) -> None:
     target[last] = value
 
 
+# GA-only shapes a beta client could send but could never be shown (its events lack them).
+_GA_ONLY_PARTS = frozenset({"input_image", "output_text", "output_audio"})
+
+
+def _check_beta_item(item: Any) -> None:
+    if isinstance(item, dict) and "type" in item and item["type"] not in BETA_ITEM_TYPES:
+        raise ProtocolError(
+            f"Invalid value: {item['type']!r}. The beta dialect supports the item types: "
+            + ", ".join(f"'{t}'" for t in sorted(BETA_ITEM_TYPES))
+            + ".",
+            INVALID_VALUE,
+            "item.type",
+        )
+
+
 def _item_to_ga(item: Any) -> Any:
     if not isinstance(item, dict) or not isinstance(item.get("content"), list):
         return item
+    for index, part in enumerate(item["content"]):
+        if isinstance(part, dict) and part.get("type") in _GA_ONLY_PARTS:
+            raise ProtocolError(
+                f"Invalid value: {part['type']!r}. The beta dialect has no such content part; "
+                "use 'input_text'/'input_audio' (user, system) or 'text'/'audio' (assistant).",
+                INVALID_VALUE,
+                f"item.content[{index}].type",
+            )
     renames = PART_TO_GA.get(item.get("role", ""), {})
     content = [
         {**part, "type": renames[part["type"]]}

@@ -130,15 +130,16 @@ class McpTool(WireModel):
     tunnel_id: str | None = None
 
 
-def _tool_kind(value: Any) -> str:
-    # OpenAI lets a function tool omit its `type`.
-    kind = value.get("type", "function") if isinstance(value, dict) else value.type
-    return str(kind)
+def _tool_kind(value: Any) -> str | None:
+    # OpenAI lets a function tool omit its `type`. Anything but an object has no kind.
+    if isinstance(value, dict):
+        return str(value.get("type", "function"))
+    return getattr(value, "type", None)
 
 
 Tool = Annotated[
     Annotated[FunctionTool, Tag("function")] | Annotated[McpTool, Tag("mcp")],
-    Discriminator(_tool_kind),
+    Discriminator(_tool_kind, custom_error_type="dict_type"),
 ]
 
 
