@@ -12,6 +12,9 @@ import pytest
 from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeServerEvent as GaServerEvent
 from pydantic import TypeAdapter
+from redis_server import MISSING as REDIS_MISSING
+from redis_server import RedisServer
+from redis_server import installed as redis_installed
 from scripted_llm import ScriptedLLM
 from servers import ServerThread
 
@@ -117,3 +120,15 @@ async def arecv_until(
         if event.type == event_type:
             return events
     raise AssertionError(f"no {event_type} within {limit} events: {[e.type for e in events]}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for the shared-state tests."""
+    if not redis_installed():
+        pytest.skip(REDIS_MISSING)
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from openrealtime.server.run import ws_options
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -24,7 +26,7 @@ class ServerThread:
             "port": self.port,
             "log_level": "warning",
             "lifespan": "on",
-            "ws": "websockets-sansio",
+            **ws_options(),  # as in production: the frame size limit, no compression
             **config,
         }
         self.server = uvicorn.Server(uvicorn.Config(app, **options))

@@ -111,3 +111,25 @@ def test_retention_ratio_target_is_a_share_of_the_limit() -> None:
     entries = tuple(ChatTurn("user", "y" * 396) for _ in range(10))
     ratio = RetentionRatioTruncation(type="retention_ratio", retention_ratio=0.3)
     assert sum(map(entry_tokens, truncate(entries, 800, ratio))) <= 240
+
+
+def test_a_finished_session_is_freed_without_the_garbage_collector() -> None:
+    import gc
+    import weakref
+
+    from openrealtime.backends.llm.base import Finished, TextDelta
+
+    gc.disable()
+    try:
+        session = _session_with(3, 100_000)
+        _send(session, {"type": "response.create"})
+        effect = next(out for out in session.drain() if isinstance(out, GenerateResponse))
+        session.on_llm_event(effect.response_id, TextDelta("hi"))
+        session.on_llm_event(effect.response_id, Finished())  # still speaking: in flight
+        session.drain()
+        session.close()  # the client left
+        ref = weakref.ref(session)
+        del session, effect
+        assert ref() is None, "a reference cycle keeps closed sessions alive until a GC pass"
+    finally:
+        gc.enable()

@@ -368,8 +368,9 @@ def test_serve_start_up_output_and_unreachable_llm(tmp_path) -> None:
         assert llm_url in done.status_details.error.message
 
         process.send_signal(signal.SIGTERM)
-        # uvicorn shuts down gracefully, then re-raises the signal it caught.
-        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+        # A graceful shutdown is a success (uvicorn's re-raise of the signal is defused:
+        # server/run.py); tests/test_shutdown.py has the rest.
+        assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
             process.kill()

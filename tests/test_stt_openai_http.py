@@ -261,5 +261,5 @@ async def test_closed_port() -> None:
         port = s.getsockname()[1]
     # Nothing listens there now.
     error = await expect_error(OpenAITranscriber(f"http://127.0.0.1:{port}/v1/"))
-    assert "ConnectError" in error.message
+    assert "Connect call failed" in error.message
     assert f"http://127.0.0.1:{port}/v1/audio/transcriptions" in error.message

@@ -30,6 +30,19 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("--log-level", "log_level", {"help": "debug, info, warning, error"}),
     (
+        "--log-format",
+        "log_format",
+        {"choices": ["text", "json"], "help": "text (default), or json: one object per line"},
+    ),
+    (
+        "--metrics",
+        "metrics",
+        {
+            "action": argparse.BooleanOptionalAction,
+            "help": "serve Prometheus metrics at /metrics, unauthenticated (default: on)",
+        },
+    ),
+    (
         "--no-console",
         "console",
         {
@@ -56,10 +69,63 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--stt-base-url", "stt_base_url", {"help": "base URL for --stt openai"}),
     ("--stt-model", "stt_model", {"help": "model name or local directory for the STT backend"}),
     ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),
+    (
+        "--stt-timeout",
+        "stt_timeout",
+        {"type": float, "help": "seconds before an --stt openai request fails (default 30)"},
+    ),
     ("--tts", "tts", {"help": "text-to-speech backend: espeak, openai"}),
     ("--tts-base-url", "tts_base_url", {"help": "base URL for --tts openai"}),
     ("--tts-model", "tts_model", {"help": "model name for --tts openai"}),
     ("--tts-api-key", "tts_api_key", {"help": "API key for --tts openai"}),
+    (
+        "--tts-timeout",
+        "tts_timeout",
+        {"type": float, "help": "seconds before an --tts openai request fails (default 30)"},
+    ),
+    # Limits (docs/protocol.md, "Limits").
+    (
+        "--max-session-minutes",
+        "max_session_minutes",
+        {"type": float, "help": "a session's maximum length; 0: none (default 60)"},
+    ),
+    (
+        "--max-sessions",
+        "max_sessions",
+        {"type": int, "help": "concurrent sessions in this process (default 500)"},
+    ),
+    (
+        "--max-sessions-per-key",
+        "max_sessions_per_key",
+        {"type": int, "help": "concurrent sessions per API key or client secret (default 100)"},
+    ),
+    (
+        "--shutdown-grace-seconds",
+        "shutdown_grace_seconds",
+        {"type": float, "help": "on SIGTERM, how long active responses may finish (default 10)"},
+    ),
+    (
+        "--send-queue-limit",
+        "send_queue_limit",
+        {
+            "type": int,
+            "help": "events queued for one client before it counts as not reading and is "
+            "closed (default 4096)",
+        },
+    ),
+    (
+        "--send-queue-bytes",
+        "send_queue_bytes",
+        {"type": int, "help": "and their size in bytes (default 16 MiB)"},
+    ),
+    (
+        "--redis-url",
+        "redis_url",
+        {
+            "help": "share client secrets, calls and per-key limits with other instances "
+            "through this Redis (redis://host:6379/0); unset: all state stays in this process"
+        },
+    ),
 ]
 
 

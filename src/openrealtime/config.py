@@ -5,7 +5,7 @@ This is the only module that reads the environment.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     insecure: bool = False
     ws_per_message_deflate: bool = False
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line
+    # Prometheus metrics at /metrics, unauthenticated (docs/operations.md).
+    metrics: bool = True
     # The browser console at `/`; it mints client secrets for anyone who can reach the server.
     console: bool = True
 
@@ -32,6 +35,7 @@ class Settings(BaseSettings):
     max_sessions_per_key: int = 100
     shutdown_grace_seconds: float = 10.0  # SIGTERM: let active responses finish this long
     send_queue_limit: int = 4096  # events queued for a client that is not reading
+    send_queue_bytes: int = 16 * 1024 * 1024  # and their bytes (an audio delta is up to ~100 KB)
     # Shared state for several processes; unset: everything stays in-process.
     redis_url: str | None = None
 
@@ -47,11 +51,13 @@ class Settings(BaseSettings):
     stt_base_url: str | None = None
     stt_model: str | None = None
     stt_api_key: str | None = None
+    stt_timeout: float = 30.0  # --stt openai
 
     tts: str = "espeak"
     tts_base_url: str | None = None
     tts_model: str | None = None
     tts_api_key: str | None = None
+    tts_timeout: float = 30.0  # --tts openai
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httptools
 
+_Idle = tuple[asyncio.StreamReader, asyncio.StreamWriter, float]
+
 _READ_SIZE = 65536
+# Idle connections older than this are not reused: servers close them (uvicorn after 5 s), and
+# a request sent into one that is closing fails. Nor are more than _MAX_IDLE kept.
+_IDLE_SECONDS = 4.0
+_MAX_IDLE = 32
 
 
 class HTTPError(Exception):
@@ -89,7 +96,15 @@ class HTTPClient:
         self._prefix = parts.path.rstrip("/")
         host_header = self._host if parts.port is None else f"{self._host}:{self._port}"
         self._base_headers = {"Host": host_header, "User-Agent": "openrealtime", **(headers or {})}
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # Per event loop (a connection belongs to the loop that opened it): (reader, writer,
+        # loop time it went idle), newest last.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Idle]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def _idle(self) -> list[_Idle]:
+        return self._pools.setdefault(asyncio.get_running_loop(), [])
 
     def _request_bytes(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
         lines = [f"{method} {self._prefix}{path} HTTP/1.1"]
@@ -105,8 +120,9 @@ class HTTPClient:
         data = self._request_bytes(method, path, body, headers or {})
         # A pooled connection the server has since closed fails at once: retry on a new one.
         for attempt in (0, 1):
-            reused = bool(self._idle) and attempt == 0
-            reader, writer = self._idle.pop() if reused else await self._connect()
+            pooled = self._take_idle() if attempt == 0 else None
+            reused = pooled is not None
+            reader, writer = pooled if pooled is not None else await self._connect()
             parsing = _Parsing()
             try:
                 writer.write(data)
@@ -150,12 +166,21 @@ class HTTPClient:
                 parsing.parser.feed_data(data)
             reusable = parsing.keep_alive
         finally:
-            if reusable:
-                self._idle.append((reader, writer))
+            if reusable and len(self._idle) < _MAX_IDLE:
+                self._idle.append((reader, writer, asyncio.get_running_loop().time()))
             else:
                 writer.close()
 
+    def _take_idle(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if now - since < _IDLE_SECONDS and not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return None
+
     async def aclose(self) -> None:
-        for _, writer in self._idle:
+        for _, writer, _ in self._idle:
             writer.close()
         self._idle.clear()

@@ -69,6 +69,7 @@ def _stt(settings: Settings) -> Any:
             _required(settings.stt_base_url, "--stt-base-url", "stt"),
             settings.stt_api_key,
             settings.stt_model or "whisper-1",
+            timeout=settings.stt_timeout,
         )
     raise BackendError(
         "stt", f"unknown --stt '{name}'; choose pocketsphinx, faster-whisper or openai"
@@ -88,6 +89,7 @@ def _tts(settings: Settings) -> Any:
             _required(settings.tts_base_url, "--tts-base-url", "tts"),
             settings.tts_api_key,
             settings.tts_model or "tts-1",
+            timeout=settings.tts_timeout,
         )
     raise BackendError("tts", f"unknown --tts '{name}'; choose espeak or openai")
 

@@ -119,12 +119,13 @@ class InputAudioBuffer:
         self._chunks = []
         self._size = 0
 
-    def trim_to(self, keep_ms: float) -> None:
-        """Drop all but the last `keep_ms` (between turns, only the prefix padding matters).
-        Trims only once twice that is held, so the cost is amortised over many appends."""
-        if self.duration_ms <= 2 * keep_ms:
-            return
-        self.take(end_ms=self.position_ms - keep_ms)
+    def trim_before(self, ms: float) -> None:
+        """Drop the audio before session time `ms` (between turns, only the prefix padding
+        before the next speech matters). Trims only once that is half of what is held, so the
+        cost is amortised over many appends."""
+        drop_ms = ms - self.start_ms
+        if drop_ms > 0 and drop_ms >= self.duration_ms / 2:
+            self.take(end_ms=ms)
 
     def _offset(self, ms: float, width: int) -> int:
         """Byte offset in the held audio of session time `ms`, clamped, on a sample boundary."""

@@ -112,19 +112,6 @@ class Session:
         self._speech_item_id: str | None = None
         self._idle_deadline_ms: float | None = None
         self._configure_turns()
-        self._handlers: dict[str, Callable[[Any], None]] = {
-            "session.update": self._session_update,
-            "conversation.item.create": self._item_create,
-            "conversation.item.retrieve": self._item_retrieve,
-            "conversation.item.delete": self._item_delete,
-            "conversation.item.truncate": self._item_truncate,
-            "response.create": self._response_create,
-            "response.cancel": self._response_cancel,
-            "input_audio_buffer.append": self._audio_append,
-            "input_audio_buffer.commit": self._audio_commit,
-            "input_audio_buffer.clear": self._audio_clear,
-            "output_audio_buffer.clear": self._output_audio_clear,
-        }
 
     # --- I/O surface ---------------------------------------------------------------------------
 
@@ -138,7 +125,7 @@ class Session:
     def handle(self, event: Any) -> None:
         """Apply one parsed client event."""
         try:
-            self._handlers[event.type](event)
+            _HANDLERS[event.type](self, event)
         except ProtocolError as error:
             error.event_id = error.event_id or event.event_id
             self.reject(error)
@@ -152,6 +139,13 @@ class Session:
                     event_id=event.event_id,
                 )
             )
+
+    def close(self) -> None:
+        """The connection is gone: drop what is in flight. (Responses point back at their
+        session; clearing them lets a closed session be freed at once, not by a GC pass.)"""
+        self.responses.clear()
+        self._waiting.clear()
+        self.outbox.clear()
 
     def reject(self, error: ProtocolError) -> None:
         """Report a client mistake (including ones found before parsing, by the transport)."""
@@ -432,7 +426,9 @@ class Session:
                 )
         self.cancel_response(response.id, "client_cancelled")
 
-    def cancel_response(self, response_id: str, reason: str) -> Response | None:
+    def cancel_response(self, response_id: str, reason: str | None) -> Response | None:
+        """`reason` None: the server ends the session (its `error` event says why); OpenAI's
+        reasons name only what the client or the turn detector did."""
         response = self.responses.pop(response_id, None)
         if response is None:
             return None
@@ -535,7 +531,9 @@ class Session:
             elif not detector.speaking:
                 self._check_idle(frame_end_ms)
         if not detector.speaking:
-            self._input.trim_to(detector.params.prefix_padding_ms)
+            # Relative to what the VAD has seen, which may trail what has arrived.
+            analysed_ms = self._vad_frames * self._vad_frame_ms
+            self._input.trim_before(analysed_ms - detector.params.prefix_padding_ms)
 
     def _speech_started(self, turn: SpeechStarted) -> None:
         self._idle_deadline_ms = None
@@ -728,3 +726,20 @@ class Session:
             if response is not None and response.settings.conversation:
                 self.on_response_failed(response_id, code, f"transcription failed: {message}")
         self._start_ready_responses()
+
+
+# By event type. A class-level table, not bound methods on each session: those would form a
+# reference cycle, and a closed session would wait for the garbage collector to be freed.
+_HANDLERS: dict[str, Callable[[Session, Any], None]] = {
+    "session.update": Session._session_update,
+    "conversation.item.create": Session._item_create,
+    "conversation.item.retrieve": Session._item_retrieve,
+    "conversation.item.delete": Session._item_delete,
+    "conversation.item.truncate": Session._item_truncate,
+    "response.create": Session._response_create,
+    "response.cancel": Session._response_cancel,
+    "input_audio_buffer.append": Session._audio_append,
+    "input_audio_buffer.commit": Session._audio_commit,
+    "input_audio_buffer.clear": Session._audio_clear,
+    "output_audio_buffer.clear": Session._output_audio_clear,
+}

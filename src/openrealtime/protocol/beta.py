@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import INVALID_VALUE, ProtocolError
+from .items import ITEM_SHAPE_HINTS
 from .session import merge_session_update
 
 JSON = dict[str, Any]
@@ -209,10 +210,12 @@ _GA_ONLY_PARTS = frozenset({"input_image", "output_text", "output_audio"})
 
 def _check_beta_item(item: Any) -> None:
     if isinstance(item, dict) and "type" in item and item["type"] not in BETA_ITEM_TYPES:
+        hint = ITEM_SHAPE_HINTS.get(str(item["type"]), ITEM_SHAPE_HINTS["user"])
         raise ProtocolError(
             f"Invalid value: {item['type']!r}. The beta dialect supports the item types: "
             + ", ".join(f"'{t}'" for t in sorted(BETA_ITEM_TYPES))
-            + ".",
+            + ". "
+            + hint,
             INVALID_VALUE,
             "item.type",
         )

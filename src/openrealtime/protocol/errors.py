@@ -35,6 +35,10 @@ INVALID_AUDIO = "invalid_audio"
 VOICE_LOCKED = "cannot_update_voice"
 NOT_SUPPORTED = "not_supported"
 MESSAGE_TOO_LARGE = "message_too_large"
+# The server ends the session (then closes the socket): see docs/protocol.md, "Limits".
+SESSION_EXPIRED = "session_expired"
+SERVER_SHUTTING_DOWN = "server_shutting_down"
+SEND_QUEUE_FULL = "send_queue_full"
 
 
 @dataclass(slots=True)

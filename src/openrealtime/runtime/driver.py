@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from ..audio.formats import AudioFormat
 from ..backends.errors import BackendError
-from ..backends.llm.base import Finished, TextDelta
+from ..backends.llm.base import Finished, TextDelta, ToolCallDelta
 from ..backends.registry import Backends
 from ..backends.stt.base import TranscriptDelta, TranscriptDone
 from ..backends.stt.streaming import open_stream
@@ -27,8 +28,11 @@ from ..core.effects import (
 from ..core.session import Session
 from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
+from ..server.metrics import Metrics
 from .speech import SpeechPipeline
+from .telemetry import SessionTelemetry, fallback_metrics
 from .transcripts import TranscriptFeed
+from .vad_scheduler import VadScheduler, scheduler_for
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +44,34 @@ class Player(Protocol):
 
 
 class SessionDriver:
-    def __init__(self, session: Session, backends: Backends) -> None:
+    def __init__(
+        self,
+        session: Session,
+        backends: Backends,
+        *,
+        metrics: Metrics | None = None,
+        transport: str = "websocket",
+    ) -> None:
+        """`transport` labels the session in the metrics: websocket or webrtc."""
         self.session = session
         self.backends = backends
+        self.metrics = metrics or fallback_metrics()
+        self.telemetry = SessionTelemetry(
+            self.metrics,
+            session,
+            {"llm": backends.llm.name, "stt": backends.stt.name, "tts": backends.tts.name},
+            transport,
+            vad_sample_rate=backends.vad.sample_rate,
+        )
         # Every connection attached to the session gets every event: the owner, and sideband
         # sockets. A sink only enqueues; it never blocks.
         self._sinks: list[Callable[[ServerEvent], None]] = []
         self.player: Player | None = None
         self._feeds: dict[str, TranscriptFeed] = {}
         self._vad = backends.vad.new_stream()
+        self._vad_scheduler: VadScheduler | None = None
+        self._awaiting_vad = 0  # VAD submissions in flight
+        self._backlog: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._closed = False
 
@@ -63,30 +86,45 @@ class SessionDriver:
 
     def emit(self, event: ServerEvent) -> None:
         """Send an event that did not come from the core (the player's output_audio_buffer.*)."""
+        self.telemetry.server_event(event)
         for sink in list(self._sinks):
             sink(event)
 
     def start(self) -> None:
+        self.telemetry.opened()
         self.session.open()
         self.flush()
 
     def receive(self, event: Any) -> None:
-        self.session.handle(event)
-        self.flush()
+        self.telemetry.client_event(event.type)
+        self._apply(self.session.handle, event)
 
     def reject(self, error: ProtocolError) -> None:
-        self.session.reject(error)
+        self._apply(self.session.reject, error)
+
+    def _apply(self, method: Callable[[Any], None], argument: Any) -> None:
+        """Client input is applied in order, and speech detection on appended audio counts as
+        part of its append: while the VAD thread has frames of this session, later input
+        waits, so a `clear` or `commit` lands after the turns in the audio before it."""
+        if self._awaiting_vad:
+            self._backlog.append((method, argument))
+            return
+        method(argument)
         self.flush()
 
     async def close(self) -> None:
         """The client has gone: stop all backend work for it."""
         self._closed = True
+        self.telemetry.closed()
+        if self._vad_scheduler is not None:
+            self._vad_scheduler.forget(self._vad)
         for feed in self._feeds.values():
             feed.close()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.session.close()
 
     # --- effects ---------------------------------------------------------------------------
 
@@ -98,8 +136,8 @@ class SessionDriver:
                 if isinstance(out, dict):
                     self.emit(out)
                 elif isinstance(out, DetectSpeech):
-                    # ~0.25 ms per 32 ms frame: cheaper inline than a hop to a thread.
-                    session.on_speech_probabilities(self._vad.process(out.pcm16k))
+                    self.telemetry.audio_to_vad(len(out.pcm16k))
+                    self._detect_speech(out.pcm16k)
                 elif isinstance(out, GenerateResponse):
                     self._spawn(out.response_id, self._respond(out))
                 elif isinstance(out, Transcribe):
@@ -111,13 +149,38 @@ class SessionDriver:
                         feed.feed(out.pcm16k)
                 elif isinstance(out, FinishTranscript):
                     if (feed := self._feeds.pop(out.item_id, None)) is not None:
-                        feed.close() if out.discard else feed.finish()
+                        if out.discard:
+                            feed.close()
+                        else:
+                            self.telemetry.transcript_finishing(out.item_id)
+                            feed.finish()
                 elif isinstance(out, CancelResponse):
                     task = self._tasks.pop(out.response_id, None)
                     if task is not None:
                         task.cancel()
                 elif isinstance(out, ClearOutputAudio) and self.player is not None:
                     self.player.clear()
+
+    def _detect_speech(self, pcm16k: Any) -> None:
+        """Batched with every other session's frames on the VAD thread when the model can
+        batch (see vad_scheduler); inline otherwise."""
+        if self._vad_scheduler is None and hasattr(self.backends.vad, "infer"):
+            self._vad_scheduler = scheduler_for(self.backends.vad)
+        if self._vad_scheduler is None:
+            self.session.on_speech_probabilities(self._vad.process(pcm16k))
+        elif self._vad_scheduler.submit(self._vad, pcm16k, self._speech_probabilities):
+            self._awaiting_vad += 1
+
+    def _speech_probabilities(self, probabilities: list[float]) -> None:
+        self._awaiting_vad -= 1
+        if self._closed:
+            return
+        self.session.on_speech_probabilities(probabilities)
+        self.flush()
+        while self._backlog and not self._awaiting_vad:
+            method, argument = self._backlog.popleft()
+            method(argument)
+            self.flush()
 
     def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         if self._closed:
@@ -131,27 +194,39 @@ class SessionDriver:
 
     async def _respond(self, effect: GenerateResponse) -> None:
         response_id = effect.response_id
-        session = self.session
+        session, telemetry = self.session, self.telemetry
         speech = self._speech(effect) if effect.voice else None
+        stage = "llm"  # then "tts": whose failure it is, if one is not a BackendError
         try:
             finished = False
+            started = telemetry.now()
+            first_token = True
             async for event in self.backends.llm.stream(effect.request):
+                if first_token and isinstance(event, TextDelta | ToolCallDelta):
+                    first_token = False
+                    telemetry.llm_first_token(started)
                 session.on_llm_event(response_id, event)
                 self.flush()
                 finished |= isinstance(event, Finished)
                 if speech is not None and isinstance(event, TextDelta):
                     speech.push(event.text)
+            telemetry.backend_done("llm", started)
             if not finished:
                 session.on_llm_event(response_id, Finished())
                 self.flush()
             if speech is not None:
+                stage = "tts"
                 await speech.finish()
                 session.on_response_audio_done(response_id)
         except BackendError as exc:
             log.warning("response %s failed: %s", response_id, exc)
+            telemetry.backend_failed(
+                exc.backend if exc.backend in ("llm", "tts") else stage, exc.code
+            )
             session.on_response_failed(response_id, exc.code, exc.message)
         except Exception as exc:  # a backend bug must fail one response, not the session
             log.exception("response %s failed unexpectedly", response_id)
+            telemetry.backend_failed(stage, "server_error")
             session.on_response_failed(response_id, "server_error", f"internal error: {exc!r}")
         finally:
             if speech is not None:
@@ -178,26 +253,31 @@ class SessionDriver:
             AudioFormat(response.settings.audio_format["type"]),
             on_audio,
             on_mark,
+            telemetry=self.telemetry,
         )
 
     async def _transcribe(self, effect: Transcribe) -> None:
-        session = self.session
+        session, telemetry = self.session, self.telemetry
         try:
+            started = telemetry.now()
             async for event in self.backends.stt.transcribe(effect.pcm16k, effect.options):
                 if isinstance(event, TranscriptDelta):
                     session.on_transcript_delta(effect.item_id, effect.content_index, event.text)
                 elif isinstance(event, TranscriptDone):
+                    telemetry.backend_done("stt", started)
                     session.on_transcript_done(
                         effect.item_id, effect.content_index, event.text, event.audio_seconds
                     )
                 self.flush()
         except BackendError as exc:
             log.warning("transcription of %s failed: %s", effect.item_id, exc)
+            telemetry.backend_failed("stt", exc.code)
             session.on_transcript_failed(
                 effect.item_id, effect.content_index, exc.code, exc.message
             )
         except Exception as exc:
             log.exception("transcription of %s failed unexpectedly", effect.item_id)
+            telemetry.backend_failed("stt", "server_error")
             session.on_transcript_failed(
                 effect.item_id, effect.content_index, "server_error", repr(exc)
             )
@@ -213,10 +293,12 @@ class SessionDriver:
             self.flush()
 
         def done(text: str, seconds: float) -> None:
+            self.telemetry.transcript_done(item_id)
             session.on_transcript_done(item_id, index, text, seconds)
             self.flush()
 
         def failed(code: str, message: str) -> None:
+            self.telemetry.transcript_failed(item_id, code)
             session.on_transcript_failed(item_id, index, code, message)
             self.flush()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import aclosing
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from ..audio.formats import AudioFormat
 from ..audio.resample import StreamResampler
 from ..backends.tts.base import Synthesizer
 from ..core.segmenter import SentenceSegmenter
+
+if TYPE_CHECKING:
+    from .telemetry import SessionTelemetry
 
 
 class SpeechPipeline:
@@ -25,6 +29,8 @@ class SpeechPipeline:
         out_format: AudioFormat,
         on_audio: Callable[[bytes, float], None],
         on_mark: Callable[[int], None],
+        *,
+        telemetry: SessionTelemetry | None = None,
     ) -> None:
         self._tts = tts
         self._voice = voice
@@ -32,6 +38,7 @@ class SpeechPipeline:
         self._format = out_format
         self._on_audio = on_audio
         self._on_mark = on_mark
+        self._telemetry = telemetry
         self._segmenter = SentenceSegmenter()
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._speak())
@@ -54,11 +61,19 @@ class SpeechPipeline:
     async def _speak(self) -> None:
         resampler = StreamResampler(self._tts.sample_rate, formats.sample_rate(self._format))
         words = 0
+        telemetry = self._telemetry
+        first_piece = True
         while (piece := await self._pieces.get()) is not None:
+            started = telemetry.now() if telemetry is not None else 0.0
             # aclosing: a cancelled pipeline must stop the synthesizer's stream at once.
             async with aclosing(self._tts.synthesize(piece, self._voice, self._speed)) as audio:
                 async for pcm in audio:
+                    if first_piece and telemetry is not None:
+                        telemetry.tts_first_audio(started)
+                    first_piece = False
                     self._emit(resampler.process(np.frombuffer(pcm, "<i2")))
+            if telemetry is not None:
+                telemetry.backend_done("tts", started)
             words += len(piece.split())
             self._on_mark(words)
         self._emit(resampler.flush())

@@ -40,14 +40,16 @@ class VadScheduler:
 
     def submit(
         self, stream: Any, pcm16k: np.ndarray, deliver: Callable[[list[float]], None]
-    ) -> None:
+    ) -> bool:
         """Detect speech in the next audio of `stream`; `deliver` gets one probability per
-        completed frame, on the loop, in the order audio was submitted for that stream."""
+        completed frame, on the loop, in the order audio was submitted for that stream.
+        False (and no delivery) when the audio completes no frame."""
         windows = stream.windows(pcm16k)
         if not windows:
-            return
+            return False
         self._queues.setdefault(stream, deque()).append(_Submission(windows, deliver))
         self._wake.set()
+        return True
 
     def forget(self, stream: Any) -> None:
         """The session is gone: drop its pending frames."""
@@ -100,3 +102,10 @@ def scheduler_for(vad: Any) -> VadScheduler | None:
     if scheduler is None:
         scheduler = _schedulers[loop] = VadScheduler(vad)
     return scheduler
+
+
+async def close_scheduler() -> None:
+    """Stop the running loop's scheduler (at shutdown), if it has one."""
+    scheduler = _schedulers.pop(asyncio.get_running_loop(), None)
+    if scheduler is not None:
+        await scheduler.aclose()

@@ -14,16 +14,22 @@ from .. import __version__
 from ..backends.registry import Backends, create_backends
 from ..config import Settings
 from ..core.session import Session
+from ..logs import bind_ids
 from ..protocol.session import RealtimeSession, TranscriptionSession
 from ..runtime.driver import SessionDriver
+from ..runtime.vad_scheduler import close_scheduler
+from ..transports.abort import ConnectionAbort
 from ..transports.dialect import choose_dialect
+from ..transports.ending import Ending
 from ..transports.websocket import run_websocket
 from .auth import Authenticator, AuthError, Principal, bearer_token
-from .calls import MemoryCallRegistry, calls_router
+from .calls import calls_router
 from .client_secrets import router as client_secrets_router
 from .console import router as console_router
 from .errors import openai_error
-from .secrets import MemorySecretStore
+from .lifecycle import Lifecycle, NotAdmitted
+from .observability import observe
+from .shared import create_shared_state
 from .sideband import run_sideband
 
 log = logging.getLogger("openrealtime")
@@ -52,21 +58,36 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await close_scheduler()
             if backends is None:
                 await app.state.backends.aclose()
 
     logging.getLogger("uvicorn.error").addFilter(_handshake_filter)  # idempotent
     app = FastAPI(title="openrealtime", version=__version__, lifespan=lifespan)
     app.state.ready = False
-    auth = Authenticator(settings, MemorySecretStore())
+    observe(app, settings)
+    # In-process, or shared by several instances through Redis (--redis-url). Installed
+    # before the calls router: its lifespan must outlast the calls'.
+    shared = create_shared_state(settings)
+    shared.install(app)
+    app.state.limiter = shared.limiter
+    # Admission, age limit and shutdown of every session (server/lifecycle.py). It reads
+    # app.state.limiter at each admission, so a limiter swapped in later counts.
+    lifecycle = app.state.lifecycle = Lifecycle(
+        settings, lambda: app.state.limiter, lambda reason: app.state.metrics.refused(reason)
+    )
+    app.add_middleware(ConnectionAbort)  # lets a client that does not read be dropped
+    auth = Authenticator(settings, shared.secrets)
     app.state.auth = auth
     app.include_router(client_secrets_router)
     app.include_router(console_router(settings))
-    calls = app.state.calls = MemoryCallRegistry()
+    calls = app.state.calls = shared.calls
     app.include_router(calls_router(auth, calls))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
+        if lifecycle.shutting_down:  # a load balancer stops sending new clients here
+            return JSONResponse({"status": "shutting_down"}, status_code=503)
         ready = app.state.ready
         return JSONResponse(
             {"status": "ok" if ready else "starting"}, status_code=200 if ready else 503
@@ -101,6 +122,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         try:
             principal = await auth.authenticate(bearer_token(headers, offered))
         except AuthError as refused:
+            app.state.metrics.refused("unauthorized")
             await websocket.send_denial_response(openai_error(401, str(refused), "invalid_api_key"))
             return
         subprotocol = "realtime" if "realtime" in offered else None
@@ -108,14 +130,31 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             dialect = choose_dialect(headers, offered)
             await run_sideband(websocket, principal, call_id, calls, dialect, subprotocol)
             return
-        await websocket.accept(subprotocol=subprotocol)
-        backends = app.state.backends
-        query = websocket.query_params
-        transcription = query.get("intent") == "transcription"
-        config = session_config(principal, transcription, query.get("model"))
-        session = new_session(config, backends)
-        driver = SessionDriver(session, backends)
-        await run_websocket(websocket, driver, choose_dialect(headers, offered))
+        try:
+            slot = await lifecycle.admit(principal)
+        except NotAdmitted as refused:  # 503 shutting down, 429 a session limit
+            await websocket.send_denial_response(refused.response)
+            return
+        try:
+            await websocket.accept(subprotocol=subprotocol)
+            backends = app.state.backends
+            query = websocket.query_params
+            transcription = query.get("intent") == "transcription"
+            config = session_config(principal, transcription, query.get("model"))
+            session = new_session(config, backends)
+            bind_ids(session_id=session.id)  # this connection's task, and the tasks it starts
+            driver = SessionDriver(session, backends, metrics=app.state.metrics)
+            ending = Ending()
+            with lifecycle.live(driver, ending.request):
+                await run_websocket(
+                    websocket,
+                    driver,
+                    choose_dialect(headers, offered),
+                    ending=ending,
+                    limits=lifecycle.queue_limits,
+                )
+        finally:
+            await slot.release()
 
     return app
 

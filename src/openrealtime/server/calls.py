@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ..ids import new_id
+from ..logs import bind_ids
 from ..protocol import errors
 from ..protocol.errors import ProtocolError, from_validation_error
 from ..protocol.session import (
@@ -42,6 +43,10 @@ from ..runtime.driver import SessionDriver
 from ..transports.webrtc import WebRtcPeer
 from .auth import Authenticator, AuthError, Principal, bearer_token
 from .errors import openai_error
+from .lifecycle import Lifecycle, NotAdmitted, Slot
+
+if TYPE_CHECKING:
+    from .redis_calls import RemoteDriver
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +99,9 @@ class CallRegistry(Protocol):
     """Live calls by id.
 
     A call's peer and driver live in the process that answered its offer. A shared registry
-    (Redis, for several instances) would map each id to the instance holding it, so that a
-    hang-up or a sideband reaching another instance can be sent on; `get` returns only calls
-    held here.
+    (Redis, for several instances: server/redis_calls.py) maps each id to the instance
+    holding it, so that a hang-up or a sideband reaching another instance is sent on; `get`
+    and `all` return only calls held here.
     """
 
     async def add(self, call: Call) -> None: ...
@@ -106,6 +111,15 @@ class CallRegistry(Protocol):
     async def remove(self, call_id: str) -> None: ...
 
     async def all(self) -> list[Call]: ...
+
+    async def attach_elsewhere(self, call_id: str, websocket: WebSocket) -> RemoteDriver | None:
+        """For a sideband: a stand-in for the driver of a live call another instance holds,
+        or None if there is no such call."""
+        ...
+
+    async def hang_up_elsewhere(self, call_id: str, principal: Principal) -> bool:
+        """Hang up a live call another instance holds, if `principal` may; whether it did."""
+        ...
 
 
 class MemoryCallRegistry:
@@ -121,6 +135,14 @@ class MemoryCallRegistry:
 
     async def remove(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
+
+    # One process holds every call: none is elsewhere.
+
+    async def attach_elsewhere(self, call_id: str, websocket: WebSocket) -> RemoteDriver | None:
+        return None
+
+    async def hang_up_elsewhere(self, call_id: str, principal: Principal) -> bool:
+        return False
 
     async def all(self) -> list[Call]:
         return list(self._calls.values())
@@ -149,25 +171,39 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
             offer, session_part = await _read_offer(request)
             model = request.query_params.get("model")
             config = _configure(principal, session_part, model, request)
-        except Refused as refused:
+            lifecycle: Lifecycle = request.app.state.lifecycle
+            slot = await lifecycle.admit(principal)  # 503 shutting down, 429 a session limit
+        except (Refused, NotAdmitted) as refused:
             return refused.response
-        backends = request.app.state.backends
-        driver = SessionDriver(new_session(config, backends, playback=True), backends)
-        call_id = new_id("rtc")
-        peer = WebRtcPeer(driver, name=call_id)
-        try:
-            answer = await peer.answer(offer)
-        except Exception as exc:  # aiortc raises ValueError and others on a bad offer
-            await peer.close()
-            log.info("call offer refused: %r", exc)
-            return openai_error(
-                400, f"The SDP offer could not be answered: {exc}", errors.INVALID_VALUE, "sdp"
+        try:  # until the call's task holds the slot, it is given back here
+            backends = request.app.state.backends
+            driver = SessionDriver(
+                new_session(config, backends, playback=True),
+                backends,
+                metrics=request.app.state.metrics,
+                transport="webrtc",
             )
-        call = Call(call_id, principal.token, peer)
-        await registry.add(call)
-        call.task = asyncio.get_running_loop().create_task(
-            _run_call(call, registry), name=f"{call_id} call"
-        )
+            call_id = new_id("rtc")
+            # This request's task, and what it starts: aiortc's tasks and the call's own.
+            bind_ids(session_id=driver.session.id, call_id=call_id)
+            peer = WebRtcPeer(driver, name=call_id)
+            try:
+                answer = await peer.answer(offer)
+            except Exception as exc:  # aiortc raises ValueError and others on a bad offer
+                await peer.close()
+                await slot.release()
+                log.info("call offer refused: %r", exc)
+                return openai_error(
+                    400, f"The SDP offer could not be answered: {exc}", errors.INVALID_VALUE, "sdp"
+                )
+            call = Call(call_id, principal.token, peer)
+            await registry.add(call)
+            call.task = asyncio.get_running_loop().create_task(
+                _run_call(call, registry, lifecycle, slot), name=f"{call_id} call"
+            )
+        except BaseException:
+            await slot.release()
+            raise
         log.info("call %s answered", call_id)
         return Response(
             answer,
@@ -183,6 +219,8 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
         except Refused as refused:
             return refused.response
         call = await registry.get(call_id)
+        if call is None and await registry.hang_up_elsewhere(call_id, principal):
+            return Response(status_code=200)
         if call is None or (principal.kind != "standard" and principal.token != call.opener):
             # Someone else's call is not told apart from no call.
             return openai_error(404, f"Call '{call_id}' not found.", "call_not_found", "call_id")
@@ -192,14 +230,16 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
     return router
 
 
-async def _run_call(call: Call, registry: CallRegistry) -> None:
+async def _run_call(call: Call, registry: CallRegistry, lifecycle: Lifecycle, slot: Slot) -> None:
     try:
-        await call.peer.run()
+        with lifecycle.live(call.driver, call.peer.close_with):  # age limit, shutdown
+            await call.peer.run()
     except Exception:
         log.exception("call %s failed", call.id)
     finally:
         await registry.remove(call.id)
         await call.close_sidebands()
+        await slot.release()
 
 
 async def _authenticate(auth: Authenticator, request: Request) -> Principal:

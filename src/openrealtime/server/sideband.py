@@ -15,8 +15,11 @@ instructions) while the browser holds the media.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.websockets import WebSocket
 
+from ..logs import bind_ids
 from ..protocol.server_events import ServerEvent, session_updated
 from ..transports.dialect import Dialect
 from ..transports.playout import AUDIO_DELTA
@@ -24,6 +27,9 @@ from ..transports.websocket import run_websocket
 from .auth import Principal
 from .calls import CallRegistry
 from .errors import openai_error
+
+if TYPE_CHECKING:
+    from .redis_calls import RemoteDriver
 
 
 def _not_audio(event: ServerEvent) -> bool:
@@ -50,6 +56,9 @@ async def run_sideband(
         )
         return
     call = await registry.get(call_id)
+    if call is None and (remote := await registry.attach_elsewhere(call_id, websocket)):
+        await _run_remote(websocket, call_id, remote, dialect, subprotocol)
+        return
     if call is None:
         await websocket.send_denial_response(
             openai_error(
@@ -60,8 +69,9 @@ async def run_sideband(
             )
         )
         return
+    bind_ids(session_id=call.driver.session.id, call_id=call_id)
     await websocket.accept(subprotocol=subprotocol)
-    with call.sideband(websocket):
+    with call.sideband(websocket), call.driver.metrics.active("sideband"):
         if call.ended:  # it ended while the handshake completed
             await websocket.close(code=1000, reason="call ended")
             return
@@ -73,3 +83,28 @@ async def run_sideband(
             event_filter=_not_audio,
             first=session_updated(call.driver.session.session_wire()),
         )
+
+
+async def _run_remote(
+    websocket: WebSocket,
+    call_id: str,
+    driver: RemoteDriver,
+    dialect: Dialect,
+    subprotocol: str | None,
+) -> None:
+    """A call another instance holds, through a stand-in for its driver that relays through
+    the shared state (server/redis_calls.py); it closes the socket when the call ends."""
+    bind_ids(session_id=driver.session.wire.get("id"), call_id=call_id)
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+        with websocket.app.state.metrics.active("sideband"):
+            await run_websocket(
+                websocket,
+                driver,
+                dialect,
+                owner=False,
+                event_filter=_not_audio,
+                first=session_updated(driver.session.session_wire()),
+            )
+    finally:
+        await driver.aclose()

@@ -13,7 +13,9 @@ driver runs the work:
   `session.created` is queued when the call starts and sent as the channel opens.
 
 The peer owns its session: when it is hung up, its connection fails or closes, or its audio
-track ends, the session's backend work stops and the peer is closed.
+track ends, the session's backend work stops and the peer is closed. When the server ends it
+(`close_with`: the session's age limit, a shutdown), the `error` event goes out on the data
+channel first, and the peer hangs up once the channel has sent it (or after FLUSH_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
 from ..runtime.driver import SessionDriver
 from .dialect import GA, Dialect
+from .ending import Close
 from .playout import AUDIO_DELTA, Playout
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,8 @@ CONNECT_TIMEOUT_S = 30.0
 # Events held for a data channel that has not opened yet; past this, the client is not
 # reading them anyway.
 MAX_PENDING_EVENTS = 10_000
+# Ending a call from the server: how long its last events get to leave on the data channel.
+FLUSH_TIMEOUT_S = 1.0
 
 
 class WebRtcPeer:
@@ -75,6 +80,7 @@ class WebRtcPeer:
         self._pending: list[str] | None = []  # None: no channel will take them
         self._connected = False
         self._ended = asyncio.Event()
+        self._closing = False  # the server ends the call: flush the data channel first
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -105,6 +111,13 @@ class WebRtcPeer:
         return self.pc.localDescription.sdp
 
     def hang_up(self) -> None:
+        self._ended.set()
+
+    def close_with(self, close: Close) -> None:
+        """End the call from the server: the error event (to the data channel and any
+        sideband), then hang up. WebRTC has no close code: `close.code` is not used."""
+        self._closing = True
+        self.driver.reject(close.error)
         self._ended.set()
 
     async def close(self) -> None:
@@ -138,6 +151,8 @@ class WebRtcPeer:
             if pump is not None:
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
+            if self._closing:
+                await self._flush_channel()
             self._track.stop()
             try:
                 await self.pc.close()
@@ -182,6 +197,18 @@ class WebRtcPeer:
         self._pending = None
         for text in pending:
             channel.send(text)
+
+    async def _flush_channel(self) -> None:
+        """Wait (bounded) until the data channel has handed what it holds to the wire."""
+        channel, loop = self._channel, asyncio.get_running_loop()
+        deadline = loop.time() + FLUSH_TIMEOUT_S
+        while (
+            channel is not None
+            and channel.readyState == "open"
+            and channel.bufferedAmount > 0
+            and loop.time() < deadline
+        ):
+            await asyncio.sleep(0.02)
 
     def _on_channel_close(self) -> None:
         # The call goes on (audio still flows, a sideband may still control it); events

@@ -3,6 +3,17 @@ session core holds every rule, the driver runs the work.
 
 The connection that opened the session owns it: when it goes, the session's backend work
 stops. A sideband connection (`?call_id=`) attaches to a session another transport owns.
+
+- The sink only enqueues (the driver must never wait on a socket); one writer task sends.
+  The queue is bounded (`QueueLimits`): a client that stops reading is sent a
+  `send_queue_full` error if it ever reads again, and dropped (close 1008) — its backend work
+  stops, other sessions never notice.
+- The server ends a session through its `Ending` (age limit, shutdown, the full queue): the
+  `error` event, then the close frame; if the client takes neither within CLOSE_TIMEOUT_S,
+  the connection is aborted.
+- An event longer than MAX_EVENT_CHARS is refused with `message_too_large` before parsing,
+  and the session goes on. (uvicorn's `ws_max_size`, set well above it in `server/run.py`,
+  closes the connection with 1009 only for frames no client should send.)
 """
 
 from __future__ import annotations
@@ -10,55 +21,131 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
+from ..protocol.server_events import error as error_event
 from ..runtime.driver import SessionDriver
+from .abort import abort
 from .dialect import Dialect
+from .ending import Close, Ending
+from .outbox import Outbox, QueueLimits
 
 log = logging.getLogger(__name__)
 
-_CLOSED = object()
+# One append may carry 15 MiB of decoded audio: 20 MiB of base64, plus the JSON around it.
+MAX_EVENT_CHARS = 21 * 1024 * 1024
+# How long a client is given to take the last error event and the close frame.
+CLOSE_TIMEOUT_S = 2.0
+NOT_READING = "client is not reading its events"
+
+
+@dataclass(frozen=True, slots=True)
+class _Goodbye:
+    code: int
+    reason: str
+
+
+class EventSource(Protocol):
+    """What a socket talks to: a session's driver, or a stand-in relaying to one elsewhere
+    (a sideband on another instance). Only an owner also starts and closes it."""
+
+    def add_sink(self, sink: Callable[[ServerEvent], None]) -> None: ...
+    def remove_sink(self, sink: Callable[[ServerEvent], None]) -> None: ...
+    def receive(self, event: Any) -> None: ...
+    def reject(self, error: ProtocolError) -> None: ...
 
 
 async def run_websocket(
     websocket: WebSocket,
-    driver: SessionDriver,
+    driver: SessionDriver | EventSource,
     dialect: Dialect,
     *,
     owner: bool = True,
     event_filter: Callable[[ServerEvent], bool] | None = None,
     first: ServerEvent | None = None,
+    ending: Ending | None = None,
+    limits: QueueLimits | None = None,
 ) -> None:
-    """Pump one accepted socket until the client goes away. `first` is sent before any of
-    the session's events (a sideband's snapshot of the session it attaches to)."""
-    outgoing: asyncio.Queue[Any] = asyncio.Queue()
-    if first is not None:
-        outgoing.put_nowait(first)
+    """Pump one accepted socket until the client goes away or `ending` is requested. `first`
+    is sent before any of the session's events (a sideband's snapshot of the session it
+    attaches to)."""
+    ending = ending or Ending()
+    outbox: Outbox[_Goodbye] = Outbox(limits or QueueLimits())
+
+    def put(event: ServerEvent) -> None:
+        try:
+            text = dialect.encode(event)
+        except Exception:  # one unencodable event must not silence the session
+            log.exception("could not encode a %s event", event.get("type"))
+            return
+        if text is not None and not outbox.put(text) and outbox.overflowed:
+            ending.request(Close(_not_reading(outbox), 1008, NOT_READING))
 
     def sink(event: ServerEvent) -> None:
         if event_filter is None or event_filter(event):
-            outgoing.put_nowait(event)
+            put(event)
 
-    writer = asyncio.create_task(_write(websocket, outgoing, dialect))
+    if first is not None:
+        put(first)
+    reader = asyncio.create_task(_read(websocket, driver, dialect))
+    writer = asyncio.create_task(_write(websocket, outbox))
+    ended = asyncio.create_task(ending.wait())
     driver.add_sink(sink)
     try:
         if owner:
+            assert isinstance(driver, SessionDriver)
             driver.start()
-        await _read(websocket, driver, dialect)
+        await asyncio.wait((reader, writer, ended), return_when=asyncio.FIRST_COMPLETED)
     finally:
         driver.remove_sink(sink)
-        if owner:
-            await driver.close()
-        outgoing.put_nowait(_CLOSED)
-        await asyncio.gather(writer, return_exceptions=True)
+        if isinstance(driver, SessionDriver) and owner:
+            await driver.close()  # backend work stops before the goodbye is flushed
+        close = ending.close
+        if close is not None and not reader.done() and not writer.done():
+            await _say_goodbye(websocket, dialect, outbox, writer, close)
+        for task in (reader, writer, ended):
+            task.cancel()
+        for result in await asyncio.gather(reader, writer, ended, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("websocket session task failed", exc_info=result)
 
 
-async def _read(websocket: WebSocket, driver: SessionDriver, dialect: Dialect) -> None:
+def _not_reading(outbox: Outbox[Any]) -> ProtocolError:
+    limits = outbox.limits
+    return ProtocolError(
+        f"This client is not reading its events: {len(outbox)} events "
+        f"({outbox.queued_bytes} bytes) waited to be sent, past the server's bound of "
+        f"{limits.events} events or {limits.bytes} bytes. The session is closed; "
+        "read events as they come.",
+        errors.SEND_QUEUE_FULL,
+    )
+
+
+async def _say_goodbye(
+    websocket: WebSocket,
+    dialect: Dialect,
+    outbox: Outbox[_Goodbye],
+    writer: asyncio.Task[None],
+    close: Close,
+) -> None:
+    """The error event and the close frame, after what waits (dropped if the client was not
+    reading it); a client that takes neither in time is cut off."""
+    last = dialect.encode(error_event(close.error.as_error()))
+    goodbye = _Goodbye(close.code, close.reason)
+    outbox.finish(*([last] if last else []), goodbye, drop_pending=outbox.overflowed)
+    done, _ = await asyncio.wait((writer,), timeout=CLOSE_TIMEOUT_S)
+    if not done:
+        log.info("a client took no close in %.0f s; dropping its connection", CLOSE_TIMEOUT_S)
+        abort(websocket)
+
+
+async def _read(websocket: WebSocket, driver: EventSource, dialect: Dialect) -> None:
     receive = websocket.receive
     while True:
         message = await receive()
@@ -70,6 +157,17 @@ async def _read(websocket: WebSocket, driver: SessionDriver, dialect: Dialect) -
                 ProtocolError(
                     "Binary frames are not supported; send each event as a JSON text frame.",
                     errors.BINARY_FRAME,
+                )
+            )
+            continue
+        if len(text) > MAX_EVENT_CHARS:
+            driver.reject(
+                ProtocolError(
+                    f"The event is {len(text)} characters long; one event may be at most "
+                    f"{MAX_EVENT_CHARS} ({MAX_EVENT_CHARS // (1024 * 1024)} MiB). Send audio in "
+                    "smaller input_audio_buffer.append events (each may carry up to 15 MiB "
+                    "of decoded audio).",
+                    errors.MESSAGE_TOO_LARGE,
                 )
             )
             continue
@@ -87,19 +185,15 @@ async def _read(websocket: WebSocket, driver: SessionDriver, dialect: Dialect) -
         driver.receive(event)
 
 
-async def _write(websocket: WebSocket, outgoing: asyncio.Queue[Any], dialect: Dialect) -> None:
+async def _write(websocket: WebSocket, outbox: Outbox[_Goodbye]) -> None:
+    """Send what the outbox holds, in order, until the goodbye (or the peer vanishes)."""
     send = websocket.send
     try:
         while True:
-            event = await outgoing.get()
-            if event is _CLOSED:
+            item = await outbox.get()
+            if isinstance(item, _Goodbye):
+                await websocket.close(code=item.code, reason=item.reason)
                 return
-            try:
-                text = dialect.encode(event)
-            except Exception:  # one unencodable event must not silence the session
-                log.exception("could not encode a %s event", event.get("type"))
-                continue
-            if text is not None:
-                await send({"type": "websocket.send", "text": text})
+            await send({"type": "websocket.send", "text": item})
     except Exception:  # the peer vanished mid-send; the reader sees the disconnect
         log.debug("websocket writer stopped", exc_info=True)

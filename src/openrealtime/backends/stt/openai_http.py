@@ -7,14 +7,17 @@ streamed: the whole utterance goes up as one WAV file and the text comes back at
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import secrets
 import wave
 from collections.abc import AsyncIterator
 
-import httpx
+import orjson
 
 from openrealtime.backends.errors import BackendError
+from openrealtime.backends.http_client import HTTPClient, HTTPError
 from openrealtime.backends.stt.base import (
     TranscriptDelta,
     TranscriptDone,
@@ -55,8 +58,9 @@ class OpenAITranscriber:
         self.url = base_url.rstrip("/") + "/audio/transcriptions"
         # The operator's model wins; the client's is used only when none is configured.
         self.model = model
+        self._timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
+        self._http = HTTPClient(base_url, headers=headers)
 
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
@@ -79,24 +83,34 @@ class OpenAITranscriber:
             fields["language"] = options.language
         if options.prompt:
             fields["prompt"] = options.prompt
-        files = {"file": ("audio.wav", pcm16_to_wav(pcm16k), "audio/wav")}
+        body, content_type = multipart(
+            fields, ("file", "audio.wav", "audio/wav", pcm16_to_wav(pcm16k))
+        )
         try:
-            response = await self._client.post(self.url, data=fields, files=files)
-        except httpx.TimeoutException as exc:
-            raise self._error(f"timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise self._error(f"request failed ({type(exc).__name__}: {exc})") from exc
-        if not response.is_success:
-            raise self._error(f"returned HTTP {response.status_code}: {_excerpt(response.text)!r}")
-        try:
-            body = response.json()
-            text = body["text"]
-        except (ValueError, KeyError, TypeError) as exc:
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.request(
+                    "POST", "/audio/transcriptions", body, {"Content-Type": content_type}
+                )
+                raw = await response.read()
+        except TimeoutError:
+            raise self._error(f"timed out after {self._timeout:g} s") from None
+        except HTTPError as exc:
+            raise self._error(f"request failed ({exc})") from exc
+        if not 200 <= response.status < 300:
             raise self._error(
-                f"returned a body that is not transcription JSON: {_excerpt(response.text)!r}"
+                f"returned HTTP {response.status}: {_excerpt(raw.decode('utf-8', 'replace'))!r}"
+            )
+        try:
+            text = orjson.loads(raw)["text"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise self._error(
+                f"returned a body that is not transcription JSON: "
+                f"{_excerpt(raw.decode('utf-8', 'replace'))!r}"
             ) from exc
         if not isinstance(text, str):
-            raise self._error(f"returned a non-string 'text': {_excerpt(response.text)!r}")
+            raise self._error(
+                f"returned a non-string 'text': {_excerpt(raw.decode('utf-8', 'replace'))!r}"
+            )
         return text.strip()
 
     def _error(self, what: str) -> BackendError:
@@ -106,7 +120,25 @@ class OpenAITranscriber:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
+
+
+def multipart(fields: dict[str, str], file: tuple[str, str, str, bytes]) -> tuple[bytes, str]:
+    """A multipart/form-data body with text fields and one file; and its Content-Type."""
+    boundary = "openrealtime-" + secrets.token_hex(12)
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    name, filename, content_type, data = file
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def _excerpt(body: str) -> str:

@@ -1,0 +1,220 @@
+"""A session's life on this server, from admission to its end. The rules, in one place:
+
+- Admission comes before the WebSocket handshake is accepted (or the call's offer answered):
+  refused with HTTP 503 once shutdown has begun, and with HTTP 429 when a concurrent-session
+  limit is reached — per process (`--max-sessions`) or per key (`--max-sessions-per-key`),
+  counted by `app.state.limiter` (in memory, or shared through Redis). A granted `Slot` is
+  given back exactly once when the session ends, whatever ends it.
+- The key is the bearer token, a client secret counting as itself. The limiter sees a digest,
+  never the token (a shared limiter must not hold credentials). In open mode a key is not an
+  identity — any string is accepted — so the per-key limit counts each key as sent, clients
+  sending none share one, and `--max-sessions` is the limit that really holds.
+- Sideband connections are not sessions: they are not admitted, counted or registered.
+- A live session (WebSocket or WebRTC call) is registered with its driver and its transport's
+  `end` handle: say this error, then close with this code.
+- At `--max-session-minutes` it ends: `session_expired`, close 1000 (OpenAI's behaviour).
+- At shutdown, admission stops; each session ends as soon as it has no active response, and
+  at `--shutdown-grace-seconds` the rest are cut: `server_shutting_down`, close 1001 (going
+  away). A response cut this way (or by the age limit) is cancelled first, so the client gets
+  its `response.done` (status `cancelled`, no reason: the error event that follows says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi.responses import JSONResponse
+
+from ..config import Settings
+from ..protocol import errors
+from ..protocol.errors import ProtocolError
+from ..runtime.driver import SessionDriver
+from ..transports.ending import Close
+from ..transports.outbox import QueueLimits
+from .auth import Principal
+from .errors import openai_error
+from .limits import SessionLimiter
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05  # how often shutdown looks for sessions whose responses have finished
+# After every session was told to end: how long their transports get to close.
+CLOSE_WAIT_S = 5.0
+GOING_AWAY = 1001
+
+
+class NotAdmitted(Exception):
+    """The HTTP answer to a handshake or offer that may not start a session."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+
+class Slot:
+    """One session's place under the limits."""
+
+    def __init__(self, limiter: SessionLimiter, key: str) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._released = False
+
+    async def release(self) -> None:
+        """Idempotent; survives its caller being cancelled (the limiter may be remote)."""
+        if self._released:
+            return
+        self._released = True
+        try:
+            await asyncio.shield(self._limiter.release(self._key))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not give back a session slot")
+
+
+@dataclass(eq=False)
+class LiveSession:
+    driver: SessionDriver
+    end: Callable[[Close], None]  # the transport's: the error event, then close or hang up
+    ended: bool = False
+
+
+def limit_key(principal: Principal) -> str:
+    return hashlib.sha256(principal.token.encode()).hexdigest()[:32]
+
+
+def duration_phrase(minutes: float) -> str:
+    return f"{minutes:g} minute{'' if minutes == 1 else 's'}"
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        settings: Settings,
+        limiter: Callable[[], SessionLimiter],
+        on_refused: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        """`limiter` is looked up at each admission: `app.state.limiter` may be swapped in
+        after the app is made (a Redis one, at start-up). `on_refused` hears each refusal's
+        reason (for metrics)."""
+        self.settings = settings
+        self._limiter = limiter
+        self._on_refused = on_refused
+        self.queue_limits = QueueLimits(settings.send_queue_limit, settings.send_queue_bytes)
+        self.shutting_down = False
+        self._live: set[LiveSession] = set()
+        self._shutdown: asyncio.Task[None] | None = None
+
+    @property
+    def sessions(self) -> int:
+        """Live sessions in this process."""
+        return len(self._live)
+
+    async def admit(self, principal: Principal) -> Slot:
+        """A slot for a new session; raises NotAdmitted with the HTTP answer otherwise."""
+        if self.shutting_down:
+            self._on_refused("shutting_down")
+            raise NotAdmitted(
+                openai_error(
+                    503,
+                    "The server is shutting down and takes no new sessions; connect again "
+                    "(another instance will answer).",
+                    errors.SERVER_SHUTTING_DOWN,
+                    type_=errors.SERVER_ERROR,
+                )
+            )
+        limiter, key = self._limiter(), limit_key(principal)
+        refused = await limiter.acquire(key)
+        if refused is not None:
+            self._on_refused(refused.reason)
+            raise NotAdmitted(
+                openai_error(
+                    429,
+                    f"Too many concurrent sessions: {refused.message}.",
+                    "rate_limit_exceeded",
+                    type_="rate_limit_error",
+                )
+            )
+        return Slot(limiter, key)
+
+    @contextmanager
+    def live(self, driver: SessionDriver, end: Callable[[Close], None]) -> Iterator[LiveSession]:
+        """Register a session while it runs, with its age limit armed."""
+        entry = LiveSession(driver, end)
+        self._live.add(entry)
+        loop = asyncio.get_running_loop()
+        minutes = self.settings.max_session_minutes
+        timer = loop.call_later(minutes * 60, self._expire, entry) if minutes > 0 else None
+        if self.shutting_down:  # admitted just before shutdown began: it will not be waited for
+            loop.call_soon(self._end, entry, _shutting_down(), GOING_AWAY, "server shutting down")
+        try:
+            yield entry
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._live.discard(entry)
+
+    def _expire(self, entry: LiveSession) -> None:
+        minutes = self.settings.max_session_minutes
+        log.info("session %s reached %s", entry.driver.session.id, duration_phrase(minutes))
+        error = ProtocolError(
+            f"Your session hit the maximum duration of {duration_phrase(minutes)}.",
+            errors.SESSION_EXPIRED,
+        )
+        self._end(entry, error, 1000, "session expired")
+
+    def _end(self, entry: LiveSession, error: ProtocolError, code: int, reason: str) -> None:
+        if entry.ended or entry not in self._live:
+            return
+        entry.ended = True
+        session = entry.driver.session
+        for response_id in list(session.responses):
+            session.cancel_response(response_id, None)
+        entry.driver.flush()  # response.done (cancelled), and the backend work stops
+        entry.end(Close(error, code, reason))
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop admitting; end every session once its responses finish, or at the grace
+        deadline; wait (bounded) for their transports to close. Idempotent."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_task(self._drain())
+        await asyncio.shield(self._shutdown)
+
+    async def _drain(self) -> None:
+        self.shutting_down = True
+        loop = asyncio.get_running_loop()
+        grace = self.settings.shutdown_grace_seconds
+        deadline = loop.time() + grace
+        if self._live:
+            log.info(
+                "shutting down: %d session(s); active responses may finish within %g s",
+                len(self._live),
+                grace,
+            )
+        error = _shutting_down()
+        while pending := [entry for entry in self._live if not entry.ended]:
+            late = loop.time() >= deadline
+            for entry in pending:
+                if late or not entry.driver.session.responses:
+                    self._end(entry, error, GOING_AWAY, "server shutting down")
+            await asyncio.sleep(POLL_S)
+        closing = loop.time() + CLOSE_WAIT_S
+        while self._live and loop.time() < closing:
+            await asyncio.sleep(POLL_S)
+        if self._live:
+            log.warning("%d session(s) did not close in time", len(self._live))
+
+
+def _shutting_down() -> ProtocolError:
+    return ProtocolError(
+        "The server is shutting down; this session has ended. Connect again to continue "
+        "(another instance will answer).",
+        errors.SERVER_SHUTTING_DOWN,
+        type=errors.SERVER_ERROR,
+    )
