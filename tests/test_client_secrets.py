@@ -28,7 +28,8 @@ from openrealtime.config import Settings
 from openrealtime.server.app import create_app
 
 SEEDS = Path(__file__).parent / "seeds"
-SEED1_TUTORIAL = Path("/work/shared/seeds/000_897dde7a8c3c30e5.txt")
+# The tutorials live in shared/, beside the repository's checkout.
+SEED1_TUTORIAL = Path(__file__).resolve().parents[2] / "shared/seeds/000_897dde7a8c3c30e5.txt"
 
 INSTRUCTIONS = "You are a terse lighthouse keeper. Answer in one short sentence."
 MINTED = {

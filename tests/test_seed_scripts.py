@@ -12,7 +12,8 @@ from conftest import API_KEY
 from scripted_llm import Text
 
 SEEDS = Path(__file__).parent / "seeds"
-SEED1_TUTORIAL = Path("/work/shared/seeds/000_897dde7a8c3c30e5.txt")
+# The tutorials live in shared/, beside the repository's checkout.
+SEED1_TUTORIAL = Path(__file__).resolve().parents[2] / "shared/seeds/000_897dde7a8c3c30e5.txt"
 
 SEED1_INSTRUCTIONS = (
     "You are a concise Python assistant. "
