@@ -264,16 +264,11 @@ async def test_paced_voice_turn_is_detected_in_time_transcribed_and_answered(acl
     seconds = len(audio) / RATE
     assert 0.5 * expected_speech_s(ANSWER) < seconds < 2 * expected_speech_s(ANSWER)
     assert rms(audio) > 1000
-    assert SILENCE_DURATION_MS - CHUNK_MS <= latency_ms < LATENCY_BUDGET_MS
+    # The end of speech is estimated from the VAD's decaying tail (core/turns.py), so a turn
+    # that ends abruptly may be called up to two frames (64 ms) before the full silence.
+    assert SILENCE_DURATION_MS - 2 * VAD_FRAME_MS <= latency_ms < LATENCY_BUDGET_MS
 
 
-@pytest.mark.xfail(
-    reason="BUG: speech_stopped comes ~130-150 ms past silence_duration_ms when the last word "
-    "fades out: Silero stays above threshold - 0.15 for ~90 ms after the last sample, then the "
-    "full silence wait (rounded up to whole 32 ms frames) and the 24->16 kHz resampler's lag add",
-    raises=AssertionError,
-    strict=True,
-)
 async def test_paced_turn_ending_in_a_fading_word_stops_in_time(aclient, llm) -> None:
     text = "turn on the lights in the kitchen"
     async with aclient.realtime.connect(model="gpt-realtime") as conn:
@@ -283,7 +278,9 @@ async def test_paced_turn_ending_in_a_fading_word_stops_in_time(aclient, llm) ->
         received, latency_ms = await stopped_after_last_word_ms(conn, text)
         await received.close()
     assert received.types().count("input_audio_buffer.speech_stopped") == 1
-    assert SILENCE_DURATION_MS - CHUNK_MS <= latency_ms < LATENCY_BUDGET_MS
+    # The end of speech is estimated from the VAD's decaying tail (core/turns.py), so a turn
+    # that ends abruptly may be called up to two frames (64 ms) before the full silence.
+    assert SILENCE_DURATION_MS - 2 * VAD_FRAME_MS <= latency_ms < LATENCY_BUDGET_MS
 
 
 async def test_paced_barge_in_cancels_a_spoken_answer_and_truncates_it(aclient, llm) -> None:
