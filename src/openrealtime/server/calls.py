@@ -33,7 +33,6 @@ from ..logs import bind_ids
 from ..protocol import errors
 from ..protocol.errors import ProtocolError, from_validation_error
 from ..protocol.session import (
-    OPENAI_VOICES,
     READ_ONLY_FIELDS,
     RealtimeSession,
     TranscriptionSession,
@@ -356,15 +355,7 @@ def _configure(
         )
     voice = config.audio.output.voice if isinstance(config, RealtimeSession) else None
     if isinstance(voice, str) and request.app.state.backends.tts.resolve_voice(voice) is None:
-        raise _invalid(
-            ProtocolError(
-                f"Invalid value: '{voice}'. Supported values are: "
-                + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
-                + ", or a voice name of the configured speech backend.",
-                errors.INVALID_VALUE,
-                "session.audio.output.voice",
-            )
-        )
+        raise _invalid(errors.unknown_voice(voice, "session.audio.output.voice"))
     return config
 
 

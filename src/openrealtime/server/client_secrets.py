@@ -30,7 +30,6 @@ from ..protocol.base import WireModel
 from ..protocol.beta import FORMAT_TO_GA, SESSION_PATHS, session_to_beta, session_to_ga
 from ..protocol.errors import ProtocolError, from_validation_error
 from ..protocol.session import (
-    OPENAI_VOICES,
     READ_ONLY_FIELDS,
     AnySession,
     RealtimeSession,
@@ -290,15 +289,7 @@ def _check_voice(request: Request, config: Config, param: str) -> None:
     voice = config.audio.output.voice
     tts = request.app.state.backends.tts
     if isinstance(voice, str) and tts.resolve_voice(voice) is None:
-        raise _invalid(
-            ProtocolError(
-                f"Invalid value: '{voice}'. Supported values are: "
-                + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
-                + ", or a voice name of the configured speech backend.",
-                errors.INVALID_VALUE,
-                param,
-            )
-        )
+        raise _invalid(errors.unknown_voice(voice, param))
 
 
 async def mint(secrets: SecretStore, config: Config, ttl_s: int) -> tuple[str, int, dict[str, Any]]:
