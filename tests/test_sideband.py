@@ -15,10 +15,10 @@ import httpx
 import openai
 import pytest
 import websocket
-from conftest import API_KEY, arecv, arecv_until
+from conftest import API_KEY, arecv
 from scripted_llm import Text, ToolCalls
 from servers import ServerThread
-from webrtc_client import CallClient, serve
+from webrtc_client import CallClient, answer_a_tool_call_from_the_sideband, serve
 
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
@@ -96,45 +96,7 @@ async def test_sideband_sees_the_calls_events_and_answers_its_tool_call(rtc_serv
             assert attached.session.id == created.session.id
             assert attached.session.tools[0].name == "get_weather"
 
-            # The browser asks; the model calls a tool; the sideband sees the same events.
-            client.send(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": "Weather in Paris?"}],
-                    },
-                }
-            )
-            client.send({"type": "response.create"})
-            on_channel = await client.until("response.done")
-            on_sideband = await arecv_until(sideband, "response.done")
-            assert [e.event_id for e in on_sideband] == [e.event_id for e in on_channel]
-            call = on_sideband[-1].response.output[0]
-            assert (call.type, call.name, call.call_id) == (
-                "function_call",
-                "get_weather",
-                "call_w1",
-            )
-
-            # The application server runs the tool and answers; the call hears it.
-            await sideband.conversation.item.create(
-                item={
-                    "type": "function_call_output",
-                    "call_id": call.call_id,
-                    "output": json.dumps({"sky": "sunny"}),
-                }
-            )
-            await sideband.response.create()
-            answer = (await client.until("response.done"))[-1].response
-            assert answer.output[0].content[0].text == "It is sunny in Paris."
-            assert llm.last_request["messages"][-1] == {
-                "role": "tool",
-                "tool_call_id": "call_w1",
-                "content": '{"sky": "sunny"}',
-            }
-            await arecv_until(sideband, "response.done")
+            await answer_a_tool_call_from_the_sideband(client, sideband, llm)
 
         # The sideband leaving does not end the call.
         client.send(

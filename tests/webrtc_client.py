@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import json
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import orjson
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
-from conftest import validated
+from conftest import arecv_until, validated
 from servers import ServerThread
 
 from openrealtime.backends.registry import Backends
@@ -221,3 +222,46 @@ def serve(settings: Settings, backends: Backends) -> Iterator[ServerThread]:
     with ServerThread(app) as thread:
         thread.app = app  # type: ignore[attr-defined]
         yield thread
+
+
+async def answer_a_tool_call_from_the_sideband(client: Any, sideband: Any, llm: Any) -> None:
+    """The browser asks; the model calls a tool (scripted `call_w1`, get_weather); the sideband
+    sees the same events as the data channel, runs the tool and answers; the call hears it."""
+    client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Weather in Paris?"}],
+            },
+        }
+    )
+    client.send({"type": "response.create"})
+    on_channel = await client.until("response.done")
+    on_sideband = await arecv_until(sideband, "response.done")
+    assert [e.event_id for e in on_sideband] == [e.event_id for e in on_channel]
+    call = on_sideband[-1].response.output[0]
+    assert (call.type, call.name, call.call_id) == (
+        "function_call",
+        "get_weather",
+        "call_w1",
+    )
+
+    # The application server runs the tool and answers; the call hears it.
+    await sideband.conversation.item.create(
+        item={
+            "type": "function_call_output",
+            "call_id": call.call_id,
+            "output": json.dumps({"sky": "sunny"}),
+        }
+    )
+    await sideband.response.create()
+    answer = (await client.until("response.done"))[-1].response
+    assert answer.output[0].content[0].text == "It is sunny in Paris."
+    assert llm.last_request["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_w1",
+        "content": '{"sky": "sunny"}',
+    }
+    await arecv_until(sideband, "response.done")
