@@ -37,9 +37,9 @@ from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.core.session import Session
 from openrealtime.logs import QUIET_LOGGERS, configure_logging, secrets_of
+from openrealtime.runtime.metrics import Metrics
 from openrealtime.runtime.telemetry import SessionTelemetry
 from openrealtime.server.app import create_app
-from openrealtime.server.metrics import Metrics
 
 RATE = 24000
 CHUNK = RATE * 20 // 1000 * 2  # bytes of 20 ms of audio/pcm
