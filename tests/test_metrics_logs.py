@@ -417,3 +417,29 @@ def test_the_secrets_to_scrub_come_from_the_settings() -> None:
         redis_url="redis://:hunter2hunter2@redis.internal:6379/0",
     )
     assert secrets_of(settings) == ["sk-one-key-12345", "sk-llm-key-12345", "hunter2hunter2"]
+
+
+async def test_sdps_in_debug_logs_keep_no_ice_credentials(settings, backends) -> None:
+    """aiortc logs both SDPs whole at debug level; their ICE password (and user fragment),
+    what a third party would need to talk to the peer, are redacted."""
+    with captured_logs("debug", "text", [API_KEY]) as buffer:
+        with ServerThread(create_app(settings, own_llm(settings, backends))) as thread:
+            call = CallClient(thread.url, API_KEY, audio=False)
+            try:
+                await call.connect(session={"type": "realtime", "output_modalities": ["text"]})
+                await call.until("session.created")
+                assert call.response is not None
+                sdps = call.pc.localDescription.sdp + call.response.text  # the offer, the answer
+            finally:
+                await call.close()
+        logs = buffer.getvalue()
+    passwords = re.findall(r"a=ice-pwd:(\S+)", sdps)
+    fragments = re.findall(r"a=ice-ufrag:(\S+)", sdps)
+    assert len(passwords) >= 2 and len(fragments) >= 2  # one of each on each side
+    assert "setLocalDescription(answer)" in logs  # the server's SDP was logged, redacted
+    assert "a=ice-pwd:[redacted]" in logs and "a=ice-ufrag:[redacted]" in logs
+    assert "a=fingerprint:sha-256" in logs  # the rest of the SDP stays readable
+    for password in passwords:
+        assert password not in logs
+    for fragment in fragments:  # (STUN checks name it in the clear anyway, as aioice logs)
+        assert f"a=ice-ufrag:{fragment}" not in logs
