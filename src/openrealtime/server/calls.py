@@ -79,15 +79,14 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
             return refused.response
         try:  # until the call's task holds the slot, it is given back here
             backends = request.app.state.backends
-            driver = SessionDriver(
-                new_session(config, backends, playback=True),
-                backends,
-                metrics=request.app.state.metrics,
-                transport="webrtc",
-            )
+            session = new_session(config, backends, playback=True)
             call_id = new_id("rtc")
-            # This request's task, and what it starts: aiortc's tasks and the call's own.
-            bind_ids(session_id=driver.session_id, call_id=call_id)
+            # This request's task, and what it starts: aiortc's tasks, the call's own, and
+            # (bound before the driver is made) the driver's.
+            bind_ids(session_id=session.id, call_id=call_id)
+            driver = SessionDriver(
+                session, backends, metrics=request.app.state.metrics, transport="webrtc"
+            )
             peer = WebRtcPeer(driver, name=call_id)
             try:
                 answer = await peer.answer(offer)
