@@ -15,7 +15,7 @@ import io
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,9 +37,10 @@ from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.core.session import Session
 from openrealtime.logs import QUIET_LOGGERS, configure_logging, secrets_of
+from openrealtime.runtime.driver import RESPONSE_FAILED
+from openrealtime.runtime.metrics import Metrics
 from openrealtime.runtime.telemetry import SessionTelemetry
 from openrealtime.server.app import create_app
-from openrealtime.server.metrics import Metrics
 
 RATE = 24000
 CHUNK = RATE * 20 // 1000 * 2  # bytes of 20 ms of audio/pcm
@@ -337,6 +338,49 @@ def test_json_logs_are_one_object_per_line_with_the_session_id(server, client, l
     assert failed[0]["session_id"] == session_id
 
 
+class CrashingLlm:
+    """An LLM backend with a bug: it raises what no `BackendError` describes, naming the
+    internals a client must not see."""
+
+    name = "crashing"
+    model = "crashing"
+    context_window = None
+    internals = "cannot reach http://10.9.8.7:8000/v1/chat: upstream said {'key': 'sk-internal'}"
+
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        raise RuntimeError(self.internals)
+        yield  # an async generator, as a real backend's stream is
+
+
+def test_a_backend_bug_tells_the_client_a_code_and_the_log_the_exception(
+    settings, backends
+) -> None:
+    app = create_app(settings, dataclasses.replace(backends, llm=CrashingLlm()))
+    with captured_logs("info", "text", [API_KEY]) as buffer:
+        with ServerThread(app) as thread:
+            client = openai.OpenAI(base_url=thread.url + "/v1", api_key=API_KEY)
+            with client.realtime.connect(model="gpt-realtime") as conn:
+                session_id = open_session(conn, output_modalities=["text"])
+                conn.conversation.item.create(item=user_text("Say hello."))
+                conn.response.create()
+                events = recv_until(conn, "response.done")
+        lines = buffer.getvalue().splitlines()
+    response = events[-1].response
+    assert response.status == "failed"
+    error = response.status_details.error
+    assert (error.type, error.code, error.message) == (
+        "server_error",
+        "server_error",
+        RESPONSE_FAILED,
+    )
+    for event in events:
+        assert "10.9.8.7" not in event.model_dump_json()
+    # The operator gets the exception, on a line with the session's id.
+    [failed] = [i for i, line in enumerate(lines) if "failed unexpectedly" in line]
+    assert f"session_id={session_id}" in lines[failed]
+    assert any(CrashingLlm.internals in line for line in lines[failed:])
+
+
 def test_text_logs_carry_the_ids_and_extra_fields() -> None:
     with captured_logs("info", "text", []) as buffer:
         logging.getLogger("openrealtime.test").info("hello", extra={"seconds": 1.5})
@@ -417,3 +461,29 @@ def test_the_secrets_to_scrub_come_from_the_settings() -> None:
         redis_url="redis://:hunter2hunter2@redis.internal:6379/0",
     )
     assert secrets_of(settings) == ["sk-one-key-12345", "sk-llm-key-12345", "hunter2hunter2"]
+
+
+async def test_sdps_in_debug_logs_keep_no_ice_credentials(settings, backends) -> None:
+    """aiortc logs both SDPs whole at debug level; their ICE password (and user fragment),
+    what a third party would need to talk to the peer, are redacted."""
+    with captured_logs("debug", "text", [API_KEY]) as buffer:
+        with ServerThread(create_app(settings, own_llm(settings, backends))) as thread:
+            call = CallClient(thread.url, API_KEY, audio=False)
+            try:
+                await call.connect(session={"type": "realtime", "output_modalities": ["text"]})
+                await call.until("session.created")
+                assert call.response is not None
+                sdps = call.pc.localDescription.sdp + call.response.text  # the offer, the answer
+            finally:
+                await call.close()
+        logs = buffer.getvalue()
+    passwords = re.findall(r"a=ice-pwd:(\S+)", sdps)
+    fragments = re.findall(r"a=ice-ufrag:(\S+)", sdps)
+    assert len(passwords) >= 2 and len(fragments) >= 2  # one of each on each side
+    assert "setLocalDescription(answer)" in logs  # the server's SDP was logged, redacted
+    assert "a=ice-pwd:[redacted]" in logs and "a=ice-ufrag:[redacted]" in logs
+    assert "a=fingerprint:sha-256" in logs  # the rest of the SDP stays readable
+    for password in passwords:
+        assert password not in logs
+    for fragment in fragments:  # (STUN checks name it in the clear anyway, as aioice logs)
+        assert f"a=ice-ufrag:{fragment}" not in logs

@@ -22,15 +22,17 @@ from redis_server import RedisServer
 from openrealtime.config import Settings
 from openrealtime.protocol.client_events import parse_client_dict, parse_client_event
 from openrealtime.protocol.errors import ProtocolError
-from openrealtime.server import redis_calls
+from openrealtime.server import redis_publisher
 from openrealtime.server.auth import Principal
-from openrealtime.server.calls import Call, MemoryCallRegistry
+from openrealtime.server.errors import SharedStateUnavailable
 from openrealtime.server.limits import MemorySessionLimiter
-from openrealtime.server.redis_calls import RedisCallRegistry, RemoteDriver, relay_form
+from openrealtime.server.redis_calls import RedisCallRegistry
 from openrealtime.server.redis_limits import RedisSessionLimiter
-from openrealtime.server.redis_state import RedisSecretStore, RedisState
+from openrealtime.server.redis_relay import RemoteDriver, relay_form
+from openrealtime.server.redis_state import RedisSecretStore, RedisState, dumps
+from openrealtime.server.registry import Call, MemoryCallRegistry
 from openrealtime.server.secrets import ClientSecret, MemorySecretStore, new_secret
-from openrealtime.server.shared import SharedStateUnavailable, create_shared_state
+from openrealtime.server.shared import create_shared_state
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
@@ -204,23 +206,18 @@ async def test_a_release_that_cannot_reach_redis_does_not_raise(redis_server) ->
 # --- calls held elsewhere --------------------------------------------------------------------
 
 
-class FakeSession:
-    def __init__(self) -> None:
-        self.id = "sess_fake"
-        self.wire = {"id": self.id, "type": "realtime", "instructions": "hello"}
-
-    def session_wire(self) -> dict[str, Any]:
-        return self.wire
-
-
 class FakeDriver:
     """The surface of `SessionDriver` the registry uses, recording what reaches it."""
 
     def __init__(self) -> None:
-        self.session = FakeSession()
+        self.session_id = "sess_fake"
+        self.wire = {"id": self.session_id, "type": "realtime", "instructions": "hello"}
         self.sinks: list[Callable[[dict[str, Any]], None]] = []
         self.received: list[Any] = []
         self.rejected: list[ProtocolError] = []
+
+    def session_wire(self) -> dict[str, Any]:
+        return self.wire
 
     def add_sink(self, sink: Callable[[dict[str, Any]], None]) -> None:
         self.sinks.append(sink)
@@ -287,7 +284,8 @@ async def test_a_remote_sideband_sees_the_calls_events_and_drives_it(registries)
     websocket = FakeWebSocket()
     remote = await b.attach_elsewhere(call.id, websocket)  # type: ignore[arg-type]
     assert isinstance(remote, RemoteDriver)
-    assert remote.session.session_wire() == driver.session.wire
+    assert remote.session_id == driver.session_id
+    assert remote.session_wire() == driver.wire
     seen: list[dict[str, Any]] = []
     remote.add_sink(seen.append)
     try:
@@ -335,7 +333,7 @@ def _parsed(event: dict[str, Any]) -> Any:
 def test_a_relayed_client_event_arrives_as_it_was_sent(parsed: Any) -> None:
     """What a remote sideband relays parses, on the holder, to the event it parsed: the same
     values, and the same fields set (a `session.update` applies only those)."""
-    relayed = parse_client_dict(orjson.loads(redis_calls._dumps(relay_form(parsed))))
+    relayed = parse_client_dict(orjson.loads(dumps(relay_form(parsed))))
     assert relayed == parsed
     assert relayed.model_dump(exclude_unset=True) == parsed.model_dump(exclude_unset=True)
 
@@ -402,7 +400,7 @@ async def test_calls_registered_while_redis_was_away_are_registered_when_it_is_b
 async def test_the_holder_never_waits_for_redis(monkeypatch) -> None:
     """With Redis unreachable, emitting events costs the session nothing and raises nothing;
     past the queue's bound they are dropped."""
-    monkeypatch.setattr(redis_calls, "QUEUE_LIMIT", 100)
+    monkeypatch.setattr(redis_publisher, "QUEUE_LIMIT", 100)
     state = RedisState(UNREACHABLE)
     registry = RedisCallRegistry(state)
     registry.start()
@@ -415,7 +413,7 @@ async def test_the_holder_never_waits_for_redis(monkeypatch) -> None:
         for n in range(10_000):
             driver.emit({"type": "response.output_text.delta", "delta": str(n)})
         assert time.perf_counter() - started < 1.0
-        assert registry._outbox._queue.qsize() <= 100
+        assert registry._publisher._queue.qsize() <= 100
         await registry.remove(call.id)
     finally:
         await registry.aclose()

@@ -25,6 +25,7 @@ from webrtc_client import RATE, CallClient, rms, serve
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.server.secrets import new_secret
+from openrealtime.transports.dialect import GA
 
 CALLS = "/v1/realtime/calls"
 TEXT_ONLY = {"type": "realtime", "output_modalities": ["text"]}
@@ -233,6 +234,35 @@ async def test_text_turn_over_the_data_channel(rtc_server, llm) -> None:
             {"type": "session.update", "session": {"type": "realtime", "instructions": "x"}}
         )
         assert (await client.until("session.updated"))[-1].session.instructions == "x"
+    finally:
+        await client.close()
+
+
+async def test_a_message_no_rule_foresaw_is_an_error_event_and_the_call_goes_on(
+    rtc_server, llm, monkeypatch
+) -> None:
+    """The data channel's handler has the WebSocket reader's catch-all: a parser bug (one is
+    planted for messages naming "unforeseen") is an `error` event without its internals."""
+    parse = GA.parse
+
+    def buggy(self: GA, raw: str | bytes) -> object:
+        if "unforeseen" in str(raw):
+            raise RuntimeError("parser bug in /srv/openrealtime/internal.py")
+        return parse(self, raw)
+
+    monkeypatch.setattr(GA, "parse", buggy)
+    llm.script(Text(["still here"]))
+    client = CallClient(rtc_server.url, API_KEY, audio=False)
+    try:
+        await client.connect(session=TEXT_ONLY)
+        await client.until("session.created")
+        client.send({**_user("hi"), "event_id": "unforeseen"})
+        error = (await client.until("error"))[-1].error
+        assert error.code == "invalid_event" and "/srv" not in error.message
+        client.send(_user("hi"))
+        client.send({"type": "response.create"})
+        done = (await client.until("response.done"))[-1].response
+        assert done.status == "completed" and done.output[0].content[0].text == "still here"
     finally:
         await client.close()
 

@@ -9,7 +9,7 @@
   `time`, `level`, `logger`, `message`, the ids, the extra fields and `exc` for a traceback.
 - No audio or secrets: nothing here logs event payloads, and as a last line of defence every
   line is scrubbed of the configured keys, bearer tokens, `ek_` client secrets, base64 `audio`
-  and `delta` fields and any long base64 run. At debug level, uvicorn has websockets dump every frame and handshake header (audio,
+  and `delta` fields, any long base64 run, and SDPs' ICE passwords and user fragments. At debug level, uvicorn has websockets dump every frame and handshake header (audio,
   `Authorization`); those dumps are dropped. Chatty libraries (every HTTP request URL, every
   ICE check) are kept to warnings unless the level is debug.
 """
@@ -73,6 +73,8 @@ class Redactor:
         (re.compile(r"(openai-insecure-api-key\.)[^\s\"',;]+"), r"\1[redacted]"),
         (re.compile(r"\bek_[A-Za-z0-9_\-]{6,}"), "ek_[redacted]"),
         (re.compile(r"(\"(?:audio|delta)\"\s*:\s*\")[A-Za-z0-9+/=]{8,}"), r"\1[redacted]"),
+        # An SDP's ICE credentials (aiortc logs whole SDPs at debug level).
+        (re.compile(r"(a=ice-(?:pwd|ufrag):)[^\s\"',;]+"), r"\1[redacted]"),
         # Base64 anywhere else (a validation error quoting its input, a traceback).
         (re.compile(r"[A-Za-z0-9+/]{64,}={0,2}"), "[base64 redacted]"),
     )

@@ -12,6 +12,9 @@ from ..ids import new_event_id
 
 ServerEvent = dict[str, Any]
 
+# The one event that carries audio: transports with a media track, and sidebands, leave it out.
+AUDIO_DELTA = "response.output_audio.delta"
+
 
 def _event(type_: str, **fields: Any) -> ServerEvent:
     return {"type": type_, "event_id": new_event_id(), **fields}
@@ -187,14 +190,7 @@ def response_output_text_done(
 def response_output_audio_delta(
     response_id: str, item_id: str, output_index: int, content_index: int, delta: str
 ) -> ServerEvent:
-    return _part_event(
-        "response.output_audio.delta",
-        response_id,
-        item_id,
-        output_index,
-        content_index,
-        delta=delta,
-    )
+    return _part_event(AUDIO_DELTA, response_id, item_id, output_index, content_index, delta=delta)
 
 
 def response_output_audio_done(

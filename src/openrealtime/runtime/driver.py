@@ -4,6 +4,7 @@ feeds their results back, and cancels them on `response.cancel`, barge-in or dis
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -26,15 +27,20 @@ from ..core.effects import (
     Transcribe,
 )
 from ..core.session import Session
+from ..logs import bind_ids
 from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
-from ..server.metrics import Metrics
+from .metrics import Metrics
 from .speech import SpeechPipeline
 from .telemetry import SessionTelemetry, fallback_metrics
-from .transcripts import TranscriptFeed
+from .transcripts import TRANSCRIPTION_FAILED, TranscriptFeed
 from .vad_scheduler import VadScheduler, scheduler_for
 
 log = logging.getLogger(__name__)
+
+# What a client is told when a backend fails in a way no `BackendError` describes (a bug): a
+# code and what to do. The exception goes to the log, with the session id.
+RESPONSE_FAILED = "The server had an error while generating this response. Try again."
 
 
 class Player(Protocol):
@@ -44,6 +50,10 @@ class Player(Protocol):
 
 
 class SessionDriver:
+    """The one way into a session for every transport (WebSocket, WebRTC, sideband): client
+    events, media audio and playback positions come in through its methods, in order, and its
+    events go out to the sinks. Nothing outside runtime/ changes `session` directly."""
+
     def __init__(
         self,
         session: Session,
@@ -74,8 +84,30 @@ class SessionDriver:
         self._backlog: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._closed = False
+        # The tasks it starts log under this session's id, whichever task's callback (the
+        # VAD scheduler's, shared by every session) started them.
+        self._log_context = contextvars.copy_context()
+        self._log_context.run(bind_ids, session_id=session.id)
 
     # --- from the transports -----------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return self.session.id
+
+    def session_wire(self) -> dict[str, Any]:
+        """The session's configuration, as `session.created` and `session.updated` carry it."""
+        return self.session.session_wire()
+
+    @property
+    def input_format(self) -> AudioFormat:
+        """What `append_audio` takes (a `session.update` may change it mid-call)."""
+        return self.session.input_format
+
+    @property
+    def responding(self) -> bool:
+        """A response is in progress (or waits to start)."""
+        return bool(self.session.responses)
 
     def add_sink(self, sink: Callable[[ServerEvent], None]) -> None:
         self._sinks.append(sink)
@@ -101,6 +133,23 @@ class SessionDriver:
 
     def reject(self, error: ProtocolError) -> None:
         self._apply(self.session.reject, error)
+
+    def append_audio(self, raw: bytes) -> None:
+        """Audio from a media track, in `input_format`: ordered with the client's events, as
+        an `input_audio_buffer.append` would be."""
+        self._apply(self.session.append_input_audio, raw)
+
+    def playback(self, item_id: str, played_ms: float, playing: bool) -> None:
+        """The player's position in an assistant audio item (server-side playback). Applied at
+        once, not queued behind client input: a barge-in truncates at what was heard by then."""
+        self.session.on_playback(item_id, played_ms, playing)
+
+    def cancel_responses(self) -> None:
+        """The server ends the session: every response is cancelled (`response.done`) and its
+        backend work stops."""
+        for response_id in list(self.session.responses):
+            self.session.cancel_response(response_id, None)
+        self.flush()
 
     def _apply(self, method: Callable[[Any], None], argument: Any) -> None:
         """Client input is applied in order, and speech detection on appended audio counts as
@@ -186,7 +235,7 @@ class SessionDriver:
         if self._closed:
             work.close()
             return
-        task = asyncio.get_running_loop().create_task(work)
+        task = asyncio.get_running_loop().create_task(work, context=self._log_context.copy())
         self._tasks[key] = task
         task.add_done_callback(
             lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None
@@ -224,10 +273,12 @@ class SessionDriver:
                 exc.backend if exc.backend in ("llm", "tts") else stage, exc.code
             )
             session.on_response_failed(response_id, exc.code, exc.message)
-        except Exception as exc:  # a backend bug must fail one response, not the session
-            log.exception("response %s failed unexpectedly", response_id)
+        except Exception:  # a backend bug must fail one response, not the session
+            log.exception(
+                "response %s failed unexpectedly", response_id, extra={"session_id": session.id}
+            )
             telemetry.backend_failed(stage, "server_error")
-            session.on_response_failed(response_id, "server_error", f"internal error: {exc!r}")
+            session.on_response_failed(response_id, "server_error", RESPONSE_FAILED)
         finally:
             if speech is not None:
                 await speech.cancel()
@@ -275,11 +326,15 @@ class SessionDriver:
             session.on_transcript_failed(
                 effect.item_id, effect.content_index, exc.code, exc.message
             )
-        except Exception as exc:
-            log.exception("transcription of %s failed unexpectedly", effect.item_id)
+        except Exception:
+            log.exception(
+                "transcription of %s failed unexpectedly",
+                effect.item_id,
+                extra={"session_id": session.id},
+            )
             telemetry.backend_failed("stt", "server_error")
             session.on_transcript_failed(
-                effect.item_id, effect.content_index, "server_error", repr(exc)
+                effect.item_id, effect.content_index, "server_error", TRANSCRIPTION_FAILED
             )
         self.flush()
 

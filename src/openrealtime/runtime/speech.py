@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import aclosing
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,9 +14,7 @@ from ..audio.formats import AudioFormat
 from ..audio.resample import StreamResampler
 from ..backends.tts.base import Synthesizer
 from ..core.segmenter import SentenceSegmenter
-
-if TYPE_CHECKING:
-    from .telemetry import SessionTelemetry
+from .telemetry import SessionTelemetry
 
 
 class SpeechPipeline:

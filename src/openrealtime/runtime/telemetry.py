@@ -1,5 +1,5 @@
 """One session's measurements, taken by its driver: the core never reads the clock, so every
-wall-clock read behind a metric is here (`server/metrics.py` says what is measured where).
+wall-clock read behind a metric is here (`runtime/metrics.py` says what is measured where).
 
 Stage latencies, per turn:
 - **speech_stopped lag.** The driver notes when each chunk of audio reached the VAD, by its
@@ -31,7 +31,7 @@ from typing import Any
 
 from ..core.session import Session
 from ..core.turns import TurnParams
-from ..server.metrics import Metrics
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ from ..backends.stt.base import TranscriptionStream
 
 log = logging.getLogger(__name__)
 
+# As the driver says it for a batch transcription (runtime/driver.py imports this one).
+TRANSCRIPTION_FAILED = "The server had an error while transcribing this audio."
 _FINISH = b""  # audio chunks are never empty, so an empty one marks the end
 
 
@@ -64,8 +66,8 @@ class TranscriptFeed:
             self._failed(exc.code, exc.message)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:  # a bug: the client gets a plain message, the log the exception
             log.exception("streaming transcription failed unexpectedly")
-            self._failed("server_error", repr(exc))
+            self._failed("server_error", TRANSCRIPTION_FAILED)
         finally:
             await self._stream.aclose()

@@ -13,22 +13,21 @@ from fastapi.responses import JSONResponse
 from .. import __version__
 from ..backends.registry import Backends, create_backends
 from ..config import Settings
-from ..core.session import Session
 from ..logs import bind_ids
-from ..protocol.session import RealtimeSession, TranscriptionSession
 from ..runtime.driver import SessionDriver
 from ..runtime.vad_scheduler import close_scheduler
 from ..transports.abort import ConnectionAbort
 from ..transports.dialect import choose_dialect
 from ..transports.ending import Ending
 from ..transports.websocket import run_websocket
-from .auth import Authenticator, AuthError, Principal, bearer_token
+from .auth import Authenticator, AuthError, bearer_token
 from .calls import calls_router
 from .client_secrets import router as client_secrets_router
 from .console import router as console_router
 from .errors import openai_error
 from .lifecycle import Lifecycle, NotAdmitted
 from .observability import observe
+from .sessions import new_session, session_config
 from .shared import create_shared_state
 from .sideband import run_sideband
 
@@ -157,35 +156,6 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             await slot.release()
 
     return app
-
-
-def session_config(
-    principal: Principal, transcription: bool, model: str | None
-) -> RealtimeSession | TranscriptionSession:
-    """A client secret's minted configuration, or the defaults for what was asked."""
-    if principal.session is not None:
-        minted = principal.session
-        kind = TranscriptionSession if minted.get("type") == "transcription" else RealtimeSession
-        return kind.model_validate(minted)
-    if transcription:
-        return TranscriptionSession()
-    return RealtimeSession(model=model or "gpt-realtime")
-
-
-def new_session(
-    config: RealtimeSession | TranscriptionSession, backends: Backends, *, playback: bool = False
-) -> Session:
-    """A session wired to what the backends can do."""
-    tts, vad = backends.tts, backends.vad
-    return Session(
-        config,
-        known_voice=lambda voice: tts.resolve_voice(voice) is not None,
-        vad_frame_ms=1000 * vad.frame_samples / vad.sample_rate,
-        # A native streaming recognizer has the transcript ready when the turn ends.
-        stream_transcripts=hasattr(backends.stt, "open_stream"),
-        playback=playback,
-        context_window=backends.llm.context_window,
-    )
 
 
 async def load_models(backends: Backends) -> None:

@@ -1,5 +1,5 @@
-"""WebRTC calls: `POST /v1/realtime/calls` (an SDP offer in, the answer out), hang-up, and the
-registry of live calls that sideband WebSockets (`/v1/realtime?call_id=`) attach to.
+"""WebRTC calls: `POST /v1/realtime/calls` (an SDP offer in, the answer out) and hang-up. Live
+calls are kept in the registry (server/registry.py) that sideband WebSockets attach through.
 
 - The offer comes as `application/sdp`, or as `multipart/form-data` with parts `sdp` and
   `session` (OpenAI's unified interface; a GA session configuration, validated as
@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email import policy
 from email.parser import BytesParser
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -43,108 +42,14 @@ from ..transports.webrtc import WebRtcPeer
 from .auth import Authenticator, AuthError, Principal, bearer_token
 from .errors import openai_error
 from .lifecycle import Lifecycle, NotAdmitted, Slot
-
-if TYPE_CHECKING:
-    from .redis_calls import RemoteDriver
+from .registry import Call, CallRegistry
+from .sessions import new_session, session_config
 
 log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 256 * 1024  # an SDP offer is a few kB; the session part, a few more
 SDP = "application/sdp"
 HOW_TO_SEND = "Send the SDP offer as application/sdp, or as multipart/form-data with a part 'sdp' and optionally a part 'session'."
-
-
-@dataclass(eq=False)
-class Call:
-    id: str
-    opener: str  # the key or client secret that opened it: it may hang up
-    peer: WebRtcPeer
-    task: asyncio.Task[None] | None = None
-    sidebands: set[WebSocket] = field(default_factory=set)
-
-    @property
-    def driver(self) -> SessionDriver:
-        return self.peer.driver
-
-    @property
-    def ended(self) -> bool:
-        return self.peer.ended
-
-    async def end(self) -> None:
-        """Hang up and wait until everything the call held is freed."""
-        self.peer.hang_up()
-        if self.task is not None:
-            # Shielded: a hang-up request that goes away must not cut the clean-up short.
-            await asyncio.shield(self.task)
-
-    @contextmanager
-    def sideband(self, websocket: WebSocket) -> Iterator[None]:
-        """While attached, the socket is closed when the call ends."""
-        self.sidebands.add(websocket)
-        try:
-            yield
-        finally:
-            self.sidebands.discard(websocket)
-
-    async def close_sidebands(self) -> None:
-        for websocket in list(self.sidebands):
-            try:
-                await websocket.close(code=1000, reason="call ended")
-            except Exception:  # already closed by its client
-                log.debug("sideband close failed", exc_info=True)
-
-
-class CallRegistry(Protocol):
-    """Live calls by id.
-
-    A call's peer and driver live in the process that answered its offer. A shared registry
-    (Redis, for several instances: server/redis_calls.py) maps each id to the instance
-    holding it, so that a hang-up or a sideband reaching another instance is sent on; `get`
-    and `all` return only calls held here.
-    """
-
-    async def add(self, call: Call) -> None: ...
-
-    async def get(self, call_id: str) -> Call | None: ...
-
-    async def remove(self, call_id: str) -> None: ...
-
-    async def all(self) -> list[Call]: ...
-
-    async def attach_elsewhere(self, call_id: str, websocket: WebSocket) -> RemoteDriver | None:
-        """For a sideband: a stand-in for the driver of a live call another instance holds,
-        or None if there is no such call."""
-        ...
-
-    async def hang_up_elsewhere(self, call_id: str, principal: Principal) -> bool:
-        """Hang up a live call another instance holds, if `principal` may; whether it did."""
-        ...
-
-
-class MemoryCallRegistry:
-    def __init__(self) -> None:
-        self._calls: dict[str, Call] = {}
-
-    async def add(self, call: Call) -> None:
-        self._calls[call.id] = call
-
-    async def get(self, call_id: str) -> Call | None:
-        call = self._calls.get(call_id)
-        return None if call is None or call.ended else call
-
-    async def remove(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
-
-    # One process holds every call: none is elsewhere.
-
-    async def attach_elsewhere(self, call_id: str, websocket: WebSocket) -> RemoteDriver | None:
-        return None
-
-    async def hang_up_elsewhere(self, call_id: str, principal: Principal) -> bool:
-        return False
-
-    async def all(self) -> list[Call]:
-        return list(self._calls.values())
 
 
 class Refused(Exception):
@@ -163,8 +68,6 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
 
     @router.post("/v1/realtime/calls", status_code=201)
     async def create_call(request: Request) -> Response:
-        from .app import new_session  # here: app.py imports this module
-
         try:
             principal = await _authenticate(auth, request)
             offer, session_part = await _read_offer(request)
@@ -176,15 +79,14 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
             return refused.response
         try:  # until the call's task holds the slot, it is given back here
             backends = request.app.state.backends
-            driver = SessionDriver(
-                new_session(config, backends, playback=True),
-                backends,
-                metrics=request.app.state.metrics,
-                transport="webrtc",
-            )
+            session = new_session(config, backends, playback=True)
             call_id = new_id("rtc")
-            # This request's task, and what it starts: aiortc's tasks and the call's own.
-            bind_ids(session_id=driver.session.id, call_id=call_id)
+            # This request's task, and what it starts: aiortc's tasks, the call's own, and
+            # (bound before the driver is made) the driver's.
+            bind_ids(session_id=session.id, call_id=call_id)
+            driver = SessionDriver(
+                session, backends, metrics=request.app.state.metrics, transport="webrtc"
+            )
             peer = WebRtcPeer(driver, name=call_id)
             try:
                 answer = await peer.answer(offer)
@@ -314,8 +216,6 @@ def _configure(
 ) -> RealtimeSession | TranscriptionSession:
     """The call's session: a client secret's minted one (with the `session` part applied over
     it, as a `session.update`), else the `session` part, else the defaults."""
-    from .app import session_config  # here: app.py imports this module
-
     base = session_config(principal, False, model)
     if part is None:
         return base

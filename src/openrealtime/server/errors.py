@@ -1,6 +1,11 @@
-"""OpenAI's JSON error shape for HTTP answers."""
+"""OpenAI's JSON error shape for HTTP answers, and the errors the routes turn into one."""
 
 from fastapi.responses import JSONResponse
+
+
+class SharedStateUnavailable(Exception):
+    """An operation needs the shared state and cannot reach it. The message says what could
+    not be done, for the client (HTTP 503, or a WebSocket close with 1011: server/shared.py)."""
 
 
 def openai_error(

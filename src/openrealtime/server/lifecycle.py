@@ -160,7 +160,7 @@ class Lifecycle:
 
     def _expire(self, entry: LiveSession) -> None:
         minutes = self.settings.max_session_minutes
-        log.info("session %s reached %s", entry.driver.session.id, duration_phrase(minutes))
+        log.info("session %s reached %s", entry.driver.session_id, duration_phrase(minutes))
         error = ProtocolError(
             f"Your session hit the maximum duration of {duration_phrase(minutes)}.",
             errors.SESSION_EXPIRED,
@@ -171,10 +171,7 @@ class Lifecycle:
         if entry.ended or entry not in self._live:
             return
         entry.ended = True
-        session = entry.driver.session
-        for response_id in list(session.responses):
-            session.cancel_response(response_id, None)
-        entry.driver.flush()  # response.done (cancelled), and the backend work stops
+        entry.driver.cancel_responses()
         entry.end(Close(error, code, reason))
 
     # --- shutdown ------------------------------------------------------------------------------
@@ -201,7 +198,7 @@ class Lifecycle:
         while pending := [entry for entry in self._live if not entry.ended]:
             late = loop.time() >= deadline
             for entry in pending:
-                if late or not entry.driver.session.responses:
+                if late or not entry.driver.responding:
                     self._end(entry, error, GOING_AWAY, "server shutting down")
             await asyncio.sleep(POLL_S)
         closing = loop.time() + CLOSE_WAIT_S

@@ -1,159 +1,17 @@
-"""Prometheus metrics: one registry per app, so several apps in one process stay apart.
+"""`GET /metrics`: the app's metrics (`runtime/metrics.py`) in the Prometheus text format.
 
-What is measured where (the core never reads the clock, so every timing is taken outside it):
-- sessions: the driver (`runtime/telemetry.py`) counts a session from `start()` to `close()`,
-  labelled by its transport; a sideband connection counts while attached. Refusals are counted
-  by whoever refuses (`Metrics.refused`).
-- events: the driver, once per event — client events in `receive`, server events in its
-  fan-out (not per connection attached).
-- errors: `error` events, failed responses (`response.done` with `status: failed`, by
-  `status_details.error.code`) and failed transcriptions, from the events the driver sends.
-- backends and stage latencies: the driver, the speech pipeline and the transcript feeds.
-
-`GET /metrics` serves them in the Prometheus text format, without authentication (a scraper
-rarely holds an API key, and nothing here is secret: no ids, keys or content, only counts and
-durations by bounded labels). `--no-metrics` removes the route; behind a proxy, keep it off the
-public internet (docs/operations.md).
+Served without authentication (a scraper rarely holds an API key, and nothing there is
+secret: no ids, keys or content, only counts and durations by bounded labels). `--no-metrics`
+removes the route; behind a proxy, keep it off the public internet (docs/operations.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Generic, TypeVar
-
 from fastapi import APIRouter, Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics import MetricWrapperBase
 
-# Latency buckets in seconds, fine at the low end where the server's own overhead lives.
-_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+from ..runtime.metrics import Metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-# Why a session was refused (`Metrics.refused`): a small fixed set, so the label stays bounded.
-REFUSED_REASONS = (
-    "max_sessions",  # the process holds --max-sessions
-    "max_sessions_per_key",  # the key holds --max-sessions-per-key
-    "shutting_down",  # SIGTERM received: no new sessions
-    "unauthorized",  # no valid key or client secret
-)
-
-_M = TypeVar("_M", bound=MetricWrapperBase)
-
-
-class Children(Generic[_M]):
-    """A metric's children by label value, bound once: `.labels()` takes a lock and checks
-    its arguments on every call, too slow for a path taken per event."""
-
-    __slots__ = ("_children", "_metric")
-
-    def __init__(self, metric: _M) -> None:
-        self._metric = metric
-        self._children: dict[str, _M] = {}
-
-    def __call__(self, label: str) -> _M:
-        child = self._children.get(label)
-        if child is None:
-            child = self._children[label] = self._metric.labels(label)
-        return child
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.sessions_active = Gauge(
-            "openrealtime_sessions_active",
-            "Open sessions (websocket, webrtc) and attached sideband connections.",
-            ["transport"],
-            registry=r,
-        )
-        self.sessions_opened = Counter(
-            "openrealtime_sessions_opened_total", "Sessions opened.", ["transport"], registry=r
-        )
-        self.sessions_limit = Gauge(
-            "openrealtime_sessions_limit",
-            "The most concurrent sessions this process accepts (--max-sessions).",
-            registry=r,
-        )
-        self.sessions_refused = Counter(
-            "openrealtime_sessions_refused_total", "Refused connections.", ["reason"], registry=r
-        )
-        self.events_in = Counter(
-            "openrealtime_client_events_total", "Client events received.", ["type"], registry=r
-        )
-        self.events_out = Counter(
-            "openrealtime_server_events_total", "Server events sent.", ["type"], registry=r
-        )
-        self.errors = Counter(
-            "openrealtime_errors_total",
-            "Errors: error events and failed responses/transcriptions, by code.",
-            ["code"],
-            registry=r,
-        )
-        self.backend_seconds = Histogram(
-            "openrealtime_backend_request_seconds",
-            "Backend request duration, completed requests: llm (request to end of stream), "
-            "stt (end of the turn to the transcript), tts (one piece of text to its last audio).",
-            ["stage", "backend"],
-            buckets=_LATENCY,
-            registry=r,
-        )
-        self.backend_failures = Counter(
-            "openrealtime_backend_failures_total",
-            "Backend failures, by stage (llm, stt, tts), backend and error code.",
-            ["stage", "backend", "code"],
-            registry=r,
-        )
-        self.speech_stopped_lag = Histogram(
-            "openrealtime_speech_stopped_lag_seconds",
-            "End of speech (plus silence_duration_ms) to speech_stopped sent.",
-            buckets=_LATENCY,
-            registry=r,
-        )
-        self.llm_first_token = Histogram(
-            "openrealtime_llm_first_token_seconds",
-            "LLM request to first token.",
-            buckets=_LATENCY,
-            registry=r,
-        )
-        self.tts_first_audio = Histogram(
-            "openrealtime_tts_first_audio_seconds",
-            "Synthesis request to first audio (a response's first piece of text).",
-            buckets=_LATENCY,
-            registry=r,
-        )
-        self.speech_to_audio = Histogram(
-            "openrealtime_speech_end_to_first_audio_seconds",
-            "End of user speech to the first assistant audio sent.",
-            buckets=_LATENCY,
-            registry=r,
-        )
-        # Bound once per label value, shared by every session of the app.
-        self.events_in_by_type = Children(self.events_in)
-        self.events_out_by_type = Children(self.events_out)
-        self.errors_by_code = Children(self.errors)
-        self.active_by_transport = Children(self.sessions_active)
-        self.opened_by_transport = Children(self.sessions_opened)
-
-    def refused(self, reason: str) -> None:
-        """Count a refused session: the hook for whatever refuses one (limits, shutdown,
-        authentication). `reason` is one of REFUSED_REASONS."""
-        self.sessions_refused.labels(reason).inc()
-
-    @contextmanager
-    def active(self, transport: str) -> Iterator[None]:
-        """Count a connection as active while inside (sideband connections)."""
-        gauge = self.active_by_transport(transport)
-        gauge.inc()
-        try:
-            yield
-        finally:
-            gauge.dec()
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 def metrics_router(metrics: Metrics) -> APIRouter:

@@ -8,7 +8,8 @@ from fastapi import FastAPI
 
 from ..config import Settings
 from ..logs import install_wire_dump_filter
-from .metrics import Metrics, metrics_router
+from ..runtime.metrics import Metrics
+from .metrics import metrics_router
 
 
 def observe(app: FastAPI, settings: Settings) -> Metrics:

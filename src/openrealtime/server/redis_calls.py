@@ -16,162 +16,67 @@ The instance that answered the offer holds the call (its peer and driver); the o
   (not audio deltas: audio is the peer's) on `openrealtime:call:{call_id}:events` as
   `{"event": ...}`, then `{"ended": true}` when the call ends. It stops by itself once PUBLISH
   reports no listener; the next `attach` starts it again.
-- The session never waits on Redis: what the holder writes goes through a bounded queue that
-  one task drains in order, pipelined. Queue full, or Redis down: dropped, logged once.
-- A remote sideband gets a `RemoteDriver`, which `run_websocket` drives as it would the call's
-  `SessionDriver`. Its client events go out in order through one task. Redis lost under it,
-  or the holder not listening: closed with 1011 (before the handshake completes: 503). The
-  call ending: closed with 1000, as a local sideband is.
+- The session never waits on Redis: what the holder writes goes through a `RedisPublisher`
+  (server/redis_publisher.py), a bounded queue that one task drains in order, pipelined.
+  Queue full, or Redis down: dropped, logged once.
+- A remote sideband gets a `RemoteDriver` (server/redis_relay.py), which `run_websocket`
+  drives as it would the call's `SessionDriver`. Redis lost under it, or the holder not
+  listening: closed with 1011 (before the handshake completes: 503). The call ending: closed
+  with 1000, as a local sideband is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import Callable
-from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from starlette.websockets import WebSocket
 
 from ..protocol.client_events import parse_client_dict
 from ..protocol.errors import ProtocolError
-from ..protocol.server_events import ServerEvent
-from ..transports.playout import AUDIO_DELTA
+from ..protocol.server_events import AUDIO_DELTA, ServerEvent
 from .auth import Principal
-from .calls import Call, MemoryCallRegistry
-from .redis_state import ERRORS, PREFIX, OutageLog, RedisState, digest
-from .shared import SharedStateUnavailable
+from .errors import SharedStateUnavailable
+from .redis_publisher import RedisPublisher
+from .redis_relay import RemoteDriver
+from .redis_state import (
+    CALL_TTL_S,
+    ERRORS,
+    HEARTBEAT_S,
+    POLL_S,
+    PREFIX,
+    OutageLog,
+    RedisState,
+    call_key,
+    close_quietly,
+    digest,
+    dumps,
+    events_channel,
+    instance_channel,
+    ms,
+)
+from .registry import Call, MemoryCallRegistry
 
 log = logging.getLogger(__name__)
 
-CALL_TTL_S = 30.0
-HEARTBEAT_S = 10.0
 # A holder that is up answers in milliseconds; a hang-up waits for the call's clean-up.
 ANSWER_TIMEOUT_S = 3.0
 HANGUP_TIMEOUT_S = 15.0
-QUEUE_LIMIT = 4096  # writes waiting for Redis; as many events as a client's send queue holds
-BATCH = 256  # writes per pipeline
-POLL_S = 5.0  # pub/sub reads wake this often, so the connection's health check runs
 
 _ENDED = orjson.dumps({"ended": True})
-
-
-def _call_key(call_id: str) -> str:
-    return f"{PREFIX}call:{call_id}"
-
-
-def _events_channel(call_id: str) -> str:
-    return f"{PREFIX}call:{call_id}:events"
-
-
-def _instance_channel(instance: str) -> str:
-    return f"{PREFIX}instance:{instance}"
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except TypeError:  # integers past 64 bits, which a client may send and orjson refuses
-        return json.dumps(value, separators=(",", ":")).encode()
-
-
-def relay_form(event: Any) -> dict[str, Any]:
-    """A parsed client event as the holder parses it again (`parse_client_dict`): the GA
-    wire shape, with only the fields that were set, since `session.update` applies just those."""
-    result: dict[str, Any] = event.model_dump(mode="json", exclude_unset=True)
-    return result
 
 
 @dataclass(frozen=True, slots=True)
 class _Record:
     instance: str
     opener: str  # digest of the key or client secret that opened the call
-
-
-# --- in order, never waited for --------------------------------------------------------------
-
-
-class Outbox:
-    """Writes the session must never wait for: queued (bounded) and sent in order, pipelined,
-    by one task. `on_result` gets PUBLISH's count of receivers."""
-
-    def __init__(self, client: Redis, what: str) -> None:
-        self._client = client
-        self._queue: asyncio.Queue[tuple[str, str, bytes, Callable[[int], None] | None]] = (
-            asyncio.Queue(QUEUE_LIMIT)
-        )
-        self._outage = OutageLog(what)
-        self._overflowing = False
-        self._task: asyncio.Task[None] | None = None
-
-    def publish(
-        self, channel: str, payload: bytes, on_result: Callable[[int], None] | None = None
-    ) -> None:
-        self._put(("publish", channel, payload, on_result))
-
-    def delete(self, key: str) -> None:
-        self._put(("delete", key, b"", None))
-
-    def _put(self, item: tuple[str, str, bytes, Callable[[int], None] | None]) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            if not self._overflowing:
-                self._overflowing = True
-                log.warning(
-                    "%s: %d writes wait for Redis; dropping more until it catches up",
-                    self._outage.what,
-                    QUEUE_LIMIT,
-                )
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="redis outbox")
-
-    async def aclose(self, flush_s: float = 1.0) -> None:
-        """Send what is queued (for at most `flush_s`: Redis may be gone), then stop."""
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), flush_s)
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        queue = self._queue
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
-            try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for op, target, payload, _ in batch:
-                        if op == "publish":
-                            pipe.publish(target, payload)
-                        else:
-                            pipe.delete(target)
-                    results = await pipe.execute()
-            except ERRORS as exc:
-                self._outage.failed(exc)  # dropped: the session must not wait for Redis
-            else:
-                self._outage.succeeded()
-                self._overflowing = False
-                for (_, _, _, on_result), result in zip(batch, results, strict=True):
-                    if on_result is not None:
-                        on_result(int(result))
-            finally:
-                for _ in batch:
-                    queue.task_done()
-
-
-# --- the registry ----------------------------------------------------------------------------
 
 
 @dataclass(eq=False)
@@ -195,13 +100,15 @@ class RedisCallRegistry:
         self._client = redis.client
         self._local = MemoryCallRegistry()
         self._held: dict[str, _Held] = {}
-        self._outbox = Outbox(redis.client, "relaying events of calls held here to other instances")
+        self._publisher = RedisPublisher(
+            redis.client, "relaying events of calls held here to other instances"
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._commands_outage = OutageLog("reaching calls held here from other instances")
         self._register_outage = OutageLog("registering calls held here")
 
     def start(self) -> None:
-        self._outbox.start()
+        self._publisher.start()
         self._spawn(self._listen(), "call commands")
         self._spawn(self._heartbeat(), "call registration")
 
@@ -209,7 +116,7 @@ class RedisCallRegistry:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._outbox.aclose()
+        await self._publisher.aclose()
 
     def _spawn(self, work: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)
@@ -221,20 +128,20 @@ class RedisCallRegistry:
     async def add(self, call: Call) -> None:
         await self._local.add(call)
         held = _Held(call)
-        channel = _events_channel(call.id)
+        channel = events_channel(call.id)
 
         def sink(event: ServerEvent) -> None:
             if held.listening and event["type"] != AUDIO_DELTA:
                 attaches = held.attaches
-                self._outbox.publish(
-                    channel, _dumps({"event": event}), lambda n: self._heard(held, attaches, n)
+                self._publisher.publish(
+                    channel, dumps({"event": event}), lambda n: self._heard(held, attaches, n)
                 )
 
         held.sink = sink
         call.driver.add_sink(sink)
         self._held[call.id] = held
         try:
-            await self._client.set(_call_key(call.id), self._record(call), px=_ms(CALL_TTL_S))
+            await self._client.set(call_key(call.id), self._record(call), px=ms(CALL_TTL_S))
         except ERRORS as exc:
             # The call goes on here; the heartbeat registers it once Redis is back.
             self._register_outage.failed(exc)
@@ -249,8 +156,8 @@ class RedisCallRegistry:
             return
         held.call.driver.remove_sink(held.sink)
         if held.listening:
-            self._outbox.publish(_events_channel(call_id), _ENDED)
-        self._outbox.delete(_call_key(call_id))
+            self._publisher.publish(events_channel(call_id), _ENDED)
+        self._publisher.delete(call_key(call_id))
 
     async def all(self) -> list[Call]:
         return await self._local.all()
@@ -269,18 +176,16 @@ class RedisCallRegistry:
                 call_id,
                 {"op": "attach"},
                 ANSWER_TIMEOUT_S,
-                also=_events_channel(call_id),
+                also=events_channel(call_id),
             )
             session = answer.get("session")
             if not isinstance(session, dict):
-                await _close_quietly(pubsub)
+                await close_quietly(pubsub)
                 return None  # it ended meanwhile
         except BaseException:
-            await _close_quietly(pubsub)
+            await close_quietly(pubsub)
             raise
-        return RemoteDriver(
-            self._client, call_id, record.instance, pubsub, Snapshot(session), websocket
-        )
+        return RemoteDriver(self._client, call_id, record.instance, pubsub, session, websocket)
 
     async def hang_up_elsewhere(self, call_id: str, principal: Principal) -> bool:
         record = await self._lookup(call_id)
@@ -296,12 +201,12 @@ class RedisCallRegistry:
                 pubsub, record.instance, call_id, {"op": "hangup"}, HANGUP_TIMEOUT_S
             )
         finally:
-            await _close_quietly(pubsub)
+            await close_quietly(pubsub)
         return answer.get("ended") is True
 
     async def _lookup(self, call_id: str) -> _Record | None:
         try:
-            raw = await self._client.get(_call_key(call_id))
+            raw = await self._client.get(call_key(call_id))
         except ERRORS as exc:
             raise SharedStateUnavailable(
                 f"Call '{call_id}' is not held by this instance, and the others could not be asked."
@@ -334,7 +239,7 @@ class RedisCallRegistry:
                 message = await pubsub.get_message(timeout=deadline - loop.time())
                 confirmed += message is not None and message["type"] == "subscribe"
             receivers = await self._client.publish(
-                _instance_channel(instance), _dumps({**command, "call": call_id, "reply": reply})
+                instance_channel(instance), dumps({**command, "call": call_id, "reply": reply})
             )
             if receivers:
                 while (left := deadline - loop.time()) > 0:
@@ -365,7 +270,7 @@ class RedisCallRegistry:
             return
         async with self._client.pipeline(transaction=False) as pipe:
             for held in list(self._held.values()):
-                pipe.set(_call_key(held.call.id), self._record(held.call), px=_ms(CALL_TTL_S))
+                pipe.set(call_key(held.call.id), self._record(held.call), px=ms(CALL_TTL_S))
             await pipe.execute()
 
     async def _heartbeat(self) -> None:
@@ -381,7 +286,7 @@ class RedisCallRegistry:
     async def _listen(self) -> None:
         """Take the commands for calls held here, reconnecting (with backoff) when Redis is
         lost; on reconnecting, register the calls at once (a restarted Redis has none)."""
-        channel = _instance_channel(self.instance)
+        channel = instance_channel(self.instance)
         delay = 0.5
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
@@ -397,7 +302,7 @@ class RedisCallRegistry:
             except ERRORS as exc:
                 self._commands_outage.failed(exc)
             finally:
-                await _close_quietly(pubsub)
+                await close_quietly(pubsub)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -411,9 +316,9 @@ class RedisCallRegistry:
                 if held is not None and not held.call.ended:
                     held.listening = True
                     held.attaches += 1
-                    session = held.call.driver.session.session_wire()
-                # In the outbox's order: the answer goes out before any event after it.
-                self._outbox.publish(command["reply"], _dumps({"session": session}))
+                    session = held.call.driver.session_wire()
+                # In the publisher's order: the answer goes out before any event after it.
+                self._publisher.publish(command["reply"], dumps({"session": session}))
             elif op == "hangup":
                 self._spawn(self._hang_up(held, command["reply"]), f"{call_id} relayed hang-up")
             elif held is None or held.call.ended:
@@ -435,145 +340,4 @@ class RedisCallRegistry:
         ended = held is not None and not held.call.ended
         if held is not None and ended:
             await held.call.end()
-        self._outbox.publish(reply, _dumps({"ended": ended}))
-
-
-# --- a sideband's view of a call held elsewhere ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A remote session as a sideband first sees it (`SessionDriver.session` for a local one)."""
-
-    wire: dict[str, Any]
-
-    def session_wire(self) -> dict[str, Any]:
-        return self.wire
-
-
-@dataclass(eq=False)
-class RemoteDriver:
-    """Looks like the call's `SessionDriver` to `run_websocket` (as a sideband's: `add_sink`,
-    `remove_sink`, `receive`, `reject`), and relays through Redis to the instance holding it.
-    Started by its first sink; `aclose` when the sideband goes."""
-
-    client: Redis
-    call_id: str
-    instance: str  # the one holding the call
-    pubsub: PubSub  # subscribed to the call's events
-    session: Snapshot  # the configuration when attached
-    websocket: WebSocket  # closed when the call ends or cannot be reached
-    _sinks: list[Callable[[ServerEvent], None]] = field(default_factory=list)
-    _outgoing: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _closing: bool = False
-
-    def add_sink(self, sink: Callable[[ServerEvent], None]) -> None:
-        self._sinks.append(sink)
-        if not self._tasks:
-            loop = asyncio.get_running_loop()
-            name = f"{self.call_id} remote sideband"
-            self._tasks = [
-                loop.create_task(self._read(), name=f"{name} events"),
-                loop.create_task(self._write(), name=f"{name} commands"),
-                loop.create_task(self._watch(), name=f"{name} watch"),
-            ]
-
-    def remove_sink(self, sink: Callable[[ServerEvent], None]) -> None:
-        if sink in self._sinks:
-            self._sinks.remove(sink)
-
-    def receive(self, event: Any) -> None:
-        self._send({"op": "event", "event": relay_form(event)})
-
-    def reject(self, error: ProtocolError) -> None:
-        self._send({"op": "reject", "error": error.as_error()})
-
-    def _send(self, command: dict[str, Any]) -> None:
-        try:
-            self._outgoing.put_nowait(_dumps({**command, "call": self.call_id}))
-        except asyncio.QueueFull:
-            self._close_soon(1011, "too many events wait for the instance holding the call")
-
-    async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await _close_quietly(self.pubsub)
-
-    async def _read(self) -> None:
-        try:
-            while True:
-                message = await self.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=POLL_S
-                )
-                if message is None:
-                    continue
-                data = orjson.loads(message["data"])
-                if data.get("ended"):
-                    await self._close(1000, "call ended")
-                    return
-                for sink in list(self._sinks):
-                    sink(data["event"])
-        except ERRORS as exc:
-            log.warning("sideband of call %s: lost Redis (%s)", self.call_id, exc)
-            await self._close(1011, "the shared state (Redis) is unreachable")
-
-    async def _write(self) -> None:
-        channel = _instance_channel(self.instance)
-        outgoing = self._outgoing
-        while True:
-            batch = [await outgoing.get()]
-            while len(batch) < BATCH and not outgoing.empty():
-                batch.append(outgoing.get_nowait())
-            try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for payload in batch:
-                        pipe.publish(channel, payload)
-                    receivers = await pipe.execute()
-            except ERRORS as exc:
-                log.warning("sideband of call %s: lost Redis (%s)", self.call_id, exc)
-                await self._close(1011, "the shared state (Redis) is unreachable")
-                return
-            if not all(receivers):
-                # Its instance is not listening (restarting, or cut off from Redis): what this
-                # sideband sends would be lost. Say so instead.
-                await self._close(1011, "the instance holding the call is not reachable")
-                return
-
-    async def _watch(self) -> None:
-        """The holder dying sends no `ended`; its registration lapsing tells."""
-        key = _call_key(self.call_id)
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            try:
-                registered = await self.client.exists(key)
-            except ERRORS:
-                continue  # the reader and the writer report a lost Redis
-            if not registered:
-                await self._close(1000, "call ended")
-                return
-
-    def _close_soon(self, code: int, reason: str) -> None:
-        if not self._closing:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._close(code, reason)))
-
-    async def _close(self, code: int, reason: str) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        try:
-            await self.websocket.close(code=code, reason=reason)
-        except Exception:  # already closed by its client
-            log.debug("remote sideband close failed", exc_info=True)
-
-
-async def _close_quietly(pubsub: PubSub) -> None:
-    try:
-        await pubsub.aclose()
-    except Exception:  # a pub/sub on a lost connection may fail to unsubscribe; it is gone
-        log.debug("pub/sub close failed", exc_info=True)
-
-
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
+        self._publisher.publish(reply, dumps({"ended": ended}))

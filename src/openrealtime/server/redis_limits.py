@@ -22,9 +22,9 @@ import itertools
 import logging
 from contextlib import suppress
 
+from .errors import SharedStateUnavailable
 from .limits import Refusal
 from .redis_state import ERRORS, PREFIX, OutageLog, RedisState, digest
-from .shared import SharedStateUnavailable
 
 log = logging.getLogger(__name__)
 

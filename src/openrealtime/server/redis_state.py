@@ -19,22 +19,25 @@ credential. Time-to-live is Redis's own clock, so every instance sees a secret e
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from .errors import SharedStateUnavailable
 from .secrets import ClientSecret
-from .shared import SharedStateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,44 @@ PREFIX = "openrealtime:"
 ERRORS = (RedisError, OSError)
 # Short: an operation that needs Redis should fail in a couple of seconds, not hang.
 TIMEOUT_S = 2.0
+# A live call's registration lives this long, renewed every HEARTBEAT_S (server/redis_calls.py).
+CALL_TTL_S = 30.0
+HEARTBEAT_S = 10.0
+POLL_S = 5.0  # pub/sub reads wake this often, so the connection's health check runs
 
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def call_key(call_id: str) -> str:
+    return f"{PREFIX}call:{call_id}"
+
+
+def events_channel(call_id: str) -> str:
+    return f"{PREFIX}call:{call_id}:events"
+
+
+def instance_channel(instance: str) -> str:
+    return f"{PREFIX}instance:{instance}"
+
+
+def dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # integers past 64 bits, which a client may send and orjson refuses
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+async def close_quietly(pubsub: PubSub) -> None:
+    try:
+        await pubsub.aclose()
+    except Exception:  # a pub/sub on a lost connection may fail to unsubscribe; it is gone
+        log.debug("pub/sub close failed", exc_info=True)
 
 
 class RedisState:

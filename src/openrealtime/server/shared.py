@@ -19,19 +19,17 @@ from fastapi.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketState
 
 from ..config import Settings
-from .calls import CallRegistry, MemoryCallRegistry
-from .errors import openai_error
+from .errors import SharedStateUnavailable, openai_error
 from .limits import MemorySessionLimiter, SessionLimiter
+from .redis_calls import RedisCallRegistry
+from .redis_limits import RedisSessionLimiter
+from .redis_state import RedisSecretStore, RedisState
+from .registry import CallRegistry, MemoryCallRegistry
 from .secrets import MemorySecretStore, SecretStore
 
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_CODE = "shared_state_unavailable"
-
-
-class SharedStateUnavailable(Exception):
-    """An operation needs the shared state and cannot reach it. The message says what could
-    not be done, for the client (HTTP 503, or a WebSocket close with 1011)."""
 
 
 @dataclass
@@ -73,10 +71,6 @@ def create_shared_state(settings: Settings) -> SharedState:
             MemorySessionLimiter(settings.max_sessions, settings.max_sessions_per_key),
             "in-process (one process; give --redis-url to share it between several)",
         )
-    from .redis_calls import RedisCallRegistry
-    from .redis_limits import RedisSessionLimiter
-    from .redis_state import RedisSecretStore, RedisState
-
     redis = RedisState(settings.redis_url)
     calls = RedisCallRegistry(redis)
     limiter = RedisSessionLimiter(redis, settings.max_sessions, settings.max_sessions_per_key)

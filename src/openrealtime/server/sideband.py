@@ -15,21 +15,15 @@ instructions) while the browser holds the media.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.websockets import WebSocket
 
 from ..logs import bind_ids
-from ..protocol.server_events import ServerEvent, session_updated
+from ..protocol.server_events import AUDIO_DELTA, ServerEvent, session_updated
 from ..transports.dialect import Dialect
-from ..transports.playout import AUDIO_DELTA
 from ..transports.websocket import run_websocket
 from .auth import Principal
-from .calls import CallRegistry
 from .errors import openai_error
-
-if TYPE_CHECKING:
-    from .redis_calls import RemoteDriver
+from .registry import CallRegistry, RemoteCall
 
 
 def _not_audio(event: ServerEvent) -> bool:
@@ -69,7 +63,7 @@ async def run_sideband(
             )
         )
         return
-    bind_ids(session_id=call.driver.session.id, call_id=call_id)
+    bind_ids(session_id=call.driver.session_id, call_id=call_id)
     await websocket.accept(subprotocol=subprotocol)
     with call.sideband(websocket), call.driver.metrics.active("sideband"):
         if call.ended:  # it ended while the handshake completed
@@ -81,20 +75,20 @@ async def run_sideband(
             dialect,
             owner=False,
             event_filter=_not_audio,
-            first=session_updated(call.driver.session.session_wire()),
+            first=session_updated(call.driver.session_wire()),
         )
 
 
 async def _run_remote(
     websocket: WebSocket,
     call_id: str,
-    driver: RemoteDriver,
+    driver: RemoteCall,
     dialect: Dialect,
     subprotocol: str | None,
 ) -> None:
     """A call another instance holds, through a stand-in for its driver that relays through
     the shared state (server/redis_calls.py); it closes the socket when the call ends."""
-    bind_ids(session_id=driver.session.wire.get("id"), call_id=call_id)
+    bind_ids(session_id=driver.session_id, call_id=call_id)
     try:
         await websocket.accept(subprotocol=subprotocol)
         with websocket.app.state.metrics.active("sideband"):
@@ -104,7 +98,7 @@ async def _run_remote(
                 dialect,
                 owner=False,
                 event_filter=_not_audio,
-                first=session_updated(driver.session.session_wire()),
+                first=session_updated(driver.session_wire()),
             )
     finally:
         await driver.aclose()

@@ -32,11 +32,9 @@ from ..audio import formats
 from ..audio.formats import AudioFormat
 from ..audio.resample import StreamResampler
 from ..protocol import server_events as ev
-from ..protocol.server_events import ServerEvent
+from ..protocol.server_events import AUDIO_DELTA, ServerEvent
 
 log = logging.getLogger(__name__)
-
-AUDIO_DELTA = "response.output_audio.delta"
 
 
 @dataclass(eq=False, slots=True)

@@ -41,11 +41,11 @@ from ..audio import formats
 from ..audio.resample import StreamResampler
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
-from ..protocol.server_events import ServerEvent
+from ..protocol.server_events import AUDIO_DELTA, ServerEvent
 from ..runtime.driver import SessionDriver
 from .dialect import GA, Dialect
 from .ending import Close
-from .playout import AUDIO_DELTA, Playout
+from .playout import Playout
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class WebRtcPeer:
         self.name = name  # for logs and task names
         # No STUN or TURN: a server is reached at its own addresses (host candidates).
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.playout = Playout(emit=driver.emit, on_position=driver.session.on_playback)
+        self.playout = Playout(emit=driver.emit, on_position=driver.playback)
         self._track = PlayoutTrack(self.playout)
         self._plays = False  # the offer has an audio section to send the answer in
         self._offered_tracks: list[MediaStreamTrack] = []
@@ -217,6 +217,8 @@ class WebRtcPeer:
         self._pending = None
 
     def _on_message(self, message: str | bytes) -> None:
+        """One data-channel message. Whatever it holds, it ends as an event applied or an
+        `error` event: an exception here would be raised into aiortc's channel machinery."""
         if not isinstance(message, str):
             self.driver.reject(
                 ProtocolError(
@@ -230,7 +232,27 @@ class WebRtcPeer:
         except ProtocolError as error:
             self.driver.reject(error)
             return
-        self.driver.receive(event)
+        except Exception:  # input no rule foresaw must not end the session
+            log.exception("call %s: could not parse a client event", self.name)
+            self.driver.reject(
+                ProtocolError(
+                    "The event could not be parsed; check that it is a valid client event.",
+                    errors.INVALID_EVENT,
+                )
+            )
+            return
+        try:
+            self.driver.receive(event)
+        except Exception:
+            log.exception("call %s: could not apply a %s event", self.name, event.type)
+            self.driver.reject(
+                ProtocolError(
+                    f"The {event.type} event could not be applied.",
+                    errors.INVALID_EVENT,
+                    type=errors.SERVER_ERROR,
+                    event_id=event.event_id,
+                )
+            )
 
     # --- events out ----------------------------------------------------------------------------
 
@@ -253,7 +275,7 @@ class WebRtcPeer:
     # --- audio in ------------------------------------------------------------------------------
 
     async def _pump_audio(self, track: MediaStreamTrack) -> None:
-        session, driver = self.driver.session, self.driver
+        driver = self.driver
         resampler: StreamResampler | None = None
         while True:
             try:
@@ -261,7 +283,7 @@ class WebRtcPeer:
             except MediaStreamError:
                 break
             assert isinstance(frame, AudioFrame)
-            fmt = session.input_format  # a session.update may change it mid-call
+            fmt = driver.input_format  # a session.update may change it mid-call
             out_rate = formats.sample_rate(fmt)
             if (
                 resampler is None
@@ -271,8 +293,7 @@ class WebRtcPeer:
                 resampler = StreamResampler(frame.sample_rate, out_rate)
             pcm = resampler.process(mono_s16(frame))
             if len(pcm):
-                session.append_input_audio(formats.encode(fmt, pcm))
-                driver.flush()
+                driver.append_audio(formats.encode(fmt, pcm))
         log.info("call %s: the remote audio track ended", self.name)
         self._ended.set()
 
