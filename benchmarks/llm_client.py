@@ -6,7 +6,7 @@ Prints tables and writes benchmarks/results/llm_client.json. Takes ~40 s.
 Each streams the same Chat Completions request from the fake LLM (benchmarks/lib/fake_llm.py,
 another process, instant replies of 5 content chunks) on uvloop, one request at a time:
 
-  shipped  `OpenAIChatModel.stream()` (backends/llm/openai_chat.py, the `openai` SDK)
+  shipped  `OpenAIChatModel.stream()` (backends/llm/openai_chat.py, as the server runs it)
   lean     httpx.AsyncClient.stream + orjson on each SSE line: the same events out
   minimal  one keep-alive connection on asyncio streams, httptools' C parser, orjson (a floor)
 
@@ -56,7 +56,7 @@ def chunk_events(data: str | bytes, ending: list[Any]) -> list[TextDelta]:
 
 
 class LeanChatModel:
-    """The same stream of events as OpenAIChatModel, without the SDK (errors left out)."""
+    """The same stream of events as OpenAIChatModel, on httpx (errors left out)."""
 
     def __init__(self, base_url: str, model: str) -> None:
         self.model = model
