@@ -1,27 +1,22 @@
 """Micro-benchmarks of the audio hot path, per 20 ms chunk (and per 32 ms Silero frame).
 
-Run: python benchmarks/audio_micro.py [--iterations N]
+Run: python -m benchmarks.audio_micro [--iterations N]
 Prints a table and writes benchmarks/results/audio_micro.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.lib.stats import write_json
 from openrealtime.audio import g711
 from openrealtime.audio.resample import StreamResampler
 from openrealtime.backends.vad.silero import SileroVad
-
-RESULTS = Path(__file__).parent / "results" / "audio_micro.json"
 
 
 def time_us(fn: Callable[[], object], iterations: int, repeats: int = 5) -> dict[str, float]:
@@ -66,14 +61,7 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<{width}}  {r['median_us']:>10.2f}  {r['best_us']:>8.2f}")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    machine = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-    RESULTS.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_json('audio_micro.json', {'results': results})}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """How many sessions can stream real-time audio at once: server VAD, transcription, no replies.
 
-Run: python benchmarks/concurrent_voice.py [--steps 5,10,25,50,75,100,150] [--duration 20]
-                                           [--stt pocketsphinx,scripted]
+Run: python -m benchmarks.concurrent_voice [--steps 5,10,25,50,75,100,150] [--duration 20]
+                                          [--stt pocketsphinx,scripted]
 Prints a table per STT backend and writes benchmarks/results/concurrent_voice.json. With the
 defaults it takes a few minutes (each step restarts the server, so memory is measured afresh).
 
 For each N in --steps, N sessions each stream one continuous microphone: 20 ms chunks of
 24 kHz PCM16 sent on a fixed schedule (t0 + k x 20 ms, staggered across sessions), carrying
-spoken sentences (espeak, `tests/speech_fixtures.speak`) separated by --gap seconds of silence
+spoken sentences (espeak, `benchmarks.lib.speech.speak`) separated by --gap seconds of silence
 (the time an assistant would spend answering), with server VAD (silence_duration_ms 500) and
 input transcription configured. `create_response` is false: this measures what a session costs
 to *listen* (ingest, resampling, Silero VAD per 32 ms frame, commit, transcription); a reply
@@ -43,7 +43,7 @@ that builds the recogniser's decoders) and its peak while they stream; the delta
 resident cost of a session.
 
 --stt scripted swaps pocketsphinx for the OpenAI-compatible STT backend pointed at an instant
-scripted endpoint: the same server path without the recogniser's CPU, i.e. the capacity of
+endpoint of the fake LLM's server: the same server path without the recogniser's CPU, i.e. the capacity of
 everything else.
 """
 
@@ -51,36 +51,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
-from _harness import (
-    AUTH_HEADERS,
+from websockets.asyncio.client import ClientConnection
+
+from benchmarks.lib.clients import LoopLag, open_session, recv_until, run
+from benchmarks.lib.machine import (
     CpuMeter,
-    LoopLag,
     PySpy,
-    ServerProcess,
     add_common_arguments,
     apply_common_arguments,
-    print_table,
-    run,
-    start_llm,
-    start_openrealtime,
-    summary_ms,
     wait_for_quiet,
-    write_json,
-    ws_url,
 )
-from voice_turn import CHUNK, RATE, SENTENCES, Utterance, append_event, prepare
-from websockets.asyncio.client import ClientConnection, connect
+from benchmarks.lib.payloads import (
+    SENTENCES,
+    SILENCE_CHUNK,
+    SILENCE_MS,
+    Utterance,
+    encode,
+    prepare,
+    session_update,
+    user_message,
+)
+from benchmarks.lib.processes import LlmProcess, OpenRealtimeProcess, sample_rss, start_llm
+from benchmarks.lib.stats import print_table, summary_ms, write_json
 
-SILENCE_MS = 500
 VAD_FRAME_MS = 32  # Silero v5 at 16 kHz: 512 samples
 LAG_LIMIT_MS = 100.0
 # The client has fallen behind when its chunks leave late as a rule (p50), or more than 1 in 20
@@ -94,50 +94,17 @@ now = time.monotonic
 loads = orjson.loads
 
 
-def session_update() -> str:
-    return orjson.dumps(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "output_modalities": ["text"],
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": RATE},
-                        "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
-                        "turn_detection": {
-                            "type": "server_vad",
-                            "silence_duration_ms": SILENCE_MS,
-                            "create_response": False,
-                        },
-                    }
-                },
-            },
-        }
-    ).decode()
-
-
 # The responsiveness probe: a tiny text item, retrieved every PROBE_INTERVAL seconds. The server
 # handles a connection's events in order, so the reply waits behind any audio not yet processed:
 # its round trip is how far behind real time the server is for that session.
-PROBE_ITEM = orjson.dumps(
-    {
-        "type": "conversation.item.create",
-        "item": {
-            "id": "item_probe",
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": "probe"}],
-        },
-    }
-).decode()
+PROBE_ITEM = user_message("probe", "item_probe")
 PROBE_INTERVAL = 0.25
 
 
 def probe_event(n: int) -> str:
-    return orjson.dumps(
+    return encode(
         {"type": "conversation.item.retrieve", "item_id": "item_probe", "event_id": f"p{n}"}
-    ).decode()
+    )
 
 
 @dataclass
@@ -164,23 +131,11 @@ class SessionLog:
     probe_order: list[str] = field(default_factory=list)
 
 
-async def open_session(url: str) -> ClientConnection:
-    ws = await connect(
-        url,
-        additional_headers=AUTH_HEADERS,
-        compression=None,
-        max_size=None,
-        ping_interval=None,
-        open_timeout=60,
-    )
-    first = loads(await ws.recv())
-    assert first["type"] == "session.created", first
-    await ws.send(session_update())
-    while loads(await ws.recv())["type"] != "session.updated":
-        pass
+async def open_listening_session(url: str) -> ClientConnection:
+    """A session that listens and does not reply, with the probe's item in place."""
+    ws = await open_session(url, session_update(listen=True, create_response=False), 60)
     await ws.send(PROBE_ITEM)
-    while loads(await ws.recv())["type"] != "conversation.item.done":
-        pass
+    await recv_until(ws, "conversation.item.done")
     return ws
 
 
@@ -331,7 +286,7 @@ def analyse(logs: list[SessionLog]) -> dict[str, Any]:
 async def warm_up(url: str, utterance: Utterance, silence: str, sessions: int = 4) -> None:
     """Speak once in a few sessions at the same time, so the recogniser builds its decoders
     (one per concurrent decode) before memory is measured."""
-    conns = [await open_session(url) for _ in range(sessions)]
+    conns = [await open_listening_session(url) for _ in range(sessions)]
     logs = [SessionLog() for _ in conns]
     receivers = [asyncio.create_task(receive(ws, log)) for ws, log in zip(conns, logs, strict=True)]
     t0 = now() + 0.05
@@ -353,27 +308,20 @@ async def warm_up(url: str, utterance: Utterance, silence: str, sessions: int = 
     await asyncio.gather(*receivers, return_exceptions=True)
 
 
-async def sample_rss(server: ServerProcess, samples: list[int], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        samples.append(server.rss_kib())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-
-
 async def run_step(
-    n: int, stt: str, args: argparse.Namespace, utterances: list[Utterance], llm: ServerProcess
+    n: int, stt: str, args: argparse.Namespace, utterances: list[Utterance], llm: LlmProcess
 ) -> dict[str, Any]:
-    silence = append_event(np.zeros(CHUNK, dtype=np.int16))
-    server = start_openrealtime(llm, args.server_log_level, stt)
+    silence = SILENCE_CHUNK
+    server = OpenRealtimeProcess(llm, args.server_log_level, stt)
     try:
-        url = ws_url(server)
+        url = server.ws_url
         await warm_up(url, utterances[0], silence)
         await asyncio.sleep(0.5)
         rss_idle = server.rss_kib()
         threads_idle = server.threads()
         conns = []
         for _ in range(n):
-            conns.append(await open_session(url))
+            conns.append(await open_listening_session(url))
         logs = [SessionLog() for _ in range(n)]
         receivers = [
             asyncio.create_task(receive(ws, log)) for ws, log in zip(conns, logs, strict=True)

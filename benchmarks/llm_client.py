@@ -1,12 +1,12 @@
 """What the LLM client costs openrealtime per response: the shipped backend against a lean one.
 
-Run: python benchmarks/llm_client.py [--requests 500] [--context-sizes 2,20,100,200]
+Run: python -m benchmarks.llm_client [--requests 500] [--context-sizes 2,20,100,200]
 Prints tables and writes benchmarks/results/llm_client.json. Takes ~40 s.
 
-Both stream the same Chat Completions request from the scripted LLM of the tests (another
-process, instant replies of 5 content chunks) on uvloop, one request at a time:
+Each streams the same Chat Completions request from the fake LLM (benchmarks/lib/fake_llm.py,
+another process, instant replies of 5 content chunks) on uvloop, one request at a time:
 
-  shipped  `OpenAIChatModel.stream()` (backends/llm/openai_chat.py, the `openai` SDK)
+  shipped  `OpenAIChatModel.stream()` (backends/llm/openai_chat.py, as the server runs it)
   lean     httpx.AsyncClient.stream + orjson on each SSE line: the same events out
   minimal  one keep-alive connection on asyncio streams, httptools' C parser, orjson (a floor)
 
@@ -27,17 +27,11 @@ from typing import Any
 
 import httpx
 import orjson
-from _harness import (
-    add_common_arguments,
-    apply_common_arguments,
-    print_table,
-    run,
-    start_llm,
-    summary_ms,
-    wait_for_quiet,
-    write_json,
-)
 
+from benchmarks.lib.clients import run
+from benchmarks.lib.machine import add_common_arguments, apply_common_arguments, wait_for_quiet
+from benchmarks.lib.processes import start_llm
+from benchmarks.lib.stats import print_table, summary_ms, write_json
 from openrealtime.backends.llm.base import ChatTurn, Finished, LlmRequest, TextDelta, Usage
 from openrealtime.backends.llm.openai_chat import OpenAIChatModel, chat_arguments
 
@@ -47,8 +41,22 @@ REQUEST = LlmRequest(
 )
 
 
+def chunk_events(data: str | bytes, ending: list[Any]) -> list[TextDelta]:
+    """The text deltas of one SSE chunk; its finish reason and usage go into `ending`."""
+    chunk = orjson.loads(data)
+    if (u := chunk.get("usage")) is not None:
+        ending[1] = Usage(u["prompt_tokens"], u["completion_tokens"])
+    deltas = []
+    for choice in chunk.get("choices") or ():
+        if content := choice["delta"].get("content"):
+            deltas.append(TextDelta(content))
+        if choice.get("finish_reason"):
+            ending[0] = choice["finish_reason"]
+    return deltas
+
+
 class LeanChatModel:
-    """The same stream of events as OpenAIChatModel, without the SDK (errors left out)."""
+    """The same stream of events as OpenAIChatModel, on httpx (errors left out)."""
 
     def __init__(self, base_url: str, model: str) -> None:
         self.model = model
@@ -56,7 +64,7 @@ class LeanChatModel:
 
     async def stream(self, request: LlmRequest) -> AsyncIterator[Any]:
         body = orjson.dumps(chat_arguments(request, self.model))
-        finish, usage = "stop", None
+        ending: list[Any] = ["stop", None]  # finish reason, usage
         async with self._client.stream(
             "POST", "/chat/completions", content=body, headers={"content-type": "application/json"}
         ) as response:
@@ -64,15 +72,9 @@ class LeanChatModel:
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                chunk = orjson.loads(line[6:])
-                if (u := chunk.get("usage")) is not None:
-                    usage = Usage(u["prompt_tokens"], u["completion_tokens"])
-                for choice in chunk.get("choices") or ():
-                    if content := choice["delta"].get("content"):
-                        yield TextDelta(content)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-        yield Finished(finish, usage)
+                for delta in chunk_events(line[6:], ending):
+                    yield delta
+        yield Finished(*ending)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -109,7 +111,7 @@ class MinimalChatModel:
                 complete.append(True)
 
         parser = httptools.HttpResponseParser(Callbacks())
-        finish, usage = "stop", None
+        ending: list[Any] = ["stop", None]  # finish reason, usage
         while not complete:
             data = await reader.read(65536)
             if not data:
@@ -120,15 +122,9 @@ class MinimalChatModel:
                 del pending[: end + 2]
                 if not event.startswith(b"data: ") or event == b"data: [DONE]":
                     continue
-                chunk = orjson.loads(event[6:])
-                if (u := chunk.get("usage")) is not None:
-                    usage = Usage(u["prompt_tokens"], u["completion_tokens"])
-                for choice in chunk.get("choices") or ():
-                    if content := choice["delta"].get("content"):
-                        yield TextDelta(content)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-        yield Finished(finish, usage)
+                for delta in chunk_events(event[6:], ending):
+                    yield delta
+        yield Finished(*ending)
 
     async def aclose(self) -> None:
         if self._conn is not None:

@@ -1,14 +1,14 @@
 """Load: many concurrent sessions mixing text turns, spoken turns and tool calls. Is anything lost?
 
-Run: python benchmarks/load.py [--sessions 200] [--duration 60] [--stt scripted,pocketsphinx]
+Run: python -m benchmarks.load [--sessions 200] [--duration 60] [--stt scripted,pocketsphinx]
                                [--pocketsphinx-sessions 5]
 Prints tables and writes benchmarks/results/load.json. With the defaults it takes ~3 minutes:
 one run per STT backend, each with a fresh server.
 
-Three processes: the scripted LLM of the tests answering like a fast model (`_launch_load.py
-llm`: "Sure, here is a short answer for you." streamed as --llm-chunks chunks, --llm-delay s
-apart, or a tool call when asked), openrealtime as `openrealtime serve` runs it (with a debug
-side channel, see `_launch_load.py`), and this client (uvloop, `websockets`, orjson).
+Three processes: the fake LLM answering like a fast model (`benchmarks/lib/fake_llm.py`:
+"Hello from the scripted model." streamed as --llm-chunks chunks, --llm-delay s apart, or a
+tool call when asked), openrealtime as `openrealtime serve` runs it (with a debug side
+channel, see `benchmarks/lib/control.py`), and this client (uvloop, `websockets`, orjson).
 
 Every session connects (spread over --ramp s), configures itself — server VAD
 (silence_duration_ms 500, `create_response` true), input transcription (so its events are
@@ -52,7 +52,7 @@ objects after every session closed.
 The STT: pocketsphinx, the embedded default, costs ~0.2 core per *speaking* session and holds
 the GIL while it decodes, so it cannot serve 200 sessions' speech on 2 cores; the 200-session
 run uses `--stt scripted`: the OpenAI-compatible HTTP STT backend against an instant endpoint
-on the scripted server (the same server path without the recogniser's CPU). A smaller run
+on the fake LLM's server (the same server path without the recogniser's CPU). A smaller run
 with pocketsphinx (--pocketsphinx-sessions) shows the embedded recogniser under the same mix.
 """
 
@@ -65,113 +65,49 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-from _harness import (
-    AUTH_HEADERS,
+from websockets.asyncio.client import ClientConnection
+
+from benchmarks.lib.clients import LoopLag, ServerError, connect_session, run, start_session
+from benchmarks.lib.machine import (
     CpuMeter,
-    LoopLag,
     add_common_arguments,
     apply_common_arguments,
     background_load,
-    print_table,
-    run,
-    summary_ms,
-    wait_for_quiet,
-    write_json,
-    ws_url,
-)
-from _launch_load import TOOL_MARKER
-from _load_common import (
-    ControlledServer,
-    llm_arrivals,
-    llm_stats,
     loadavg,
-    sample_server_lag,
-    start_load_llm,
-    tcp_sockets,
+    wait_for_quiet,
 )
-from voice_turn import CHUNK, RATE, SENTENCES, Utterance, append_event, prepare
-from websockets.asyncio.client import ClientConnection, connect
+from benchmarks.lib.payloads import (
+    RESPONSE_CREATE,
+    SENTENCES,
+    SILENCE_CHUNK,
+    SILENCE_MS,
+    TOOL,
+    TOOL_MARKER,
+    Utterance,
+    prepare,
+    session_update,
+    tool_output,
+    user_message,
+)
+from benchmarks.lib.processes import (
+    LlmProcess,
+    OpenRealtimeProcess,
+    new_log_lines,
+    sample_rss,
+    sample_server_lag,
+    start_llm,
+)
+from benchmarks.lib.stats import print_table, summary_ms, write_json
 
-SILENCE_MS = 500
 LEAD_MS = 200
 MAX_SILENCE_S = 5.0  # an audio turn stops waiting for speech_stopped after this much silence
 TURN_TIMEOUT = 60.0
 
 now = time.monotonic
-dumps = orjson.dumps
 loads = orjson.loads
-
-TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The current weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-        "required": ["city"],
-    },
-}
-
-
-def session_update(index: int, audio_out: bool) -> str:
-    return dumps(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "instructions": f"Load benchmark session {index}. Answer briefly.",
-                "output_modalities": ["audio"] if audio_out else ["text"],
-                "tools": [TOOL],
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": RATE},
-                        "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
-                        "turn_detection": {
-                            "type": "server_vad",
-                            "silence_duration_ms": SILENCE_MS,
-                            "create_response": True,
-                            "interrupt_response": True,
-                        },
-                    },
-                    "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": "alloy"},
-                },
-            },
-        }
-    ).decode()
-
-
-def user_text(text: str) -> str:
-    return dumps(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        }
-    ).decode()
-
-
-def tool_output(call_id: str) -> str:
-    return dumps(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "function_call_output",
-                "call_id": call_id,
-                "output": '{"temperature_c": 21, "sky": "clear"}',
-            },
-        }
-    ).decode()
-
-
-RESPONSE_CREATE = dumps({"type": "response.create"}).decode()
 
 
 @dataclass
@@ -337,7 +273,7 @@ async def response_turn(
 
 
 def llm_request_number(response: dict[str, Any]) -> int | None:
-    """Which scripted-LLM request produced this response (see `_launch_load.py`)."""
+    """Which scripted-LLM request produced this response (see `benchmarks/lib/fake_llm.py`)."""
     for item in response.get("output", []):
         if item.get("type") == "function_call" and str(item.get("call_id", "")).startswith("call_"):
             return int(item["call_id"][5:])
@@ -348,7 +284,7 @@ def llm_request_number(response: dict[str, Any]) -> int | None:
 async def text_turn(state: SessionState, turn: Turn, n: int) -> None:
     response = await response_turn(
         state,
-        [user_text(f"Question {n}: what is new today?")],
+        [user_message(f"Question {n}: what is new today?")],
         turn,
         "response.create → first delta",
         "response",
@@ -359,7 +295,7 @@ async def text_turn(state: SessionState, turn: Turn, n: int) -> None:
 async def tool_turn(state: SessionState, turn: Turn, n: int) -> None:
     response = await response_turn(
         state,
-        [user_text(f"{TOOL_MARKER} Question {n}: what is the weather in Paris?")],
+        [user_message(f"{TOOL_MARKER} Question {n}: what is the weather in Paris?")],
         turn,
         "response.create → first delta",
         "response",
@@ -503,14 +439,7 @@ async def run_session(
     await asyncio.sleep(max(0.0, connect_at - now()))
     started = now()
     try:
-        ws = await connect(
-            url,
-            additional_headers=AUTH_HEADERS,
-            compression=None,
-            max_size=None,
-            ping_interval=None,
-            open_timeout=60,
-        )
+        ws = await connect_session(url, 60)
     except Exception as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         refused[f"HTTP {status}" if status else type(exc).__name__] += 1
@@ -518,13 +447,13 @@ async def run_session(
     connect_times.append(now() - started)
     state.ws = ws
     try:
-        first = loads(await ws.recv())
-        if first["type"] != "session.created":
-            refused[f"first event {first['type']}"] += 1
+        instructions = f"Load benchmark session {state.index}. Answer briefly."
+        update = session_update(instructions, audio_out=state.audio_out, listen=True, tools=[TOOL])
+        try:
+            await start_session(ws, update)
+        except ServerError as refusal:
+            refused[str(refusal)] += 1
             return
-        await ws.send(session_update(state.index, state.audio_out))
-        while loads(await ws.recv())["type"] != "session.updated":
-            pass
         receiver = asyncio.create_task(receive(state))
         begin, end = window
         await asyncio.sleep(max(0.0, begin - now()) + rng.uniform(0, args.think[1]))
@@ -596,30 +525,20 @@ def unfinished(state: SessionState) -> bool:
     )
 
 
-async def sample_rss(server: ControlledServer, samples: list[int], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(OSError):
-            samples.append(server.rss_kib())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-
-
-def new_log_lines(path: Path, offset: int) -> list[str]:
-    with open(path, errors="replace") as f:
-        f.seek(offset)
-        return f.read().splitlines()
-
-
 async def run_one(
-    stt: str, sessions: int, args: argparse.Namespace, llm: Any, utterances: list[Utterance]
+    stt: str,
+    sessions: int,
+    args: argparse.Namespace,
+    llm: LlmProcess,
+    utterances: list[Utterance],
 ) -> dict[str, Any]:
-    silence = append_event(np.zeros(CHUNK, dtype=np.int16))
-    server = ControlledServer(llm, stt, args.server_log_level)
+    silence = SILENCE_CHUNK
+    server = OpenRealtimeProcess(llm, args.server_log_level, stt, control=True)
     log_offset = server.log_path.stat().st_size
     try:
-        url = ws_url(server)
+        url = server.ws_url
         idle = server.status()
-        llm_before = llm_stats(llm)
+        llm_before = llm.stats()
         loadavg_before = loadavg()
         rng = random.Random(sessions)
         n_audio = round(sessions * args.audio_sessions)
@@ -676,9 +595,9 @@ async def run_one(
         await asyncio.sleep(2.0)
         after = server.inside()
         after_gc = server.inside(collect=True)
-        tcp_after = tcp_sockets(server.pid, server.port)
-        llm_after = llm_stats(llm)
-        add_legs(turns, llm_arrivals(llm))
+        tcp_after = server.tcp_sockets()
+        llm_after = llm.stats()
+        add_legs(turns, llm.arrivals())
         log_lines = new_log_lines(server.log_path, log_offset)
     finally:
         server.stop()
@@ -835,7 +754,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "utterances_ms": [round(u.speech_ms) for u in utterances],
         "runs": {},
     }
-    llm = start_load_llm(args.llm_delay, args.llm_chunks)
+    llm = start_llm(args.llm_delay, args.llm_chunks)
     try:
         for stt in args.stt.split(","):
             sessions = args.pocketsphinx_sessions if stt == "pocketsphinx" else args.sessions

@@ -1,6 +1,6 @@
 """Soak: 1,000 sessions that speak and vanish mid-response. Does the server keep anything?
 
-Run: python benchmarks/soak_disconnect.py [--cycles 1000] [--lanes 8] [--stt scripted]
+Run: python -m benchmarks.soak_disconnect [--cycles 1000] [--lanes 8] [--stt scripted]
 Prints tables and writes benchmarks/results/soak_disconnect.json. Takes about a minute.
 
 Each cycle: connect; `session.update` (server VAD with `create_response`, input transcription
@@ -17,7 +17,7 @@ three ways in turn:
   rst           no close frame: SO_LINGER 0 and close — the server gets a TCP reset
 
 Cycles run in --lanes parallel lanes. The server runs in a process of its own with a debug-only
-side channel added by the benchmark's launcher (`_launch_load.py --control`, nothing in src/):
+side channel added by the benchmark's launcher (`benchmarks/lib/control.py`, nothing in src/):
 it reports the asyncio tasks on the server's loop, Python threads, allocated Python memory
 blocks and the live count of per-session objects (Session, SessionDriver, Response,
 TranscriptFeed, SpeechPipeline), and its loop's lag. From /proc: VmRSS, file descriptors (TCP
@@ -35,7 +35,7 @@ some freed memory after a peak, so RSS moves by a few MiB between idle states; a
 warm-up past the first 10 cycles can exceed it too, RSS must also stay within the tolerance
 over the second half of the cycles, which a leak cannot.
 
-The LLM (the scripted server of the tests, `_launch_load.py llm`) reports how many streams it
+The LLM (`benchmarks/lib/fake_llm.py`) reports how many streams it
 started, ran to the end, and saw abandoned by the client, and when each ended (by the cycle
 named in its instructions): every stream should be abandoned, none completed, none still
 running; the time from the client's disconnect to the LLM seeing its stream end is reported.
@@ -56,38 +56,29 @@ import struct
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-from _harness import (
-    AUTH_HEADERS,
+from websockets.asyncio.client import ClientConnection
+
+from benchmarks.lib.clients import LoopLag, ServerError, connect_session, run, start_session
+from benchmarks.lib.machine import (
     CpuMeter,
-    LoopLag,
     add_common_arguments,
     apply_common_arguments,
     background_load,
-    print_table,
-    run,
-    summary_ms,
-    wait_for_quiet,
-    write_json,
-    ws_url,
-)
-from _load_common import (
-    ControlledServer,
-    llm_stats,
-    llm_streams,
     loadavg,
-    sample_server_lag,
-    start_load_llm,
-    tcp_sockets,
+    wait_for_quiet,
 )
-from voice_turn import CHUNK, RATE, SENTENCES, append_event, prepare
-from websockets.asyncio.client import ClientConnection, connect
+from benchmarks.lib.payloads import SENTENCES, SILENCE_CHUNK, prepare, session_update
+from benchmarks.lib.processes import (
+    OpenRealtimeProcess,
+    new_log_lines,
+    sample_server_lag,
+    start_llm,
+)
+from benchmarks.lib.stats import print_table, summary_ms, write_json
 
-SILENCE_MS = 500
 TAIL_MS = 700
 CYCLE_TIMEOUT = 20.0
 MODES = ("close_frame", "fin", "rst")
@@ -96,32 +87,6 @@ LLM_CHUNKS, LLM_DELAY = 40, 0.025
 
 now = time.monotonic
 loads = orjson.loads
-
-
-def session_update(audio_out: bool, index: int) -> str:
-    return orjson.dumps(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                # The LLM's stream log names the cycle by this.
-                "instructions": f"Soak benchmark cycle {index}.",
-                "output_modalities": ["audio"] if audio_out else ["text"],
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": RATE},
-                        "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
-                        "turn_detection": {
-                            "type": "server_vad",
-                            "silence_duration_ms": SILENCE_MS,
-                            "create_response": True,
-                        },
-                    },
-                    "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": "alloy"},
-                },
-            },
-        }
-    ).decode()
 
 
 @dataclass
@@ -178,21 +143,15 @@ async def one_cycle(url: str, cycle: Cycle, chunks: list[str]) -> None:
     ws = None
     try:
         async with asyncio.timeout(CYCLE_TIMEOUT):
-            ws = await connect(
-                url,
-                additional_headers=AUTH_HEADERS,
-                compression=None,
-                max_size=None,
-                ping_interval=None,
-                open_timeout=15,
-            )
-            first = loads(await ws.recv())
-            if first["type"] != "session.created":
-                cycle.outcome = f"first event {first['type']}"
+            ws = await connect_session(url, 15)
+            # The LLM's stream log names the cycle by its instructions.
+            instructions = f"Soak benchmark cycle {cycle.index}."
+            update = session_update(instructions, audio_out=cycle.audio_out, listen=True)
+            try:
+                await start_session(ws, update)
+            except ServerError as refusal:
+                cycle.outcome = str(refusal)
                 return
-            await ws.send(session_update(cycle.audio_out, cycle.index))
-            while loads(await ws.recv())["type"] != "session.updated":
-                pass
             for chunk in chunks:
                 await ws.send(chunk)
             while True:
@@ -238,7 +197,7 @@ async def run_cycles(
 
 
 async def settle(
-    server: ControlledServer, baseline_tasks: int | None, limit: float = 15.0
+    server: OpenRealtimeProcess, baseline_tasks: int | None, limit: float = 15.0
 ) -> dict[str, Any]:
     """Wait until no client connection is left and the tasks are back to the baseline (or
     `limit` s); then read everything: from inside, as is and after a gc.collect()."""
@@ -246,7 +205,7 @@ async def settle(
     await asyncio.sleep(1.0)
     while now() - started < limit:
         inside = server.inside()
-        clients = sum(v for k, v in tcp_sockets(server.pid, server.port).items() if "client" in k)
+        clients = sum(v for k, v in server.tcp_sockets().items() if "client" in k)
         if not clients and (baseline_tasks is None or inside["tasks"] <= baseline_tasks):
             break
         await asyncio.sleep(0.5)
@@ -254,7 +213,7 @@ async def settle(
     inside = server.inside()
     status = server.status()
     fds = server.sockets()
-    tcp = tcp_sockets(server.pid, server.port)
+    tcp = server.tcp_sockets()
     collected = server.inside(collect=True)
     rss_after_gc = server.status()["VmRSS"]
     backend = sum(v for k, v in tcp.items() if k.startswith("backend"))
@@ -298,23 +257,19 @@ def compare_snapshots(paths: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def new_log_lines(path: Path, offset: int) -> list[str]:
-    with open(path, errors="replace") as f:
-        f.seek(offset)
-        return f.read().splitlines()
-
-
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     utterance = prepare([SENTENCES[0]])[0]
-    silence = append_event(np.zeros(CHUNK, dtype=np.int16))
+    silence = SILENCE_CHUNK
     chunks = [silence] * 10 + utterance.chunks + [silence] * (TAIL_MS // 20)
     out: dict[str, Any] = {"background_cores_before": wait_for_quiet(args.wait_quiet)}
     out["loadavg_before"] = loadavg()
-    llm = start_load_llm(LLM_DELAY, LLM_CHUNKS)
+    llm = start_llm(LLM_DELAY, LLM_CHUNKS)
     if args.tracemalloc:
         os.environ["PYTHONTRACEMALLOC"] = "8"  # the server inherits it; 8 frames per trace
     try:
-        server = ControlledServer(llm, args.stt, args.server_log_level, args.server_gc_every)
+        server = OpenRealtimeProcess(
+            llm, args.server_log_level, args.stt, control=True, collect_every=args.server_gc_every
+        )
     finally:
         os.environ.pop("PYTHONTRACEMALLOC", None)
     snapshots: list[str] = []
@@ -322,10 +277,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     cycles: list[Cycle] = []
     checkpoints: list[dict[str, Any]] = []
     try:
-        url = ws_url(server)
+        url = server.ws_url
         at_start = await settle(server, None, limit=2)
         at_start["after_cycles"] = 0
-        llm_before = llm_stats(llm)
+        llm_before = llm.stats()
         meter = CpuMeter({"openrealtime": server, "scripted": llm})
         lag = LoopLag()
         lag.start()
@@ -342,7 +297,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             done = mark
             point = await settle(server, baseline_tasks)
             point["after_cycles"] = mark
-            point["llm"] = {k: v - llm_before.get(k, 0) for k, v in llm_stats(llm).items()}
+            point["llm"] = {k: v - llm_before.get(k, 0) for k, v in llm.stats().items()}
             if args.tracemalloc:
                 path = f"{server.control_path}.{mark}.snapshot"
                 server.tracemalloc_snapshot(path)
@@ -360,8 +315,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         loop_lag = await lag.stop()
         stop_lag.set()
         await lag_task
-        llm_after = llm_stats(llm)
-        streams = llm_streams(llm)
+        llm_after = llm.stats()
+        streams = llm.streams()
         log_lines = new_log_lines(server.log_path, log_offset)  # before the shutdown's lines
     finally:
         server.stop()
@@ -509,8 +464,8 @@ def report(r: dict[str, Any]) -> None:
     llm = r["llm"]
     print(
         f"\nLLM streams: started {llm.get('streams_started', 0)}, ran to the end "
-        f"{llm.get('streams_completed', 0)}, abandoned {llm.get('streams_abandoned', 0)} "
-        f"(ScriptedLLM.cancelled {llm.get('cancelled', 0)}); transcriptions "
+        f"{llm.get('streams_completed', 0)}, abandoned {llm.get('streams_abandoned', 0)}; "
+        f"transcriptions "
         f"{llm.get('transcriptions', 0)}; client disconnect → LLM saw the stream end: p50 "
         f"{r['disconnect_to_llm_stream_abandoned_ms']['p50']:.1f} ms, p99 "
         f"{r['disconnect_to_llm_stream_abandoned_ms']['p99']:.1f} ms, max "

@@ -1,9 +1,9 @@
 """The server's own overhead on a text turn, and text turns per second under concurrency.
 
-Run: python benchmarks/text_turn.py [--turns 500] [--concurrency 50] [--duration 20]
+Run: python -m benchmarks.text_turn [--turns 500] [--concurrency 50] [--duration 20]
 Prints tables and writes benchmarks/results/text_turn.json. Takes about a minute.
 
-Three processes: the scripted LLM of the tests (instant replies), openrealtime as `openrealtime
+Three processes: the fake LLM (`benchmarks/lib/fake_llm.py`, instant replies), openrealtime as `openrealtime
 serve` runs it (uvicorn_config: websockets-sansio, uvloop, httptools, no deflate; log level
 info), and this client (uvloop, the `websockets` asyncio client, orjson, httpx).
 
@@ -42,24 +42,19 @@ from typing import Any
 
 import httpx
 import orjson
-from _harness import (
-    AUTH_HEADERS,
+from websockets.asyncio.client import ClientConnection
+
+from benchmarks.lib.clients import LoopLag, ServerError, open_session, recv_until, run
+from benchmarks.lib.machine import (
     CpuMeter,
-    LoopLag,
     PySpy,
     add_common_arguments,
     apply_common_arguments,
-    percentile,
-    print_table,
-    run,
-    start_llm,
-    start_openrealtime,
-    summary_ms,
     wait_for_quiet,
-    write_json,
-    ws_url,
 )
-from websockets.asyncio.client import ClientConnection, connect
+from benchmarks.lib.payloads import RESPONSE_CREATE, item_delete, session_update, user_message
+from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
+from benchmarks.lib.stats import percentile, print_table, summary_ms, write_json
 
 INSTRUCTIONS = "You are a benchmark. Answer briefly."
 USER_TEXT = "What is the capital of France?"
@@ -70,69 +65,8 @@ dumps = orjson.dumps
 loads = orjson.loads
 
 
-def session_update() -> str:
-    return dumps(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "output_modalities": ["text"],
-                "instructions": INSTRUCTIONS,
-            },
-        }
-    ).decode()
-
-
 def item_create(item_id: str) -> str:
-    return dumps(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "id": item_id,
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": USER_TEXT}],
-            },
-        }
-    ).decode()
-
-
-def item_delete(item_id: str) -> str:
-    return dumps({"type": "conversation.item.delete", "item_id": item_id}).decode()
-
-
-RESPONSE_CREATE = dumps({"type": "response.create"}).decode()
-
-
-class ServerError(RuntimeError):
-    pass
-
-
-async def open_session(url: str) -> ClientConnection:
-    ws = await connect(
-        url,
-        additional_headers=AUTH_HEADERS,
-        compression=None,
-        max_size=None,
-        ping_interval=None,
-        open_timeout=30,
-    )
-    first = loads(await ws.recv())
-    if first["type"] != "session.created":
-        raise ServerError(f"expected session.created, got {first}")
-    return ws
-
-
-async def recv_until(ws: ClientConnection, event_type: str, count: int = 1) -> dict[str, Any]:
-    seen = 0
-    while True:
-        event = loads(await asyncio.wait_for(ws.recv(), 10))
-        if event["type"] == "error":
-            raise ServerError(event["error"])
-        if event["type"] == event_type:
-            seen += 1
-            if seen == count:
-                return event
+    return user_message(USER_TEXT, item_id)
 
 
 # --- latency -------------------------------------------------------------------------------
@@ -204,10 +138,8 @@ async def measure_latency(url: str, llm_url: str, turns: int, warmup: int) -> di
         timeout=10,
         limits=httpx.Limits(max_keepalive_connections=1, max_connections=1),
     ) as http:
-        ws = await open_session(url)
+        ws = await open_session(url, session_update(INSTRUCTIONS))
         try:
-            await ws.send(session_update())
-            await recv_until(ws, "session.updated")
             await http.post("/bench/reset")
             await turn_via_openrealtime(ws, -1)
             log = await llm_log(http)
@@ -249,10 +181,8 @@ async def measure_legs(url: str, llm_url: str, turns: int) -> dict[str, Any]:
     the log read after each, so each entry is matched to its turn unambiguously)."""
     legs: dict[str, list[float]] = {"via_req": [], "via_resp": [], "dir_req": [], "dir_resp": []}
     async with httpx.AsyncClient(base_url=llm_url, timeout=10) as http:
-        ws = await open_session(url)
+        ws = await open_session(url, session_update(INSTRUCTIONS))
         try:
-            await ws.send(session_update())
-            await recv_until(ws, "session.updated")
             await turn_via_openrealtime(ws, -1)
             body = dumps((await llm_log(http))[-1][1])
             for n in range(turns):
@@ -305,7 +235,7 @@ async def throughput_worker(
     errors: list[str],
 ) -> None:
     ws = await open_session(url)
-    update = session_update()
+    update = session_update(INSTRUCTIONS)
     pending: list[str] = []
     n = 0
     on_open()
@@ -411,35 +341,26 @@ async def measure_throughput(
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    llm = start_llm()
-    try:
-        server = start_openrealtime(llm, args.server_log_level)
-        try:
-            url = ws_url(server)
-            processes = {"openrealtime": server, "scripted_llm": llm}
-            results["background_cores_before"] = wait_for_quiet(args.wait_quiet)
-            if "latency" in args.phases:
-                meter = CpuMeter(processes)
-                meter.start()
-                results["latency"] = await measure_latency(
-                    url, llm.url, args.turns, args.warmup_turns
-                )
-                results["latency"]["cpu_cores"] = meter.stop()
-                results["ws_error_round_trip_ms"] = await measure_ws_floor(url, args.turns)
-            if "legs" in args.phases:
-                results["legs"] = await measure_legs(url, llm.url, args.leg_turns)
-            if "throughput" in args.phases:
-                rss_before = server.rss_kib()
-                throughput = await measure_throughput(
-                    url, args.concurrency, args.duration, args.warmup, processes, args.py_spy
-                )
-                throughput["server_rss_kib_before"] = rss_before
-                throughput["server_rss_kib_after"] = server.rss_kib()
-                results["throughput"] = throughput
-        finally:
-            server.stop()
-    finally:
-        llm.stop()
+    with start_llm() as llm, OpenRealtimeProcess(llm, args.server_log_level) as server:
+        url = server.ws_url
+        processes = {"openrealtime": server, "scripted_llm": llm}
+        results["background_cores_before"] = wait_for_quiet(args.wait_quiet)
+        if "latency" in args.phases:
+            meter = CpuMeter(processes)
+            meter.start()
+            results["latency"] = await measure_latency(url, llm.url, args.turns, args.warmup_turns)
+            results["latency"]["cpu_cores"] = meter.stop()
+            results["ws_error_round_trip_ms"] = await measure_ws_floor(url, args.turns)
+        if "legs" in args.phases:
+            results["legs"] = await measure_legs(url, llm.url, args.leg_turns)
+        if "throughput" in args.phases:
+            rss_before = server.rss_kib()
+            throughput = await measure_throughput(
+                url, args.concurrency, args.duration, args.warmup, processes, args.py_spy
+            )
+            throughput["server_rss_kib_before"] = rss_before
+            throughput["server_rss_kib_after"] = server.rss_kib()
+            results["throughput"] = throughput
     return results
 
 

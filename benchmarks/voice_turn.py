@@ -1,16 +1,16 @@
 """Voice-to-voice latency of one turn: embedded STT (pocketsphinx), TTS (espeak), instant LLM.
 
-Run: python benchmarks/voice_turn.py [--turns 50] [--sessions 1]
+Run: python -m benchmarks.voice_turn [--turns 50] [--sessions 1]
 Prints a table and writes benchmarks/results/voice_turn.json. Takes about 2.5 minutes: the audio
 is paced in real time and the turns run one after another.
 
-Three processes, as in text_turn.py: the scripted LLM of the tests (instant replies, "Hello from
+Three processes, as in text_turn.py: the fake LLM (instant replies, "Hello from
 the scripted model."), openrealtime as `openrealtime serve` runs it, and this client.
 
 Each session streams one continuous real-time microphone: 20 ms chunks of 24 kHz PCM16, each
 sent on its own schedule (t0 + k x 20 ms, whatever happened before), with server VAD at its
 defaults (`silence_duration_ms` 500) and input transcription configured so its events are
-sent. A turn is 200 ms of silence, a sentence spoken by espeak (`tests/speech_fixtures.speak`),
+sent. A turn is 200 ms of silence, a sentence spoken by espeak (`benchmarks.lib.speech.speak`),
 then silence until `response.done` arrives, then 400 ms more silence before the next sentence
 (the client never talks over the answer, so nothing is barged in).
 
@@ -19,7 +19,7 @@ Stages, each from the client's wall clock (time.monotonic, one clock for every p
   end of speech        send time of the chunk holding the sentence's last sample above -50 dBFS
   → speech_stopped     `input_audio_buffer.speech_stopped` received (VAD; ≈ silence_duration_ms)
   → transcript         `conversation.item.input_audio_transcription.completed` received (STT)
-  → LLM request        the scripted LLM has read the request body (its own log)
+  → LLM request        the fake LLM has read the request body (its own log)
   → first token        first `response.output_audio_transcript.delta` received
   → first audio        first `response.output_audio.delta` received (TTS)
 
@@ -38,61 +38,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-import numpy as np
 import orjson
-from _harness import (
-    AUTH_HEADERS,
+from websockets.asyncio.client import ClientConnection
+
+from benchmarks.lib.clients import LoopLag, connect_session, run, start_session
+from benchmarks.lib.machine import (
     CpuMeter,
-    LoopLag,
     add_common_arguments,
     apply_common_arguments,
-    print_table,
-    run,
-    start_llm,
-    start_openrealtime,
-    summary_ms,
     wait_for_quiet,
-    write_json,
-    ws_url,
 )
-from speech_fixtures import speak
-from websockets.asyncio.client import ClientConnection, connect
+from benchmarks.lib.payloads import (
+    SENTENCES,
+    SILENCE_CHUNK,
+    SILENCE_MS,
+    Utterance,
+    prepare,
+    session_update,
+)
+from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
+from benchmarks.lib.stats import print_table, summary_ms, write_json
 
-RATE = 24000
-CHUNK = RATE // 50  # 20 ms
-SILENCE_MS = 500  # server VAD default, stated explicitly in session.update
 LEAD_MS, TAIL_MS = 200, 400
-SPEECH_FLOOR = 100  # |sample| above this (-50 dBFS) counts as speech for "end of speech"
 TARGET_EXTRA_MS = 250
-
-SENTENCES = [
-    "turn on the lights in the kitchen",
-    "what is the weather like tomorrow",
-    "set a timer for ten minutes",
-    "play some music in the living room",
-    "how far is it to the airport",
-    "remind me to call my mother tonight",
-    "what time is it in tokyo",
-    "add milk and eggs to my shopping list",
-    "tell me a short joke",
-    "how many days are there in a leap year",
-    "open the garage door please",
-    "what is the capital of australia",
-    "book a table for two at seven",
-    "read me the latest news headlines",
-    "how do you say thank you in french",
-    "turn the heating down a little",
-    "when does the next train leave",
-    "what did i have on my calendar today",
-    "send a message to my brother",
-    "spell the word necessary",
-]
 
 now = time.monotonic
 loads = orjson.loads
@@ -109,15 +81,6 @@ EV_DONE = "response.done"
 
 
 @dataclass
-class Utterance:
-    text: str
-    chunks: list[str]  # the append events, ready to send
-    last_speech_chunk: int  # index of the chunk holding the last speech sample
-    speech_ms: float
-    last_speech_ms: float  # where the last speech sample ends, from the sentence's start
-
-
-@dataclass
 class Turn:
     session: int
     index: int
@@ -130,51 +93,6 @@ class Turn:
     response_status: str | None = None
     llm_request: float | None = None
     contended: bool = False
-
-
-def append_event(pcm: np.ndarray) -> str:
-    audio = base64.b64encode(pcm.astype("<i2").tobytes()).decode()
-    return orjson.dumps({"type": "input_audio_buffer.append", "audio": audio}).decode()
-
-
-def prepare(texts: list[str]) -> list[Utterance]:
-    out = []
-    for text in texts:
-        pcm = speak(text, RATE)
-        loud = np.nonzero(np.abs(pcm.astype(np.int32)) > SPEECH_FLOOR)[0]
-        last = int(loud[-1]) if len(loud) else len(pcm) - 1
-        padded = np.concatenate([pcm, np.zeros(-len(pcm) % CHUNK, dtype=np.int16)])
-        chunks = [append_event(padded[i : i + CHUNK]) for i in range(0, len(padded), CHUNK)]
-        out.append(
-            Utterance(text, chunks, last // CHUNK, 1000 * len(pcm) / RATE, 1000 * (last + 1) / RATE)
-        )
-    return out
-
-
-def session_update(session: int) -> str:
-    return orjson.dumps(
-        {
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "instructions": f"Voice benchmark session {session}. Answer briefly.",
-                "output_modalities": ["audio"],
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": RATE},
-                        "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
-                        "turn_detection": {
-                            "type": "server_vad",
-                            "silence_duration_ms": SILENCE_MS,
-                            "create_response": True,
-                            "interrupt_response": True,
-                        },
-                    },
-                    "output": {"format": {"type": "audio/pcm", "rate": RATE}, "voice": "alloy"},
-                },
-            },
-        }
-    ).decode()
 
 
 class Microphone:
@@ -213,9 +131,7 @@ async def run_session(
     send_lags: list[float],
 ) -> None:
     await asyncio.sleep(start_delay)
-    ws = await connect(
-        url, additional_headers=AUTH_HEADERS, compression=None, max_size=None, ping_interval=None
-    )
+    ws = await connect_session(url)
     current: list[Turn | None] = [None]
     done = asyncio.Event()
 
@@ -239,13 +155,10 @@ async def run_session(
                 done.set()
 
     try:
-        first = loads(await ws.recv())
-        assert first["type"] == "session.created", first
-        await ws.send(session_update(session))
-        while loads(await ws.recv())["type"] != "session.updated":
-            pass
+        instructions = f"Voice benchmark session {session}. Answer briefly."
+        await start_session(ws, session_update(instructions, audio_out=True, listen=True))
         receiver = asyncio.create_task(receive())
-        mic = Microphone(ws, append_event(np.zeros(CHUNK, dtype=np.int16)))
+        mic = Microphone(ws, SILENCE_CHUNK)
         for index, utterance in enumerate(utterances):
             turn = Turn(session, index, utterance.text, utterance.speech_ms)
             current[0] = turn
@@ -353,40 +266,33 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     turns: list[Turn] = []
     errors: list[str] = []
     send_lags: list[float] = []
-    llm = start_llm()
-    try:
-        server = start_openrealtime(llm, args.server_log_level)
-        try:
-            url = ws_url(server)
-            processes = {"openrealtime": server, "scripted_llm": llm}
-            background = wait_for_quiet(args.wait_quiet)
-            # Warm-up: one turn, so the first measured turn does not build the STT decoder.
-            # It is kept as the "cold" turn: what the first user after a start-up waits.
-            cold: list[Turn] = []
-            await run_session(99, url, prepare([SENTENCES[1]]), 0, cold, errors, [])
-            httpx.post(llm.url + "/bench/reset")
-            period = 3.5  # rough seconds per turn, to spread the sessions' turns apart
-            lag = LoopLag()
-            lag.start()
-            meter = CpuMeter(processes)
-            meter.start()
-            started = now()
-            await asyncio.gather(
-                *(
-                    run_session(
-                        s, url, per_session[s], s * period / args.sessions, turns, errors, send_lags
-                    )
-                    for s in range(args.sessions)
+    with start_llm() as llm, OpenRealtimeProcess(llm, args.server_log_level) as server:
+        url = server.ws_url
+        processes = {"openrealtime": server, "scripted_llm": llm}
+        background = wait_for_quiet(args.wait_quiet)
+        # Warm-up: one turn, so the first measured turn does not build the STT decoder.
+        # It is kept as the "cold" turn: what the first user after a start-up waits.
+        cold: list[Turn] = []
+        await run_session(99, url, prepare([SENTENCES[1]]), 0, cold, errors, [])
+        llm.reset_log()
+        period = 3.5  # rough seconds per turn, to spread the sessions' turns apart
+        lag = LoopLag()
+        lag.start()
+        meter = CpuMeter(processes)
+        meter.start()
+        started = now()
+        await asyncio.gather(
+            *(
+                run_session(
+                    s, url, per_session[s], s * period / args.sessions, turns, errors, send_lags
                 )
+                for s in range(args.sessions)
             )
-            wall = now() - started
-            cpu = meter.stop()
-            loop_lag = await lag.stop()
-            log = [(t, body) for t, body in httpx.get(llm.url + "/bench/log").json()["requests"]]
-        finally:
-            server.stop()
-    finally:
-        llm.stop()
+        )
+        wall = now() - started
+        cpu = meter.stop()
+        loop_lag = await lag.stop()
+        log = llm.log()
     match_llm_requests(turns, log)
     mark_contention(turns)
     good = [t for t in turns if clean(t)]

@@ -1,9 +1,9 @@
 """CPU cost of one WebRTC call: openrealtime's process, while an aiortc client talks to it.
 
-Run: python benchmarks/webrtc_call.py [--seconds 20] [--stt pocketsphinx|scripted]
+Run: python -m benchmarks.webrtc_call [--seconds 20] [--stt pocketsphinx|scripted]
 Prints a table and writes benchmarks/results/webrtc_call.json. Takes about a minute.
 
-Three processes, as in voice_turn.py: the scripted LLM (instant replies, "Hello from the
+Three processes, as in voice_turn.py: the fake LLM (instant replies, "Hello from the
 scripted model."), openrealtime as `openrealtime serve` runs it, and this client (aiortc, as a
 browser: `oai-events` data channel, a microphone track, Opus both ways).
 
@@ -21,26 +21,19 @@ import time
 from typing import Any
 
 import numpy as np
-from _harness import (
-    AUTH_HEADERS,
-    CpuMeter,
-    PySpy,
-    add_common_arguments,
-    apply_common_arguments,
-    print_table,
-    run,
-    start_llm,
-    start_openrealtime,
-    write_json,
-)
-from speech_fixtures import speak, with_silence
-from webrtc_client import RATE, CallClient
+
+from benchmarks.lib.clients import AUTH_HEADERS, run
+from benchmarks.lib.machine import CpuMeter, PySpy, add_common_arguments, apply_common_arguments
+from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
+from benchmarks.lib.speech import speak, with_silence
+from benchmarks.lib.stats import print_table, write_json
+from benchmarks.lib.webrtc import RATE, CallClient
 
 PROMPTS = ["what is the weather like today", "turn on the lights please", "tell me a joke"]
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    with start_llm() as llm, start_openrealtime(llm, stt=args.stt) as server:
+    with start_llm() as llm, OpenRealtimeProcess(llm, stt=args.stt) as server:
         meter = CpuMeter({"openrealtime": server, "scripted_llm": llm})
         key = AUTH_HEADERS["Authorization"].split()[1]
         client = CallClient(server.url, key)

@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+import websocket
 from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeServerEvent as GaServerEvent
 from pydantic import TypeAdapter
@@ -23,6 +24,22 @@ from openrealtime.config import Settings
 from openrealtime.server.app import create_app
 
 API_KEY = "sk-test-key"
+# The function tool of the tests, in the GA session shape (beta's is the same).
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "days": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        },
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
 
 
 def _by_type(union: Any) -> dict[str, TypeAdapter[Any]]:
@@ -120,6 +137,14 @@ async def arecv_until(
         if event.type == event_type:
             return events
     raise AssertionError(f"no {event_type} within {limit} events: {[e.type for e in events]}")
+
+
+def close_frame(ws: Any) -> tuple[int, str]:
+    """Read a `websocket-client` connection until its close frame: (code, reason)."""
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big"), data[2:].decode()
 
 
 @pytest.fixture(scope="session")

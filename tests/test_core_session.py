@@ -13,6 +13,7 @@ from typing import Any
 
 import openai.types.realtime as rt
 import pytest
+from conftest import WEATHER_TOOL
 from openai.types.realtime.audio_transcription_param import AudioTranscriptionParam
 from openai.types.realtime.realtime_audio_config_input_param import (
     NoiseReduction as SdkNoiseReduction,
@@ -199,21 +200,6 @@ def ids(h: Harness) -> list[str]:
     return [item.id for item in h.session.conversation.items()]
 
 
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "city": {"type": "string", "description": "City name"},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            "days": {"type": "array", "items": {"type": "integer", "minimum": 1}},
-        },
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-}
 TIME_TOOL = {
     "type": "function",
     "name": "get_time",

@@ -22,22 +22,12 @@ import httpx
 import openai
 import pytest
 import websocket
-from conftest import API_KEY, arecv, recv, recv_until
+from conftest import API_KEY, close_frame, recv, recv_until
 from redis_server import MISSING, RedisServer, installed
-from scripted_llm import ScriptedLLM, Text, ToolCalls
+from scripted_llm import ScriptedLLM
 from servers import ServerThread, free_port
-from webrtc_client import CallClient, answer_a_tool_call_from_the_sideband
+from webrtc_client import CallClient, sideband_answers_a_tool_call
 
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -199,25 +189,11 @@ async def test_a_call_answered_by_one_instance_is_steered_by_a_sideband_on_the_o
     cluster: Cluster, llm: ScriptedLLM
 ) -> None:
     a, b = cluster.a, cluster.b
-    llm.script(
-        ToolCalls([("call_w1", "get_weather", '{"city": "Paris"}')]),
-        Text(["It is ", "sunny in Paris."]),
-    )
     client = CallClient(a.url, API_KEY)  # the browser's call goes to A
+    # The application server's sideband lands on B.
     on_b = openai.AsyncOpenAI(base_url=b.url + "/v1", api_key=API_KEY, max_retries=0)
     try:
-        await client.connect(
-            session={"type": "realtime", "output_modalities": ["text"], "tools": [WEATHER_TOOL]}
-        )
-        created = (await client.until("session.created")).pop()
-        # The application server's sideband lands on B.
-        async with on_b.realtime.connect(call_id=client.call_id) as sideband:
-            attached = await arecv(sideband)
-            assert attached.type == "session.updated"
-            assert attached.session.id == created.session.id
-            assert attached.session.tools[0].name == "get_weather"
-
-            await answer_a_tool_call_from_the_sideband(client, sideband, llm)
+        await sideband_answers_a_tool_call(client, on_b, llm)
 
         # B's sideband sending what is not an event: the session on A reports it, to all.
         ws = await asyncio.to_thread(
@@ -237,13 +213,8 @@ async def test_a_call_answered_by_one_instance_is_steered_by_a_sideband_on_the_o
             hung_up = await http.post(f"/v1/realtime/calls/{client.call_id}/hangup", headers=AUTH)
             assert hung_up.status_code == 200
 
-            def close_code() -> int | None:
-                while True:
-                    opcode, data = ws.recv_data(control_frame=True)
-                    if opcode == websocket.ABNF.OPCODE_CLOSE:
-                        return int.from_bytes(data[:2], "big")
-
-            assert await asyncio.to_thread(close_code) == 1000  # as a local sideband is closed
+            # As a local sideband is closed.
+            assert (await asyncio.to_thread(close_frame, ws))[0] == 1000
             ws.close()
             for instance in (a, b):
                 status, body = await asyncio.to_thread(
@@ -305,13 +276,7 @@ async def test_losing_redis_closes_remote_sidebands_and_the_call_goes_on(
         cluster.redis.kill()
         try:
             # B's sideband cannot follow the call any more, and is told so.
-            def close_frame() -> tuple[int, str]:
-                while True:
-                    opcode, data = ws.recv_data(control_frame=True)
-                    if opcode == websocket.ABNF.OPCODE_CLOSE:
-                        return int.from_bytes(data[:2], "big"), data[2:].decode()
-
-            code, reason = await asyncio.to_thread(close_frame)
+            code, reason = await asyncio.to_thread(close_frame, ws)
             assert code == 1011 and "Redis" in reason
             ws.close()
             # The call on A, whose events A was publishing for B, goes on.

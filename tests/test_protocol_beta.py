@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import WEATHER_TOOL
 from openai.types.beta.realtime import (
     RealtimeServerEvent,
     ResponseDoneEvent,
@@ -38,12 +39,6 @@ from openrealtime.protocol.session import (
 
 BETA_EVENT: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
 GA_ONLY_TYPES = set(SERVER_RENAMES) | {"conversation.item.done"}
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-}
 
 
 def to_ga(event: dict[str, Any]) -> Any:

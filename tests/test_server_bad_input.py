@@ -15,21 +15,10 @@ import openai
 import orjson
 import pytest
 import websocket
-from conftest import API_KEY, recv, recv_until, validated
+from conftest import API_KEY, WEATHER_TOOL, recv, recv_until, validated
 from scripted_llm import Text
 
 ERROR_KEYS = {"type", "code", "message", "param", "event_id"}
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 def _user(text: str, item_id: str | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import arecv_until, recv, recv_until
+from conftest import WEATHER_TOOL, arecv_until, recv, recv_until
 from scripted_llm import Fail, Garbage, Text, ToolCalls
 
 FULL_SEQUENCE = [
@@ -20,18 +20,6 @@ FULL_SEQUENCE = [
     "conversation.item.done",
     "response.done",
 ]
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-}
 
 
 def _user(text: str) -> dict:

@@ -15,25 +15,13 @@ import httpx
 import openai
 import pytest
 import websocket
-from conftest import API_KEY, arecv
-from scripted_llm import Text, ToolCalls
+from conftest import API_KEY, close_frame
 from servers import ServerThread
-from webrtc_client import CallClient, answer_a_tool_call_from_the_sideband, serve
+from webrtc_client import CallClient, serve, sideband_answers_a_tool_call
 
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.server.secrets import new_secret
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -78,25 +66,10 @@ async def test_sideband_refusals(rtc_server) -> None:
 
 
 async def test_sideband_sees_the_calls_events_and_answers_its_tool_call(rtc_server, llm) -> None:
-    llm.script(
-        ToolCalls([("call_w1", "get_weather", '{"city": "Paris"}')]),
-        Text(["It is ", "sunny in Paris."]),
-    )
     client = CallClient(rtc_server.url, API_KEY)
     sdk = openai.AsyncOpenAI(base_url=rtc_server.url + "/v1", api_key=API_KEY)
     try:
-        await client.connect(
-            session={"type": "realtime", "output_modalities": ["text"], "tools": [WEATHER_TOOL]}
-        )
-        created = (await client.until("session.created")).pop()
-        async with sdk.realtime.connect(call_id=client.call_id) as sideband:
-            # The current session first: an SDK gets state without asking.
-            attached = await arecv(sideband)
-            assert attached.type == "session.updated"
-            assert attached.session.id == created.session.id
-            assert attached.session.tools[0].name == "get_weather"
-
-            await answer_a_tool_call_from_the_sideband(client, sideband, llm)
+        await sideband_answers_a_tool_call(client, sdk, llm)
 
         # The sideband leaving does not end the call.
         client.send(
@@ -127,13 +100,7 @@ async def test_sideband_is_closed_when_the_call_ends(rtc_server) -> None:
             )
             assert hung_up.status_code == 200
 
-        def close_code() -> int | None:
-            while True:
-                opcode, data = ws.recv_data(control_frame=True)
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    return int.from_bytes(data[:2], "big")
-
-        assert await asyncio.to_thread(close_code) == 1000
+        assert (await asyncio.to_thread(close_frame, ws))[0] == 1000
         ws.close()
         status, _ = await asyncio.to_thread(_handshake_status, rtc_server, client.call_id, API_KEY)
         assert status == 404

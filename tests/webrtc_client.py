@@ -1,198 +1,32 @@
-"""A WebRTC client for tests, made as a browser makes it, with aiortc: a peer with the
-`oai-events` data channel and a microphone track, an SDP offer POSTed to
-`/v1/realtime/calls`, the answer set. It records what comes back: every event on the data
-channel (validated strictly) and every frame of the server's audio track.
+"""The WebRTC client of the tests (`benchmarks.lib.webrtc.CallClient`, every event validated
+strictly with the SDK's types), a server whose app the tests can reach, and the sideband
+scenario that the local and the multi-process tests share.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
-import time
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import numpy as np
-import orjson
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
-from conftest import arecv_until, validated
+from conftest import WEATHER_TOOL, arecv, arecv_until, validated
+from scripted_llm import Text, ToolCalls
 from servers import ServerThread
 
+from benchmarks.lib import webrtc
+from benchmarks.lib.webrtc import RATE
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.server.app import create_app
 
-RATE = 48000
-FRAME = 960  # 20 ms
+__all__ = ["RATE", "CallClient", "rms", "serve", "sideband_answers_a_tool_call"]
 
 
-class Microphone(MediaStreamTrack):
-    """Plays what it is given (48 kHz mono int16), then silence; paced in real time."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._queue: deque[np.ndarray] = deque()
-        self._start: float | None = None
-        self._pts = 0
-        self.done = asyncio.Event()  # set when everything queued has been sent
-
-    def play(self, pcm: np.ndarray) -> None:
-        self.done.clear()
-        for start in range(0, len(pcm), FRAME):
-            chunk = np.zeros(FRAME, np.int16)
-            piece = pcm[start : start + FRAME]
-            chunk[: len(piece)] = piece
-            self._queue.append(chunk)
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME
-            wait = self._start + self._pts / RATE - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-        if self._queue:
-            samples = self._queue.popleft()
-        else:
-            samples = np.zeros(FRAME, np.int16)
-            self.done.set()
-        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, RATE)
-        return frame
-
-
-class CallClient:
-    def __init__(self, base_url: str, api_key: str, *, audio: bool = True) -> None:
-        self.base_url = base_url
-        self.api_key = api_key
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.channel = self.pc.createDataChannel("oai-events")
-        self.microphone = Microphone()
-        if audio:
-            self.pc.addTrack(self.microphone)
-        self.events: asyncio.Queue[Any] = asyncio.Queue()
-        self.raw_events: list[str] = []
-        # (arrival time, pts, mono int16 samples) of every frame of the server's audio; the pts
-        # counts samples of the server's stream, so it does not depend on when frames arrive
-        self.frames: list[tuple[float, int, np.ndarray]] = []
-        self.call_id: str | None = None
-        self.response: httpx.Response | None = None
-        self._opened = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self.channel.on("open", self._opened.set)
-        self.channel.on("message", self._on_message)
-        self.pc.on("track", self._on_track)
-
-    async def offer(self) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return self.pc.localDescription.sdp
-
-    async def accept(self, response: httpx.Response) -> None:
-        """Take the server's answer to our offer (201, application/sdp)."""
-        self.response = response
-        assert response.status_code == 201, response.text
-        assert response.headers["content-type"].startswith("application/sdp")
-        self.call_id = response.headers["location"].rsplit("/", 1)[1]
-        await self.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
-
-    async def connect(self, session: dict[str, Any] | None = None) -> None:
-        """Offer, POST it (as multipart with `session`, else as application/sdp), answer."""
-        offer = await self.offer()
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as http:
-            if session is None:
-                headers["Content-Type"] = "application/sdp"
-                response = await http.post("/v1/realtime/calls", content=offer, headers=headers)
-            else:
-                response = await http.post(
-                    "/v1/realtime/calls",
-                    files={
-                        "sdp": (None, offer, "application/sdp"),
-                        "session": (None, orjson.dumps(session), "application/json"),
-                    },
-                    headers=headers,
-                )
-        await self.accept(response)
-        await asyncio.wait_for(self._opened.wait(), 10)
-
-    def _on_message(self, message: str | bytes) -> None:
-        assert isinstance(message, str)
-        self.raw_events.append(message)
-        self.events.put_nowait(validated(message))
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(self._read_audio(track)))
-
-    async def _read_audio(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                assert isinstance(frame, AudioFrame)
-                samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
-                self.frames.append((time.monotonic(), frame.pts or 0, samples.astype(np.int16)))
-        except MediaStreamError:
-            return
-
-    def send(self, event: dict[str, Any]) -> None:
-        self.channel.send(orjson.dumps(event).decode())
-
-    async def recv(self, timeout: float = 10) -> Any:
-        return await asyncio.wait_for(self.events.get(), timeout)
-
-    async def until(self, event_type: str, timeout: float = 20, limit: int = 5000) -> list[Any]:
-        """Events (validated) up to and including the first of `event_type`."""
-        events: list[Any] = []
-        deadline = time.monotonic() + timeout
-        for _ in range(limit):
-            left = deadline - time.monotonic()
-            try:
-                event = await asyncio.wait_for(self.events.get(), max(left, 0.001))
-            except TimeoutError:
-                break
-            events.append(event)
-            if event.type == event_type:
-                return events
-        raise AssertionError(f"no {event_type} in {timeout} s: {[e.type for e in events]}")
-
-    def audio_since(self, since: float) -> np.ndarray:
-        return self.audio_between(since, float("inf"))
-
-    def audio_between(self, start: float, end: float) -> np.ndarray:
-        """The server's audio that arrived between two `time.monotonic()` instants."""
-        chunks = [samples for at, _, samples in self.frames if start <= at < end]
-        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-
-    def stream(self) -> np.ndarray:
-        """The server's audio laid out by pts (in the server's own stream time, gaps as
-        silence): where in the stream something played, however late it arrived."""
-        if not self.frames:
-            return np.zeros(0, np.int16)
-        first = min(pts for _, pts, _ in self.frames)
-        end = max(pts + len(samples) for _, pts, samples in self.frames)
-        out = np.zeros(end - first, np.int16)
-        for _, pts, samples in self.frames:
-            out[pts - first : pts - first + len(samples)] = samples
-        return out
-
-    async def close(self) -> None:
-        self.microphone.stop()
-        await self.pc.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+class CallClient(webrtc.CallClient):
+    def parse(self, message: str) -> Any:
+        return validated(message)
 
 
 def rms(samples: np.ndarray) -> float:
@@ -224,44 +58,58 @@ def serve(settings: Settings, backends: Backends) -> Iterator[ServerThread]:
         yield thread
 
 
-async def answer_a_tool_call_from_the_sideband(client: Any, sideband: Any, llm: Any) -> None:
-    """The browser asks; the model calls a tool (scripted `call_w1`, get_weather); the sideband
-    sees the same events as the data channel, runs the tool and answers; the call hears it."""
-    client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Weather in Paris?"}],
-            },
-        }
+async def sideband_answers_a_tool_call(client: CallClient, sideband_sdk: Any, llm: Any) -> None:
+    """The browser's call (`client`, not yet connected) offers the weather tool; the
+    application server's sideband attaches through `sideband_sdk` (an `openai.AsyncOpenAI` on
+    this instance or another) and first gets the session as it is; the model calls the tool
+    (scripted `call_w1`); the sideband sees the same events as the data channel, runs the tool
+    and answers; the call hears it. The sideband has left when this returns."""
+    llm.script(
+        ToolCalls([("call_w1", "get_weather", '{"city": "Paris"}')]),
+        Text(["It is ", "sunny in Paris."]),
     )
-    client.send({"type": "response.create"})
-    on_channel = await client.until("response.done")
-    on_sideband = await arecv_until(sideband, "response.done")
-    assert [e.event_id for e in on_sideband] == [e.event_id for e in on_channel]
-    call = on_sideband[-1].response.output[0]
-    assert (call.type, call.name, call.call_id) == (
-        "function_call",
-        "get_weather",
-        "call_w1",
+    await client.connect(
+        session={"type": "realtime", "output_modalities": ["text"], "tools": [WEATHER_TOOL]}
     )
+    created = (await client.until("session.created")).pop()
+    async with sideband_sdk.realtime.connect(call_id=client.call_id) as sideband:
+        # The current session first: an SDK gets state without asking.
+        attached = await arecv(sideband)
+        assert attached.type == "session.updated"
+        assert attached.session.id == created.session.id
+        assert attached.session.tools[0].name == "get_weather"
 
-    # The application server runs the tool and answers; the call hears it.
-    await sideband.conversation.item.create(
-        item={
-            "type": "function_call_output",
-            "call_id": call.call_id,
-            "output": json.dumps({"sky": "sunny"}),
+        client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "Weather in Paris?"}],
+                },
+            }
+        )
+        client.send({"type": "response.create"})
+        on_channel = await client.until("response.done")
+        on_sideband = await arecv_until(sideband, "response.done")
+        assert [e.event_id for e in on_sideband] == [e.event_id for e in on_channel]
+        call = on_sideband[-1].response.output[0]
+        assert (call.type, call.name, call.call_id) == ("function_call", "get_weather", "call_w1")
+
+        # The application server runs the tool and answers; the call hears it.
+        await sideband.conversation.item.create(
+            item={
+                "type": "function_call_output",
+                "call_id": call.call_id,
+                "output": json.dumps({"sky": "sunny"}),
+            }
+        )
+        await sideband.response.create()
+        answer = (await client.until("response.done"))[-1].response
+        assert answer.output[0].content[0].text == "It is sunny in Paris."
+        assert llm.last_request["messages"][-1] == {
+            "role": "tool",
+            "tool_call_id": "call_w1",
+            "content": '{"sky": "sunny"}',
         }
-    )
-    await sideband.response.create()
-    answer = (await client.until("response.done"))[-1].response
-    assert answer.output[0].content[0].text == "It is sunny in Paris."
-    assert llm.last_request["messages"][-1] == {
-        "role": "tool",
-        "tool_call_id": "call_w1",
-        "content": '{"sky": "sunny"}',
-    }
-    await arecv_until(sideband, "response.done")
+        await arecv_until(sideband, "response.done")

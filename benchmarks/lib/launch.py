@@ -1,0 +1,97 @@
+"""Start one benchmark server in this process (the benchmarks run it as a subprocess).
+
+python -m benchmarks.lib.launch llm --port P [--delay S] [--chunks N]
+    The fake Chat Completions server (`fake_llm.py`) on uvicorn with uvloop + httptools.
+
+python -m benchmarks.lib.launch openrealtime --port P --llm-url URL [--log-level L] [--stt S]
+                                             [--control PATH] [--collect-every S]
+    openrealtime as `openrealtime serve` runs it (`create_app` under `uvicorn_config`:
+    websockets-sansio, uvloop, httptools, no deflate), with the session limits raised out of
+    the way (the benchmarks measure capacity, not the limiter). `--stt scripted` is the
+    OpenAI-compatible STT backend against the fake server's instant transcriptions: everything
+    but the recogniser. `--control PATH` serves the side channel (`control.py`) at PATH;
+    `--collect-every S` (a diagnostic) runs `gc.collect()` every S seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+
+BENCH_API_KEY = "sk-bench"
+
+
+def run_llm(port: int, delay: float, chunks: int | None) -> None:
+    from .fake_llm import FakeLLM
+
+    uvicorn.run(
+        FakeLLM(chunks, delay).app(),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def run_openrealtime(args: argparse.Namespace) -> None:
+    for key in list(os.environ):
+        if key.startswith("OPENREALTIME_"):
+            del os.environ[key]  # the benchmark decides every setting
+    from openrealtime import Settings, create_app
+    from openrealtime.logs import configure_logging, secrets_of
+    from openrealtime.server.run import Server, uvicorn_config
+
+    from . import control
+
+    settings = Settings(
+        host="127.0.0.1",
+        port=args.port,
+        api_keys=[BENCH_API_KEY],
+        llm_base_url=args.llm_url,
+        llm_model="scripted-model",
+        log_level=args.log_level,
+        stt="openai" if args.stt == "scripted" else args.stt,
+        stt_base_url=args.llm_url if args.stt == "scripted" else None,
+        max_sessions=100_000,
+        max_sessions_per_key=100_000,
+    )
+    # As server.run.run does, with the app wrapped only to learn its event loop.
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
+    app = create_app(settings)
+    probe = control.LoopProbe(app)
+    if args.control:
+        control.serve_in_thread(args.control, probe)
+    if args.collect_every:
+        control.collect_in_thread(args.collect_every)
+    Server(uvicorn_config(settings, probe), drain=app.state.lifecycle.shutdown).run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["llm", "openrealtime"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0, help="llm: seconds between chunks")
+    parser.add_argument("--chunks", type=int, help="llm: text chunks per reply")
+    parser.add_argument("--llm-url")
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--stt", default="pocketsphinx", help="pocketsphinx or scripted")
+    parser.add_argument("--control", help="openrealtime: Unix socket path of the side channel")
+    parser.add_argument(
+        "--collect-every",
+        type=float,
+        help="openrealtime, diagnostic: gc.collect() every this many seconds",
+    )
+    args = parser.parse_args()
+    if args.what == "llm":
+        run_llm(args.port, args.delay, args.chunks)
+    else:
+        run_openrealtime(args)
+
+
+if __name__ == "__main__":
+    main()

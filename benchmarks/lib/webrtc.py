@@ -1,0 +1,192 @@
+"""A WebRTC client made as a browser makes it, with aiortc: a peer with the `oai-events` data
+channel and a microphone track, an SDP offer POSTed to `/v1/realtime/calls`, the answer set.
+It records what comes back: every event on the data channel and every frame of the server's
+audio track. The tests subclass it to validate every event strictly (tests/webrtc_client.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+RATE = 48000
+FRAME = 960  # 20 ms
+
+
+class Microphone(MediaStreamTrack):
+    """Plays what it is given (48 kHz mono int16), then silence; paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque[np.ndarray] = deque()
+        self._start: float | None = None
+        self._pts = 0
+        self.done = asyncio.Event()  # set when everything queued has been sent
+
+    def play(self, pcm: np.ndarray) -> None:
+        self.done.clear()
+        for start in range(0, len(pcm), FRAME):
+            chunk = np.zeros(FRAME, np.int16)
+            piece = pcm[start : start + FRAME]
+            chunk[: len(piece)] = piece
+            self._queue.append(chunk)
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            self._pts += FRAME
+            wait = self._start + self._pts / RATE - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+        if self._queue:
+            samples = self._queue.popleft()
+        else:
+            samples = np.zeros(FRAME, np.int16)
+            self.done.set()
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+class CallClient:
+    def __init__(self, base_url: str, api_key: str, *, audio: bool = True) -> None:
+        self.base_url = base_url
+        self.api_key = api_key
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self.pc.createDataChannel("oai-events")
+        self.microphone = Microphone()
+        if audio:
+            self.pc.addTrack(self.microphone)
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self.raw_events: list[str] = []
+        # (arrival time, pts, mono int16 samples) of every frame of the server's audio; the pts
+        # counts samples of the server's stream, so it does not depend on when frames arrive
+        self.frames: list[tuple[float, int, np.ndarray]] = []
+        self.call_id: str | None = None
+        self.response: httpx.Response | None = None
+        self._opened = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.channel.on("open", self._opened.set)
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", self._on_track)
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept(self, response: httpx.Response) -> None:
+        """Take the server's answer to our offer (201, application/sdp)."""
+        self.response = response
+        assert response.status_code == 201, response.text
+        assert response.headers["content-type"].startswith("application/sdp")
+        self.call_id = response.headers["location"].rsplit("/", 1)[1]
+        await self.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+
+    async def connect(self, session: dict[str, Any] | None = None) -> None:
+        """Offer, POST it (as multipart with `session`, else as application/sdp), answer."""
+        offer = await self.offer()
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as http:
+            if session is None:
+                headers["Content-Type"] = "application/sdp"
+                response = await http.post("/v1/realtime/calls", content=offer, headers=headers)
+            else:
+                response = await http.post(
+                    "/v1/realtime/calls",
+                    files={
+                        "sdp": (None, offer, "application/sdp"),
+                        "session": (None, orjson.dumps(session), "application/json"),
+                    },
+                    headers=headers,
+                )
+        await self.accept(response)
+        await asyncio.wait_for(self._opened.wait(), 10)
+
+    def parse(self, message: str) -> Any:
+        """An event as the client keeps it: here its fields as attributes (`event.type`)."""
+        return SimpleNamespace(**orjson.loads(message))
+
+    def _on_message(self, message: str | bytes) -> None:
+        assert isinstance(message, str)
+        self.raw_events.append(message)
+        self.events.put_nowait(self.parse(message))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read_audio(track)))
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, AudioFrame)
+                samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
+                self.frames.append((time.monotonic(), frame.pts or 0, samples.astype(np.int16)))
+        except MediaStreamError:
+            return
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.channel.send(orjson.dumps(event).decode())
+
+    async def recv(self, timeout: float = 10) -> Any:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+    async def until(self, event_type: str, timeout: float = 20, limit: int = 5000) -> list[Any]:
+        """Events (parsed) up to and including the first of `event_type`."""
+        events: list[Any] = []
+        deadline = time.monotonic() + timeout
+        for _ in range(limit):
+            left = deadline - time.monotonic()
+            try:
+                event = await asyncio.wait_for(self.events.get(), max(left, 0.001))
+            except TimeoutError:
+                break
+            events.append(event)
+            if event.type == event_type:
+                return events
+        raise AssertionError(f"no {event_type} in {timeout} s: {[e.type for e in events]}")
+
+    def audio_since(self, since: float) -> np.ndarray:
+        return self.audio_between(since, float("inf"))
+
+    def audio_between(self, start: float, end: float) -> np.ndarray:
+        """The server's audio that arrived between two `time.monotonic()` instants."""
+        chunks = [samples for at, _, samples in self.frames if start <= at < end]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+    def stream(self) -> np.ndarray:
+        """The server's audio laid out by pts (in the server's own stream time, gaps as
+        silence): where in the stream something played, however late it arrived."""
+        if not self.frames:
+            return np.zeros(0, np.int16)
+        first = min(pts for _, pts, _ in self.frames)
+        end = max(pts + len(samples) for _, pts, samples in self.frames)
+        out = np.zeros(end - first, np.int16)
+        for _, pts, samples in self.frames:
+            out[pts - first : pts - first + len(samples)] = samples
+        return out
+
+    async def close(self) -> None:
+        self.microphone.stop()
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
