@@ -240,6 +240,24 @@ class ResponseLifecycle:
         self._end(response, Trigger.CANCEL, {"type": "cancelled", "reason": reason})
         return response
 
+    def cancel_requested(self, response_id: str | None) -> None:
+        """`response.cancel`: the named response, or else the default conversation's (then
+        out-of-band responses go on)."""
+        if response_id is not None:
+            if response_id not in self.active:
+                raise ProtocolError(
+                    f"Response '{response_id}' is not in progress; nothing to cancel.",
+                    errors.NO_ACTIVE_RESPONSE,
+                    "response_id",
+                )
+        elif (response := self.in_conversation()) is not None:
+            response_id = response.id
+        else:
+            raise ProtocolError(
+                "Cancellation failed: no active response found.", errors.NO_ACTIVE_RESPONSE
+            )
+        self.cancel(response_id, "client_cancelled")
+
     def fail(self, response_id: str, code: str, message: str) -> None:
         response = self.active.get(response_id)
         if response is None:

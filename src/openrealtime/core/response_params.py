@@ -7,12 +7,26 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol import client_events as ce
+from ..protocol import errors
+from ..protocol.errors import ProtocolError
 from ..protocol.items import ItemReference
 from ..protocol.session import RealtimeSession, VoiceId
 from .context import build_request, estimate_input
 from .conversation import Conversation
 from .effects import GenerateResponse
 from .responses import Response, ResponseSettings
+
+
+def in_default_conversation(params: ce.ResponseParams) -> bool:
+    """`conversation: "auto"` (the default) or `"none"` (out of band)."""
+    conversation = params.conversation or "auto"
+    if conversation not in ("auto", "none"):
+        raise ProtocolError(
+            f"Invalid value: '{conversation}'. Supported values are: 'auto' and 'none'.",
+            errors.INVALID_VALUE,
+            "response.conversation",
+        )
+    return conversation == "auto"
 
 
 def response_settings(

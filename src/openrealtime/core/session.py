@@ -22,7 +22,6 @@ Rules that span the parts:
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,6 @@ from ..protocol import client_events as ce
 from ..protocol import errors
 from ..protocol import server_events as ev
 from ..protocol.errors import ProtocolError
-from ..protocol.items import McpApprovalResponseItem, MessageItem, dump_item
 from ..protocol.session import (
     OPENAI_VOICES,
     READ_ONLY_FIELDS,
@@ -48,8 +46,14 @@ from .barge_in import BargeIn
 from .conversation import Conversation
 from .effects import DetectSpeech, Effect
 from .input_turns import InputTurns
+from .item_events import ItemEvents
 from .lifecycle import CancelReason, ResponseLifecycle
-from .response_params import generation, resolve_input, response_settings
+from .response_params import (
+    generation,
+    in_default_conversation,
+    resolve_input,
+    response_settings,
+)
 from .responses import Response
 from .transcription import Transcription
 
@@ -89,6 +93,7 @@ class Session:
             streams=stream_transcripts or self.transcribes_only,
             always_reports=self.transcribes_only,
         )
+        self._items = ItemEvents(emit, self.conversation)
         self._barge_in = BargeIn(emit, self.conversation, playback=playback)
         self._turns = InputTurns(
             emit,
@@ -191,50 +196,15 @@ class Session:
     # --- conversation ----------------------------------------------------------------------
 
     def _item_create(self, event: ce.ConversationItemCreate) -> None:
-        item = event.item
-        item.id = item.id or new_id("item")
-        if not isinstance(item, McpApprovalResponseItem):  # the one item type without it
-            item.object = "realtime.item"
-        if hasattr(item, "status"):
-            item.status = "completed"
-        audio = self._decode_item_audio(item)
-        previous_id = self.conversation.insert(item, event.previous_item_id)
-        if audio is not None:  # moved out of the item: events don't echo it; retrieve does
-            index, raw = audio
-            self.conversation.input_audio[item.id] = (self._turns.format, raw)
-            message: Any = item
-            message.content[index].audio = None
-        wire = dump_item(item)
-        self._pending_outputs.append(ev.conversation_item_added(wire, previous_id))
-        self._pending_outputs.append(ev.conversation_item_done(wire, previous_id))
-        if audio is not None:
-            self._transcription.transcribe(item.id, audio[0])
-
-    def _decode_item_audio(self, item: Any) -> tuple[int, bytes] | None:
-        """A created item's input audio, decoded (refused before anything is stored)."""
-        if not isinstance(item, MessageItem):
-            return None
-        for index, part in enumerate(item.content):
-            if part.type == "input_audio" and part.audio:
-                param = f"item.content[{index}].audio"
-                return index, decode_base64_audio(part.audio, self._turns.format, param)
-        return None
+        audio_index = self._items.create(event, self._turns.format)
+        if audio_index is not None:
+            self._transcription.transcribe(event.item.id or "", audio_index)
 
     def _item_retrieve(self, event: ce.ConversationItemRetrieve) -> None:
-        item = self.conversation.get(event.item_id)
-        wire = dump_item(item)
-        audio = self.conversation.input_audio.get(item.id)
-        spoken = self.conversation.output_audio.get(item.id)
-        for part in wire.get("content", ()):
-            if part["type"] == "input_audio" and audio is not None:
-                part["audio"] = base64.b64encode(audio[1]).decode()
-            elif part["type"] == "output_audio" and spoken is not None:
-                part["audio"] = base64.b64encode(spoken.encoded).decode()
-        self._pending_outputs.append(ev.conversation_item_retrieved(wire))
+        self._items.retrieve(event)
 
     def _item_delete(self, event: ce.ConversationItemDelete) -> None:
-        self.conversation.delete(event.item_id)
-        self._pending_outputs.append(ev.conversation_item_deleted(event.item_id))
+        self._items.delete(event)
 
     def _item_truncate(self, event: ce.ConversationItemTruncate) -> None:
         self._barge_in.item_truncate(event)
@@ -252,14 +222,7 @@ class Session:
                 "responses. Connect without intent=transcription for a session that answers.",
                 errors.NOT_SUPPORTED,
             )
-        conversation = params.conversation or "auto"
-        if conversation not in ("auto", "none"):
-            raise ProtocolError(
-                f"Invalid value: '{conversation}'. Supported values are: 'auto' and 'none'.",
-                errors.INVALID_VALUE,
-                "response.conversation",
-            )
-        in_conversation = conversation == "auto"
+        in_conversation = in_default_conversation(params)
         self._lifecycle.refuse_second(in_conversation)
         settings = response_settings(
             config, params, in_conversation=in_conversation, check_voice=self._check_voice
@@ -283,23 +246,7 @@ class Session:
         self._lifecycle.add(response, generate, transcribing=self._transcription.busy)
 
     def _response_cancel(self, event: ce.ResponseCancel) -> None:
-        if event.response_id is not None:
-            if event.response_id not in self.responses:
-                raise ProtocolError(
-                    f"Response '{event.response_id}' is not in progress; nothing to cancel.",
-                    errors.NO_ACTIVE_RESPONSE,
-                    "response_id",
-                )
-            response_id = event.response_id
-        else:
-            # Without an id, only the default conversation's response: out-of-band jobs stay.
-            response = self._lifecycle.in_conversation()
-            if response is None:
-                raise ProtocolError(
-                    "Cancellation failed: no active response found.", errors.NO_ACTIVE_RESPONSE
-                )
-            response_id = response.id
-        self.cancel_response(response_id, "client_cancelled")
+        self._lifecycle.cancel_requested(event.response_id)
 
     def cancel_response(self, response_id: str, reason: CancelReason) -> Response | None:
         """`reason` None: the server ends the session (its `error` event says why); OpenAI's
