@@ -23,7 +23,9 @@ Rules:
   When the LLM finishes, a spoken message whose audio is still being synthesized moves the
   response to SPEAKING, where only audio is output; otherwise the response ends.
 - It ends COMPLETED, or INCOMPLETE when the LLM stopped at `max_output_tokens`; CANCELLED by
-  `response.cancel`, barge-in or the server ending the session; FAILED when a backend fails.
+  `response.cancel` (the named response, or else the default conversation's: out-of-band
+  ones go on), barge-in, or the server ending the session; FAILED when a backend fails.
+  Cancelling also stops the backends' work (`CancelResponse`).
   Ending sends `response.done` and removes the response from `active`: later backend events
   for it are dropped.
 - A default-conversation response that ends by itself (completed or incomplete) is returned
@@ -63,10 +65,6 @@ class Phase(Enum):
     def status(self) -> ResponseStatus:
         return _STATUS[self]
 
-    @property
-    def live(self) -> bool:
-        return self in _LIVE
-
 
 class Trigger(Enum):
     GENERATE = "generate"
@@ -105,7 +103,6 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
     Phase.FAILED: {},
 }
 
-_LIVE = frozenset({Phase.WAITING, Phase.GENERATING, Phase.SPEAKING})
 _STATUS: dict[Phase, ResponseStatus] = {
     Phase.WAITING: "in_progress",
     Phase.GENERATING: "in_progress",
@@ -161,7 +158,7 @@ class ResponseLifecycle:
         *,
         transcribing: bool,
     ) -> None:
-        self.refuse_second(response.settings.conversation)
+        self.refuse_second(response.settings.conversation)  # the session checked it earlier, too
         self.active[response.id] = response
         response.start()
         self._waiting[response.id] = generation
@@ -190,9 +187,9 @@ class ResponseLifecycle:
             advance(response, Trigger.OUTPUT_TEXT)
             response.tool_call_delta(event.index, event.call_id, event.name, event.arguments)
         elif isinstance(event, Finished):
-            response.llm_finished(event.finish_reason, event.usage)
             if response.awaiting_audio:
                 advance(response, Trigger.LLM_FINISHED)
+            response.llm_finished(event.finish_reason, event.usage)
         return self._end_if_done(response)
 
     def audio(self, response_id: str, encoded: bytes, duration_ms: float) -> bool:

@@ -33,14 +33,8 @@ from ..protocol import client_events as ce
 from ..protocol import errors
 from ..protocol import server_events as ev
 from ..protocol.errors import ProtocolError
-from ..protocol.session import (
-    OPENAI_VOICES,
-    READ_ONLY_FIELDS,
-    RealtimeSession,
-    TranscriptionSession,
-    VoiceId,
-    merge_session_update,
-)
+from ..protocol.session import OPENAI_VOICES, RealtimeSession, TranscriptionSession
+from . import configuration
 from .audio_input import decode_base64_audio
 from .barge_in import BargeIn
 from .conversation import Conversation
@@ -155,27 +149,9 @@ class Session:
     # --- session ---------------------------------------------------------------------------
 
     def _session_update(self, event: ce.SessionUpdate) -> None:
-        update = event.session.model_dump(mode="json", exclude_unset=True)
-        if update.get("type") != self.config.type:
-            raise ProtocolError(
-                f"This is a '{self.config.type}' session; session.type cannot change to "
-                f"'{update.get('type')}'. Open a new connection for a {update.get('type')} session.",
-                errors.INVALID_VALUE,
-                "session.type",
-            )
-        for field in READ_ONLY_FIELDS:
-            update.pop(field, None)
-        new_voice = (update.get("audio") or {}).get("output", {}).get("voice")
-        if new_voice is not None:
-            self._check_voice(new_voice, "session.audio.output.voice")
-            if self._voice_locked and new_voice != self._voice_value():
-                raise ProtocolError(
-                    "Cannot update a conversation's voice if assistant audio is present.",
-                    errors.VOICE_LOCKED,
-                    "session.audio.output.voice",
-                )
-        merged = merge_session_update(self.session_wire(), update)
-        self.config = type(self.config).model_validate(merged)
+        self.config = configuration.updated(
+            self.config, event, known_voice=self._known_voice, voice_locked=self._voice_locked
+        )
         self._configure_parts()
         self._pending_outputs.append(ev.session_updated(self.session_wire()))
 
@@ -185,13 +161,7 @@ class Session:
         self._transcription.configure(audio_input.transcription)
 
     def _check_voice(self, voice: Any, param: str) -> None:
-        if isinstance(voice, str) and not self._known_voice(voice):
-            raise errors.unknown_voice(voice, param)
-
-    def _voice_value(self) -> Any:
-        assert isinstance(self.config, RealtimeSession)
-        voice = self.config.audio.output.voice
-        return voice.model_dump() if isinstance(voice, VoiceId) else voice
+        configuration.check_voice(voice, param, self._known_voice)
 
     # --- conversation ----------------------------------------------------------------------
 
