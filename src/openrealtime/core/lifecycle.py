@@ -4,27 +4,27 @@ Everything that moves a response from one phase to the next lives here: the tran
 and `ResponseLifecycle`, the one place that fires its triggers. (`responses.py` only builds the
 output items and events of a response, in whatever phase this module has put it.)
 
-    WAITING ──GENERATE──> GENERATING ──LLM_FINISHED──> SPEAKING
+    waiting ──generate──> generating ──llm_finished──> speaking
                               │                            │
-                              └──COMPLETE / STOP_AT_LIMIT──┴──> COMPLETED / INCOMPLETE
-    any live phase ──CANCEL / FAIL──> CANCELLED / FAILED
+                              └──complete / stop_at_limit──┴──> completed / incomplete
+    any live phase ──cancel / fail──> cancelled / failed
 
 Rules:
 - One active response per conversation: `response.create` in the default conversation while
   one is active there is refused (`conversation_already_has_active_response`). Out-of-band
   responses (`conversation: "none"`) run alongside it and each other.
-- A response starts in WAITING: `response.created` goes out at once. A response in the
+- A response starts `waiting`: `response.created` goes out at once. A response in the
   default conversation waits there while any user audio item is being transcribed, because
-  the LLM reads the user's words; then GENERATE asks for generation (`GenerateResponse`,
+  the LLM reads the user's words; then `generate` asks for generation (`GenerateResponse`,
   built only then, so the request holds the transcripts). Out-of-band responses never wait.
 - A failed transcription fails the conversation's waiting responses: the model would answer
   without the user's words.
-- While GENERATING, the LLM's text and tool calls and the synthesizer's audio are output.
+- While `generating`, the LLM's text and tool calls and the synthesizer's audio are output.
   When the LLM finishes, a spoken message whose audio is still being synthesized moves the
-  response to SPEAKING, where only audio is output; otherwise the response ends.
-- It ends COMPLETED, or INCOMPLETE when the LLM stopped at `max_output_tokens`; CANCELLED by
+  response to `speaking`, where only audio is output; otherwise the response ends.
+- It ends `completed`, or `incomplete` when the LLM stopped at `max_output_tokens`; `cancelled` by
   `response.cancel` (the named response, or else the default conversation's: out-of-band
-  ones go on), barge-in, or the server ending the session; FAILED when a backend fails.
+  ones go on), barge-in, or the server ending the session; `failed` when a backend fails.
   Cancelling also stops the backends' work (`CancelResponse`).
   Ending sends `response.done` and removes the response from `active`: later backend events
   for it are dropped.
@@ -35,7 +35,6 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..backends.llm.base import Finished, LlmEvent, TextDelta, ToolCallDelta
@@ -52,65 +51,58 @@ ResponseStatus = Literal["in_progress", "completed", "cancelled", "failed", "inc
 CancelReason = Literal["turn_detected", "client_cancelled"] | None
 
 
-class Phase(Enum):
-    WAITING = "waiting"  # created; its context is still being transcribed
-    GENERATING = "generating"  # the LLM (and the synthesizer) at work
-    SPEAKING = "speaking"  # the LLM has finished; the synthesizer has not
-    COMPLETED = "completed"
-    INCOMPLETE = "incomplete"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
+# Literal strings rather than Enums: a response passes through the table on every delta, and
+# str keys hash in C (an Enum member's hash and attribute access are Python-level calls).
+Phase = Literal[
+    "waiting",  # created; its context is still being transcribed
+    "generating",  # the LLM (and the synthesizer) at work
+    "speaking",  # the LLM has finished; the synthesizer has not
+    "completed",
+    "incomplete",  # the LLM stopped at max_output_tokens
+    "cancelled",
+    "failed",
+]
+Trigger = Literal[
+    "generate",
+    "output_text",  # an LLM text or tool-call delta
+    "output_audio",  # synthesized audio
+    "llm_finished",  # ... while the synthesizer is still speaking
+    "complete",
+    "stop_at_limit",  # the LLM stopped at max_output_tokens
+    "cancel",
+    "fail",
+]
 
-    @property
-    def status(self) -> ResponseStatus:
-        return _STATUS[self]
-
-
-class Trigger(Enum):
-    GENERATE = "generate"
-    OUTPUT_TEXT = "output_text"  # an LLM text or tool-call delta
-    OUTPUT_AUDIO = "output_audio"  # synthesized audio
-    LLM_FINISHED = "llm_finished"  # ... while the synthesizer is still speaking
-    COMPLETE = "complete"
-    STOP_AT_LIMIT = "stop_at_limit"  # the LLM stopped at max_output_tokens
-    CANCEL = "cancel"
-    FAIL = "fail"
-
-
-_ENDINGS = {
-    Trigger.COMPLETE: Phase.COMPLETED,
-    Trigger.STOP_AT_LIMIT: Phase.INCOMPLETE,
-    Trigger.CANCEL: Phase.CANCELLED,
-    Trigger.FAIL: Phase.FAILED,
+_ENDINGS: dict[Trigger, Phase] = {
+    "complete": "completed",
+    "stop_at_limit": "incomplete",
+    "cancel": "cancelled",
+    "fail": "failed",
 }
 
 TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
-    Phase.WAITING: {
-        Trigger.GENERATE: Phase.GENERATING,
-        Trigger.CANCEL: Phase.CANCELLED,
-        Trigger.FAIL: Phase.FAILED,
-    },
-    Phase.GENERATING: {
-        Trigger.OUTPUT_TEXT: Phase.GENERATING,
-        Trigger.OUTPUT_AUDIO: Phase.GENERATING,
-        Trigger.LLM_FINISHED: Phase.SPEAKING,
+    "waiting": {"generate": "generating", "cancel": "cancelled", "fail": "failed"},
+    "generating": {
+        "output_text": "generating",
+        "output_audio": "generating",
+        "llm_finished": "speaking",
         **_ENDINGS,
     },
-    Phase.SPEAKING: {Trigger.OUTPUT_AUDIO: Phase.SPEAKING, **_ENDINGS},
-    Phase.COMPLETED: {},
-    Phase.INCOMPLETE: {},
-    Phase.CANCELLED: {},
-    Phase.FAILED: {},
+    "speaking": {"output_audio": "speaking", **_ENDINGS},
+    "completed": {},
+    "incomplete": {},
+    "cancelled": {},
+    "failed": {},
 }
 
-_STATUS: dict[Phase, ResponseStatus] = {
-    Phase.WAITING: "in_progress",
-    Phase.GENERATING: "in_progress",
-    Phase.SPEAKING: "in_progress",
-    Phase.COMPLETED: "completed",
-    Phase.INCOMPLETE: "incomplete",
-    Phase.CANCELLED: "cancelled",
-    Phase.FAILED: "failed",
+STATUS: dict[Phase, ResponseStatus] = {
+    "waiting": "in_progress",
+    "generating": "in_progress",
+    "speaking": "in_progress",
+    "completed": "completed",
+    "incomplete": "incomplete",
+    "cancelled": "cancelled",
+    "failed": "failed",
 }
 
 
@@ -123,8 +115,7 @@ def advance(response: Response, trigger: Trigger) -> None:
     next_phase = TRANSITIONS[response.phase].get(trigger)
     if next_phase is None:
         raise LifecycleError(
-            f"response {response.id}: {trigger.value} is not allowed in phase "
-            f"{response.phase.value}"
+            f"response {response.id}: {trigger} is not allowed in phase {response.phase}"
         )
     response.phase = next_phase
 
@@ -170,7 +161,7 @@ class ResponseLifecycle:
             response = self.active[response_id]
             if response.settings.conversation and transcribing:
                 continue
-            advance(response, Trigger.GENERATE)
+            advance(response, "generate")
             self._emit(self._waiting.pop(response_id)())
 
     # --- backend results ---------------------------------------------------------------------
@@ -181,14 +172,14 @@ class ResponseLifecycle:
         if response is None:
             return None  # cancelled or finished: late events are dropped
         if isinstance(event, TextDelta):
-            advance(response, Trigger.OUTPUT_TEXT)
+            advance(response, "output_text")
             response.text_delta(event.text)
         elif isinstance(event, ToolCallDelta):
-            advance(response, Trigger.OUTPUT_TEXT)
+            advance(response, "output_text")
             response.tool_call_delta(event.index, event.call_id, event.name, event.arguments)
         elif isinstance(event, Finished):
             if response.awaiting_audio:
-                advance(response, Trigger.LLM_FINISHED)
+                advance(response, "llm_finished")
             response.llm_finished(event.finish_reason, event.usage)
         return self._end_if_done(response)
 
@@ -197,7 +188,7 @@ class ResponseLifecycle:
         response = self.active.get(response_id)
         if response is None or not encoded:
             return False
-        advance(response, Trigger.OUTPUT_AUDIO)
+        advance(response, "output_audio")
         response.audio_delta(encoded, duration_ms)
         return True
 
@@ -220,11 +211,11 @@ class ResponseLifecycle:
         if response.finish_reason == "length":
             self._end(
                 response,
-                Trigger.STOP_AT_LIMIT,
+                "stop_at_limit",
                 {"type": "incomplete", "reason": "max_output_tokens"},
             )
         else:
-            self._end(response, Trigger.COMPLETE, None)
+            self._end(response, "complete", None)
         return response
 
     # --- ending early ------------------------------------------------------------------------
@@ -234,7 +225,7 @@ class ResponseLifecycle:
         if response is None:
             return None
         self._emit(CancelResponse(response_id))
-        self._end(response, Trigger.CANCEL, {"type": "cancelled", "reason": reason})
+        self._end(response, "cancel", {"type": "cancelled", "reason": reason})
         return response
 
     def cancel_requested(self, response_id: str | None) -> None:
@@ -260,7 +251,7 @@ class ResponseLifecycle:
         if response is None:
             return
         error = {"type": errors.SERVER_ERROR, "code": code, "message": message}
-        self._end(response, Trigger.FAIL, {"type": "failed", "error": error})
+        self._end(response, "fail", {"type": "failed", "error": error})
 
     def fail_waiting(self, code: str, message: str) -> None:
         """A transcript failed: fail the conversation's responses that were waiting for it."""

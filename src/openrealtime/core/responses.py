@@ -29,7 +29,7 @@ from ..protocol import server_events as ev
 from ..protocol.items import ContentPart, FunctionCallItem, ItemStatus, MessageItem, dump_item
 from ..protocol.server_events import ServerEvent
 from .conversation import Conversation
-from .lifecycle import Phase, ResponseStatus
+from .lifecycle import STATUS, Phase, ResponseStatus
 from .spoken import SpokenAudio
 from .usage import response_usage
 
@@ -78,7 +78,7 @@ class Response:
         """`conversation` receives the output items when `settings.conversation` is set."""
         self.id = response_id
         self.settings = settings
-        self.phase = Phase.WAITING  # moved on only by lifecycle.advance
+        self.phase: Phase = "waiting"  # moved on only by lifecycle.advance
         self._emit = emit
         self._conversation = conversation
         self._conversation_id = conversation_id
@@ -98,7 +98,7 @@ class Response:
 
     @property
     def status(self) -> ResponseStatus:
-        return self.phase.status
+        return STATUS[self.phase]
 
     @property
     def awaiting_audio(self) -> bool:
