@@ -6,6 +6,8 @@ itself is its clock. Every client mistake becomes an `error` event and the sessi
 
 `Session` is the facade: it holds the configuration and the conversation, routes each event to
 the part that owns its rules, and joins the parts where a rule spans them:
+- `session.update` and the voice rules: `configuration.py`;
+- creating, retrieving and deleting items: `item_events.py`;
 - user turns, the input buffer and the idle timeout: `input_turns.py`;
 - transcription of user audio: `transcription.py`;
 - barge-in and truncation: `barge_in.py`;
@@ -73,7 +75,9 @@ class Session:
         self.config.id = self.id
         self.conversation = Conversation()
         self.conversation_id = new_id("conv")
-        # Server events and effects not yet drained. The parts append to this very list.
+        # Server events and effects not yet drained. The parts append to this very list. They
+        # get what they need, never the session: a cycle would keep a closed session alive
+        # until a GC pass (what they ask of it, as `TurnHost`, comes with each call).
         self._pending_outputs: list[Output] = []
         emit = self._pending_outputs.append
         self._known_voice = known_voice
