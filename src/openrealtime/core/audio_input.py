@@ -14,7 +14,7 @@ import binascii
 import numpy as np
 
 from ..audio import formats
-from ..audio.formats import AudioFormat, AudioFormatError
+from ..audio.formats import AudioFormat
 from ..audio.resample import StreamResampler, resample
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
@@ -132,10 +132,3 @@ class InputAudioBuffer:
         offset = round(ms * self._bytes_per_ms) - self._start
         offset -= offset % width
         return max(0, min(self._size, offset))
-
-
-def check_format(value: str) -> AudioFormat:
-    try:
-        return AudioFormat(value)
-    except ValueError:
-        raise AudioFormatError(f"unsupported audio format {value!r}") from None

@@ -1,17 +1,24 @@
-"""The ordered items of one conversation: insert after an item or at the root, find, delete."""
+"""The ordered items of one conversation: insert after an item or at the root, find, delete;
+and the audio of its items, which events don't echo but `conversation.item.retrieve` gives
+back and `conversation.item.truncate` cuts."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..audio import formats
+from ..audio.formats import AudioFormat
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
+from .spoken import SpokenAudio
 
 
 class Conversation:
     def __init__(self) -> None:
         self._order: list[str] = []
         self._items: dict[str, Any] = {}
+        self.input_audio: dict[str, tuple[AudioFormat, bytes]] = {}  # user audio by item id
+        self.output_audio: dict[str, SpokenAudio] = {}  # assistant audio by item id
 
     def __len__(self) -> int:
         return len(self._order)
@@ -21,9 +28,6 @@ class Conversation:
 
     def items(self) -> list[Any]:
         return [self._items[item_id] for item_id in self._order]
-
-    def last_id(self) -> str | None:
-        return self._order[-1] if self._order else None
 
     def get(self, item_id: str, *, param: str = "item_id") -> Any:
         try:
@@ -64,11 +68,14 @@ class Conversation:
         self._items[item.id] = item
         return self._order[position - 1] if position else None
 
-    def previous_id(self, item_id: str) -> str | None:
-        position = self._order.index(item_id)
-        return self._order[position - 1] if position else None
-
     def delete(self, item_id: str) -> None:
         self.get(item_id)
         del self._items[item_id]
         self._order.remove(item_id)
+        self.input_audio.pop(item_id, None)
+        self.output_audio.pop(item_id, None)
+
+    def input_audio_ms(self, items: list[Any]) -> float:
+        """How much user audio `items` hold (for the usage estimate)."""
+        stored = [self.input_audio.get(getattr(item, "id", None) or "") for item in items]
+        return sum(formats.duration_ms(fmt, len(raw)) for fmt, raw in filter(None, stored))

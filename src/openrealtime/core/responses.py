@@ -1,6 +1,7 @@
-"""The lifecycle of one response, from `response.created` to `response.done`.
+"""The output of one response: its items, content parts and deltas, and `response.done`.
 
-Rules, all of them here:
+When a response moves from phase to phase is decided in `lifecycle.py`; this module builds
+what each step sends. Rules:
 - Output items open lazily: the first text delta opens an assistant message (one content part,
   `output_text`, or `output_audio` with its transcript); the first piece of a tool call opens
   a `function_call` item. Opening a tool call closes an open text message first; a spoken one
@@ -11,21 +12,24 @@ Rules, all of them here:
   synthesizer) have finished.
 - Closing emits, in order: `*.done` for the text/transcript/audio, `response.content_part.done`,
   `response.output_item.done`, `conversation.item.done`.
-- `finish(status)` closes every open item (as `incomplete` unless the response completed)
-  and emits `response.done`. After it, late backend events for this response are ignored.
+- `finish` closes every open item (as `incomplete` unless the response completed) and emits
+  `response.done` with the status of the phase it ended in.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ..audio.formats import AudioFormat
 from ..ids import new_id
 from ..protocol import server_events as ev
-from ..protocol.items import ContentPart, FunctionCallItem, MessageItem, dump_item
+from ..protocol.items import ContentPart, FunctionCallItem, ItemStatus, MessageItem, dump_item
 from ..protocol.server_events import ServerEvent
+from .conversation import Conversation
+from .lifecycle import STATUS, Phase, ResponseStatus
 from .spoken import SpokenAudio
 from .usage import response_usage
 
@@ -42,18 +46,6 @@ class ResponseSettings:
     conversation: bool  # False for an out-of-band response (`conversation: "none"`)
 
 
-class ResponseHost(Protocol):
-    """What a response needs from its session."""
-
-    outbox: list[Any]
-
-    def add_output_item(self, item: Any) -> str | None:
-        """Append to the default conversation; returns the previous item's id."""
-        ...
-
-    def keep_output_audio(self, item_id: str, spoken: SpokenAudio) -> None: ...
-
-
 @dataclass(slots=True)
 class _OpenMessage:
     id: str
@@ -61,7 +53,6 @@ class _OpenMessage:
     output_index: int
     text: list[str] = field(default_factory=list)
     spoken: SpokenAudio | None = None
-    transcript_done: bool = False
     audio_done: bool = False
 
 
@@ -80,21 +71,24 @@ class Response:
         response_id: str,
         settings: ResponseSettings,
         *,
-        host: ResponseHost,
+        emit: Callable[[ServerEvent], None],
+        conversation: Conversation,
         conversation_id: str | None,
     ) -> None:
+        """`conversation` receives the output items when `settings.conversation` is set."""
         self.id = response_id
         self.settings = settings
-        self.status = "in_progress"
-        self._host = host
+        self.phase: Phase = "waiting"  # moved on only by lifecycle.advance
+        self._emit = emit
+        self._conversation = conversation
         self._conversation_id = conversation_id
         self._input_estimate: dict[str, int] = {}
         self.output: list[Any] = []
         self._message: _OpenMessage | None = None
         self._calls: dict[int, _OpenCall] = {}
         self._previous_ids: dict[str, str | None] = {}
-        self._llm_finished = False
-        self._finish_reason = "stop"
+        self.llm_done = False
+        self.finish_reason = "stop"
         self._usage: Any = None
         self.audio_out_ms = 0.0
 
@@ -103,8 +97,14 @@ class Response:
         return self.settings.output_modalities == ["audio"]
 
     @property
-    def active(self) -> bool:
-        return self.status == "in_progress"
+    def status(self) -> ResponseStatus:
+        return STATUS[self.phase]
+
+    @property
+    def awaiting_audio(self) -> bool:
+        """A spoken message is open whose audio the synthesizer has not finished."""
+        message = self._message
+        return message is not None and self.speaks and not message.audio_done
 
     # --- the response object -----------------------------------------------------------------
 
@@ -178,7 +178,6 @@ class Response:
     def audio_finished(self) -> None:
         if self._message is not None:
             self._message.audio_done = True
-        self._maybe_complete()
 
     def tool_call_delta(
         self, index: int, call_id: str | None, name: str | None, arguments: str
@@ -209,37 +208,22 @@ class Response:
             )
 
     def llm_finished(self, finish_reason: str, usage: Any) -> None:
-        self._llm_finished = True
-        self._finish_reason = finish_reason
+        self.llm_done = True
+        self.finish_reason = finish_reason
         self._usage = usage
-        if self._message is not None:
-            self._message.transcript_done = True
         # Arguments cut off by the token limit must not look runnable.
-        call_status = "incomplete" if finish_reason == "length" else "completed"
+        call_status: ItemStatus = "incomplete" if finish_reason == "length" else "completed"
         for index in sorted(self._calls):
             self._close_call(self._calls.pop(index), call_status)
-        self._maybe_complete()
-
-    def _maybe_complete(self) -> None:
-        if not self._llm_finished or not self.active:
-            return
-        if self._message is not None and self.speaks and not self._message.audio_done:
-            return  # the synthesizer is still speaking
-        if self._finish_reason == "length":
-            self.finish("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
-        else:
-            self.finish("completed")
 
     # --- ending ----------------------------------------------------------------------------
 
-    def finish(self, status: str, details: dict[str, Any] | None = None) -> None:
-        if not self.active:
-            return
-        item_status = "completed" if status == "completed" else "incomplete"
+    def finish(self, details: dict[str, Any] | None = None) -> None:
+        """Close what is open and send `response.done`, once the phase has ended."""
+        item_status: ItemStatus = "completed" if self.status == "completed" else "incomplete"
         self._close_message(item_status)
         for index in sorted(self._calls):
             self._close_call(self._calls.pop(index), item_status)
-        self.status = status
         usage = response_usage(
             self._usage,
             output_text="".join(
@@ -281,18 +265,18 @@ class Response:
         self.output.append(item)
         self._emit(ev.response_output_item_added(self.id, len(self.output) - 1, dump_item(item)))
         if self.settings.conversation:
-            previous_id = self._host.add_output_item(item)
+            previous_id = self._conversation.insert(item)
             self._previous_ids[item.id] = previous_id
             self._emit(ev.conversation_item_added(dump_item(item), previous_id))
 
-    def _close_item(self, item: Any, output_index: int, status: str) -> None:
+    def _close_item(self, item: Any, output_index: int, status: ItemStatus) -> None:
         item.status = status
         wire = dump_item(item)
         self._emit(ev.response_output_item_done(self.id, output_index, wire))
         if self.settings.conversation:
             self._emit(ev.conversation_item_done(wire, self._previous_ids.get(item.id)))
 
-    def _close_message(self, status: str) -> None:
+    def _close_message(self, status: ItemStatus) -> None:
         message, self._message = self._message, None
         if message is None:
             return
@@ -301,7 +285,8 @@ class Response:
         if self.speaks:
             part = ContentPart(type="output_audio", transcript=text)
             assert message.spoken is not None
-            self._host.keep_output_audio(item_id, message.spoken)
+            if item_id in self._conversation:  # kept for retrieve and truncate
+                self._conversation.output_audio[item_id] = message.spoken
             self._emit(ev.response_output_audio_done(self.id, item_id, index, 0))
             self._emit(ev.response_output_audio_transcript_done(self.id, item_id, index, 0, text))
         else:
@@ -314,7 +299,7 @@ class Response:
         self._emit(ev.response_content_part_done(self.id, item_id, index, 0, event_part))
         self._close_item(item, index, status)
 
-    def _close_call(self, call: _OpenCall, status: str) -> None:
+    def _close_call(self, call: _OpenCall, status: ItemStatus) -> None:
         item = call.item
         item.arguments = "".join(call.arguments)
         self._emit(
@@ -323,6 +308,3 @@ class Response:
             )
         )
         self._close_item(item, call.output_index, status)
-
-    def _emit(self, event: ServerEvent) -> None:
-        self._host.outbox.append(event)

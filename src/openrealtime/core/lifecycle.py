@@ -1,0 +1,271 @@
+"""The lifecycle of responses, from `response.created` to `response.done`.
+
+Everything that moves a response from one phase to the next lives here: the transition table,
+and `ResponseLifecycle`, the one place that fires its triggers. (`responses.py` only builds the
+output items and events of a response, in whatever phase this module has put it.)
+
+    waiting ──generate──> generating ──llm_finished──> speaking
+                              │                            │
+                              └──complete / stop_at_limit──┴──> completed / incomplete
+    any live phase ──cancel / fail──> cancelled / failed
+
+Rules:
+- One active response per conversation: `response.create` in the default conversation while
+  one is active there is refused (`conversation_already_has_active_response`). Out-of-band
+  responses (`conversation: "none"`) run alongside it and each other.
+- A response starts `waiting`: `response.created` goes out at once. A response in the
+  default conversation waits there while any user audio item is being transcribed, because
+  the LLM reads the user's words; then `generate` asks for generation (`GenerateResponse`,
+  built only then, so the request holds the transcripts). Out-of-band responses never wait.
+- A failed transcription fails the conversation's waiting responses: the model would answer
+  without the user's words.
+- While `generating`, the LLM's text and tool calls and the synthesizer's audio are output.
+  When the LLM finishes, a spoken message whose audio is still being synthesized moves the
+  response to `speaking`, where only audio is output; otherwise the response ends.
+- It ends `completed`, or `incomplete` when the LLM stopped at `max_output_tokens`; `cancelled` by
+  `response.cancel` (the named response, or else the default conversation's: out-of-band
+  ones go on), barge-in, or the server ending the session; `failed` when a backend fails.
+  Cancelling also stops the backends' work (`CancelResponse`).
+  Ending sends `response.done` and removes the response from `active`: later backend events
+  for it are dropped.
+- A default-conversation response that ends by itself (completed or incomplete) is returned
+  to the session, which starts the idle timeout from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..backends.llm.base import Finished, LlmEvent, TextDelta, ToolCallDelta
+from ..protocol import errors
+from ..protocol.errors import ProtocolError
+from .effects import CancelResponse, Effect, GenerateResponse
+
+if TYPE_CHECKING:
+    from .responses import Response
+
+# The `status` of a response on the wire; `in_progress` until it ends.
+ResponseStatus = Literal["in_progress", "completed", "cancelled", "failed", "incomplete"]
+# Why a response was cancelled (`status_details.reason`); None when the server ends the session.
+CancelReason = Literal["turn_detected", "client_cancelled"] | None
+
+
+# Literal strings rather than Enums: a response passes through the table on every delta, and
+# str keys hash in C (an Enum member's hash and attribute access are Python-level calls).
+Phase = Literal[
+    "waiting",  # created; its context is still being transcribed
+    "generating",  # the LLM (and the synthesizer) at work
+    "speaking",  # the LLM has finished; the synthesizer has not
+    "completed",
+    "incomplete",  # the LLM stopped at max_output_tokens
+    "cancelled",
+    "failed",
+]
+Trigger = Literal[
+    "generate",
+    "output_text",  # an LLM text or tool-call delta
+    "output_audio",  # synthesized audio
+    "llm_finished",  # ... while the synthesizer is still speaking
+    "complete",
+    "stop_at_limit",  # the LLM stopped at max_output_tokens
+    "cancel",
+    "fail",
+]
+
+_ENDINGS: dict[Trigger, Phase] = {
+    "complete": "completed",
+    "stop_at_limit": "incomplete",
+    "cancel": "cancelled",
+    "fail": "failed",
+}
+
+TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
+    "waiting": {"generate": "generating", "cancel": "cancelled", "fail": "failed"},
+    "generating": {
+        "output_text": "generating",
+        "output_audio": "generating",
+        "llm_finished": "speaking",
+        **_ENDINGS,
+    },
+    "speaking": {"output_audio": "speaking", **_ENDINGS},
+    "completed": {},
+    "incomplete": {},
+    "cancelled": {},
+    "failed": {},
+}
+
+STATUS: dict[Phase, ResponseStatus] = {
+    "waiting": "in_progress",
+    "generating": "in_progress",
+    "speaking": "in_progress",
+    "completed": "completed",
+    "incomplete": "incomplete",
+    "cancelled": "cancelled",
+    "failed": "failed",
+}
+
+
+class LifecycleError(RuntimeError):
+    """A trigger the response's phase does not allow: a bug in the core or the driver."""
+
+
+def advance(response: Response, trigger: Trigger) -> None:
+    """Move `response` on by `trigger`, as the table allows."""
+    next_phase = TRANSITIONS[response.phase].get(trigger)
+    if next_phase is None:
+        raise LifecycleError(
+            f"response {response.id}: {trigger} is not allowed in phase {response.phase}"
+        )
+    response.phase = next_phase
+
+
+class ResponseLifecycle:
+    """The active responses of one session, and every trigger that moves them."""
+
+    def __init__(self, emit: Callable[[dict[str, Any] | Effect], None]) -> None:
+        self._emit = emit
+        self.active: dict[str, Response] = {}  # by id, until `response.done`
+        # Responses in WAITING, with what builds their request once they may generate.
+        self._waiting: dict[str, Callable[[], GenerateResponse]] = {}
+
+    def in_conversation(self) -> Response | None:
+        """The default conversation's active response (there is at most one)."""
+        return next((r for r in self.active.values() if r.settings.conversation), None)
+
+    def refuse_second(self, in_conversation: bool) -> None:
+        """The one-active-response rule, checked before a response is made."""
+        if in_conversation and (active := self.in_conversation()) is not None:
+            raise ProtocolError(
+                f"Conversation already has an active response in progress: {active.id}. "
+                "Wait until the response is finished before creating a new one.",
+                errors.ACTIVE_RESPONSE,
+            )
+
+    def add(
+        self,
+        response: Response,
+        generation: Callable[[], GenerateResponse],
+        *,
+        transcribing: bool,
+    ) -> None:
+        self.refuse_second(response.settings.conversation)  # the session checked it earlier, too
+        self.active[response.id] = response
+        response.start()
+        self._waiting[response.id] = generation
+        self.start_ready(transcribing=transcribing)
+
+    def start_ready(self, *, transcribing: bool) -> None:
+        """GENERATE each waiting response that need not wait for a transcript."""
+        for response_id in list(self._waiting):
+            response = self.active[response_id]
+            if response.settings.conversation and transcribing:
+                continue
+            advance(response, "generate")
+            self._emit(self._waiting.pop(response_id)())
+
+    # --- backend results ---------------------------------------------------------------------
+
+    def llm_event(self, response_id: str, event: LlmEvent) -> Response | None:
+        """Returns the response if this event ended it by itself."""
+        response = self.active.get(response_id)
+        if response is None:
+            return None  # cancelled or finished: late events are dropped
+        if isinstance(event, TextDelta):
+            advance(response, "output_text")
+            response.text_delta(event.text)
+        elif isinstance(event, ToolCallDelta):
+            advance(response, "output_text")
+            response.tool_call_delta(event.index, event.call_id, event.name, event.arguments)
+        elif isinstance(event, Finished):
+            if response.awaiting_audio:
+                advance(response, "llm_finished")
+            response.llm_finished(event.finish_reason, event.usage)
+        return self._end_if_done(response)
+
+    def audio(self, response_id: str, encoded: bytes, duration_ms: float) -> bool:
+        """Returns whether the audio was taken (the response is still active)."""
+        response = self.active.get(response_id)
+        if response is None or not encoded:
+            return False
+        advance(response, "output_audio")
+        response.audio_delta(encoded, duration_ms)
+        return True
+
+    def speech_mark(self, response_id: str, words_spoken: int) -> None:
+        response = self.active.get(response_id)
+        if response is not None:
+            response.speech_mark(words_spoken)
+
+    def audio_done(self, response_id: str) -> Response | None:
+        """Returns the response if this ended it by itself."""
+        response = self.active.get(response_id)
+        if response is None:
+            return None
+        response.audio_finished()
+        return self._end_if_done(response)
+
+    def _end_if_done(self, response: Response) -> Response | None:
+        if not response.llm_done or response.awaiting_audio:
+            return None
+        if response.finish_reason == "length":
+            self._end(
+                response,
+                "stop_at_limit",
+                {"type": "incomplete", "reason": "max_output_tokens"},
+            )
+        else:
+            self._end(response, "complete", None)
+        return response
+
+    # --- ending early ------------------------------------------------------------------------
+
+    def cancel(self, response_id: str, reason: CancelReason) -> Response | None:
+        response = self.active.get(response_id)
+        if response is None:
+            return None
+        self._emit(CancelResponse(response_id))
+        self._end(response, "cancel", {"type": "cancelled", "reason": reason})
+        return response
+
+    def cancel_requested(self, response_id: str | None) -> None:
+        """`response.cancel`: the named response, or else the default conversation's (then
+        out-of-band responses go on)."""
+        if response_id is not None:
+            if response_id not in self.active:
+                raise ProtocolError(
+                    f"Response '{response_id}' is not in progress; nothing to cancel.",
+                    errors.NO_ACTIVE_RESPONSE,
+                    "response_id",
+                )
+        elif (response := self.in_conversation()) is not None:
+            response_id = response.id
+        else:
+            raise ProtocolError(
+                "Cancellation failed: no active response found.", errors.NO_ACTIVE_RESPONSE
+            )
+        self.cancel(response_id, "client_cancelled")
+
+    def fail(self, response_id: str, code: str, message: str) -> None:
+        response = self.active.get(response_id)
+        if response is None:
+            return
+        error = {"type": errors.SERVER_ERROR, "code": code, "message": message}
+        self._end(response, "fail", {"type": "failed", "error": error})
+
+    def fail_waiting(self, code: str, message: str) -> None:
+        """A transcript failed: fail the conversation's responses that were waiting for it."""
+        for response_id in list(self._waiting):
+            if self.active[response_id].settings.conversation:
+                self.fail(response_id, code, f"transcription failed: {message}")
+
+    def _end(self, response: Response, trigger: Trigger, details: dict[str, Any] | None) -> None:
+        advance(response, trigger)
+        del self.active[response.id]
+        self._waiting.pop(response.id, None)
+        response.finish(details)
+
+    def close(self) -> None:
+        """The connection is gone: drop what is in flight, ending nothing."""
+        self.active.clear()
+        self._waiting.clear()

@@ -1,0 +1,104 @@
+"""What one `response.create` asks for: the session's settings overridden by its parameters,
+and the LLM request built from them when the response may generate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol import client_events as ce
+from ..protocol import errors
+from ..protocol.errors import ProtocolError
+from ..protocol.items import ItemReference
+from ..protocol.session import RealtimeSession, VoiceId
+from .context import build_request, estimate_input
+from .conversation import Conversation
+from .effects import GenerateResponse
+from .responses import Response, ResponseSettings
+
+
+def in_default_conversation(params: ce.ResponseParams) -> bool:
+    """`conversation: "auto"` (the default) or `"none"` (out of band)."""
+    conversation = params.conversation or "auto"
+    if conversation not in ("auto", "none"):
+        raise ProtocolError(
+            f"Invalid value: '{conversation}'. Supported values are: 'auto' and 'none'.",
+            errors.INVALID_VALUE,
+            "response.conversation",
+        )
+    return conversation == "auto"
+
+
+def response_settings(
+    config: RealtimeSession,
+    params: ce.ResponseParams,
+    *,
+    in_conversation: bool,
+    check_voice: Callable[[Any, str], None],
+) -> ResponseSettings:
+    audio_out = params.audio.output if params.audio and params.audio.output else None
+    if audio_out and audio_out.voice is not None:
+        check_voice(audio_out.voice, "response.audio.output.voice")
+    voice = (
+        audio_out.voice if audio_out and audio_out.voice else None
+    ) or config.audio.output.voice
+    audio_format = (
+        audio_out.format if audio_out and audio_out.format else None
+    ) or config.audio.output.format
+    return ResponseSettings(
+        output_modalities=list(params.output_modalities or config.output_modalities),
+        voice=voice.id if isinstance(voice, VoiceId) else voice,
+        audio_format=audio_format.model_dump(),
+        max_output_tokens=params.max_output_tokens or config.max_output_tokens,
+        metadata=params.metadata,
+        conversation=in_conversation,
+    )
+
+
+def resolve_input(conversation: Conversation, entries: list[Any]) -> list[Any]:
+    """`response.input`, with item references replaced by the items."""
+    return [
+        conversation.get(entry.id, param="response.input")
+        if isinstance(entry, ItemReference)
+        else entry
+        for entry in entries
+    ]
+
+
+def generation(
+    response: Response,
+    config: RealtimeSession,
+    params: ce.ResponseParams,
+    *,
+    conversation: Conversation,
+    inputs: list[Any] | None,
+    context_window: int | None,
+) -> Callable[[], GenerateResponse]:
+    """What asks for the response's generation. Called when generation starts, so that the
+    request sees the transcripts it waited for; `inputs` None means the whole conversation."""
+    speed = config.audio.output.speed
+
+    def generate() -> GenerateResponse:
+        items = conversation.items() if inputs is None else inputs
+        request = build_request(
+            instructions=config.instructions
+            if params.instructions is None
+            else params.instructions,
+            items=items,
+            tools=config.tools if params.tools is None else params.tools,
+            tool_choice=params.tool_choice or config.tool_choice,
+            temperature=params.temperature
+            if params.temperature is not None
+            else config.temperature,
+            max_output_tokens=response.settings.max_output_tokens,
+            parallel_tool_calls=params.parallel_tool_calls
+            if params.parallel_tool_calls is not None
+            else config.parallel_tool_calls,
+            truncation=config.truncation,
+            context_window=context_window,
+        )
+        response.set_input_estimate(estimate_input(request, conversation.input_audio_ms(items)))
+        voice = response.settings.voice if response.speaks else None
+        return GenerateResponse(response.id, request, voice=voice, speed=speed)
+
+    return generate
