@@ -11,7 +11,7 @@ from core_harness import Core, only, types
 
 from openrealtime.backends.llm.base import ChatTurn, Finished, TextDelta
 from openrealtime.core.effects import CancelResponse, GenerateResponse
-from openrealtime.core.lifecycle import STATUS, TRANSITIONS, LifecycleError, Phase, Trigger, advance
+from openrealtime.core.phases import STATUS, TRANSITIONS, LifecycleError, Phase, Trigger, advance
 
 LIVE: list[Phase] = ["waiting", "generating", "speaking"]
 ENDED: list[Phase] = ["completed", "incomplete", "cancelled", "failed"]

@@ -1,13 +1,9 @@
 """The lifecycle of responses, from `response.created` to `response.done`.
 
-Everything that moves a response from one phase to the next lives here: the transition table,
-and `ResponseLifecycle`, the one place that fires its triggers. (`responses.py` only builds the
-output items and events of a response, in whatever phase this module has put it.)
-
-    waiting ──generate──> generating ──llm_finished──> speaking
-                              │                            │
-                              └──complete / stop_at_limit──┴──> completed / incomplete
-    any live phase ──cancel / fail──> cancelled / failed
+Everything that moves a response from one phase to the next lives here and in `phases.py`
+(the transition table): `ResponseLifecycle` is the one place that fires its triggers.
+(`responses.py` only builds the output items and events of a response, in whatever phase
+this module has put it.)
 
 Rules:
 - One active response per conversation: `response.create` in the default conversation while
@@ -35,89 +31,14 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from ..backends.llm.base import Finished, LlmEvent, TextDelta, ToolCallDelta
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
 from .effects import CancelResponse, Effect, GenerateResponse
-
-if TYPE_CHECKING:
-    from .responses import Response
-
-# The `status` of a response on the wire; `in_progress` until it ends.
-ResponseStatus = Literal["in_progress", "completed", "cancelled", "failed", "incomplete"]
-# Why a response was cancelled (`status_details.reason`); None when the server ends the session.
-CancelReason = Literal["turn_detected", "client_cancelled"] | None
-
-
-# Literal strings rather than Enums: a response passes through the table on every delta, and
-# str keys hash in C (an Enum member's hash and attribute access are Python-level calls).
-Phase = Literal[
-    "waiting",  # created; its context is still being transcribed
-    "generating",  # the LLM (and the synthesizer) at work
-    "speaking",  # the LLM has finished; the synthesizer has not
-    "completed",
-    "incomplete",  # the LLM stopped at max_output_tokens
-    "cancelled",
-    "failed",
-]
-Trigger = Literal[
-    "generate",
-    "output_text",  # an LLM text or tool-call delta
-    "output_audio",  # synthesized audio
-    "llm_finished",  # ... while the synthesizer is still speaking
-    "complete",
-    "stop_at_limit",  # the LLM stopped at max_output_tokens
-    "cancel",
-    "fail",
-]
-
-_ENDINGS: dict[Trigger, Phase] = {
-    "complete": "completed",
-    "stop_at_limit": "incomplete",
-    "cancel": "cancelled",
-    "fail": "failed",
-}
-
-TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
-    "waiting": {"generate": "generating", "cancel": "cancelled", "fail": "failed"},
-    "generating": {
-        "output_text": "generating",
-        "output_audio": "generating",
-        "llm_finished": "speaking",
-        **_ENDINGS,
-    },
-    "speaking": {"output_audio": "speaking", **_ENDINGS},
-    "completed": {},
-    "incomplete": {},
-    "cancelled": {},
-    "failed": {},
-}
-
-STATUS: dict[Phase, ResponseStatus] = {
-    "waiting": "in_progress",
-    "generating": "in_progress",
-    "speaking": "in_progress",
-    "completed": "completed",
-    "incomplete": "incomplete",
-    "cancelled": "cancelled",
-    "failed": "failed",
-}
-
-
-class LifecycleError(RuntimeError):
-    """A trigger the response's phase does not allow: a bug in the core or the driver."""
-
-
-def advance(response: Response, trigger: Trigger) -> None:
-    """Move `response` on by `trigger`, as the table allows."""
-    next_phase = TRANSITIONS[response.phase].get(trigger)
-    if next_phase is None:
-        raise LifecycleError(
-            f"response {response.id}: {trigger} is not allowed in phase {response.phase}"
-        )
-    response.phase = next_phase
+from .phases import CancelReason, Trigger, advance
+from .responses import Response
 
 
 class ResponseLifecycle:

@@ -29,7 +29,7 @@ from ..protocol import server_events as ev
 from ..protocol.items import ContentPart, FunctionCallItem, ItemStatus, MessageItem, dump_item
 from ..protocol.server_events import ServerEvent
 from .conversation import Conversation
-from .lifecycle import STATUS, Phase, ResponseStatus
+from .phases import STATUS, Phase, ResponseStatus
 from .spoken import SpokenAudio
 from .usage import response_usage
 

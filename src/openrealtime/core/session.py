@@ -43,7 +43,8 @@ from .conversation import Conversation
 from .effects import DetectSpeech, Effect
 from .input_turns import InputTurns
 from .item_events import ItemEvents
-from .lifecycle import CancelReason, ResponseLifecycle
+from .lifecycle import ResponseLifecycle
+from .phases import CancelReason
 from .response_params import (
     generation,
     in_default_conversation,
@@ -119,11 +120,11 @@ class Session:
         except ProtocolError as error:
             error.event_id = error.event_id or event.event_id
             self.reject(error)
-        except Exception as exc:  # a bug, or input no rule foresaw: one error, not a lost session
+        except Exception:  # a bug, or input no rule foresaw: one error, not a lost session
             log.exception("could not apply %s", event.type)
             self.reject(
                 ProtocolError(
-                    f"The event could not be applied: {exc}.",
+                    f"The server could not apply this {event.type} event; the session goes on.",
                     errors.INVALID_EVENT,
                     type=errors.SERVER_ERROR,
                     event_id=event.event_id,
