@@ -7,7 +7,8 @@ lingers as long as the peer keeps its window shut. Only the transport can `abort
 
 `ConnectionAbort` (an ASGI middleware) finds it where uvicorn keeps it — the protocol object
 whose bound method is the connection's `send` — and puts it in the scope; `abort(websocket)`
-calls it. Under another server, or behind a middleware that wraps `send`, there is no handle:
+calls it, and `closing(websocket)` says whether the connection is already going (the peer
+answered our close frame). Under another server, or behind a middleware that wraps `send`, there is no handle:
 `abort` returns False and the connection ends the ordinary way, later.
 
 The socket is closed with a zero linger first, so the kernel resets the connection and drops
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 SCOPE_KEY = "openrealtime.abort"
+CLOSING_KEY = "openrealtime.closing"
 
 
 class ConnectionAbort:
@@ -36,7 +38,11 @@ class ConnectionAbort:
         if scope["type"] == "websocket":
             transport: Any = getattr(getattr(send, "__self__", None), "transport", None)
             if callable(getattr(transport, "abort", None)):
-                scope = {**scope, SCOPE_KEY: lambda: _reset(transport)}
+                scope = {
+                    **scope,
+                    SCOPE_KEY: lambda: _reset(transport),
+                    CLOSING_KEY: transport.is_closing,
+                }
         await self.app(scope, receive, send)
 
 
@@ -56,3 +62,9 @@ def abort(websocket: WebSocket) -> bool:
         return False
     handle()
     return True
+
+
+def closing(websocket: WebSocket) -> bool | None:
+    """Whether the connection is closing or closed; None if there is no handle to tell."""
+    is_closing: Callable[[], bool] | None = websocket.scope.get(CLOSING_KEY)
+    return None if is_closing is None else is_closing()
