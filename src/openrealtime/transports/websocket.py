@@ -9,10 +9,12 @@ stops. A sideband connection (`?call_id=`) attaches to a session another transpo
   `send_queue_full` error if it ever reads again, and dropped (close 1008) — its backend work
   stops, other sessions never notice.
 - The server ends a session through its `Ending` (age limit, shutdown, the full queue): the
-  `error` event, then the close frame; if the client has not answered the close within
-  CLOSE_TIMEOUT_S, the connection is aborted. Sending the close is not enough: a client
-  that stopped reading with its socket buffer not yet full takes the frame into the buffer
-  and never answers (uvicorn would hold it for its own 10 s).
+  `error` event, then the close frame; if the client takes neither within CLOSE_TIMEOUT_S,
+  or then stops reading for CLOSE_TIMEOUT_S without answering the close, the connection is
+  aborted.
+  Handing the close to the socket is not enough: a client that stopped reading before its
+  socket buffer filled takes the frame into that buffer and never answers (uvicorn would
+  hold it for its own 10 s).
 - An event longer than MAX_EVENT_CHARS is refused with `message_too_large` before parsing,
   and the session goes on. (uvicorn's `ws_max_size`, set well above it in `server/run.py`,
   closes the connection with 1009 only for frames no client should send.)
@@ -33,7 +35,7 @@ from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
 from ..protocol.server_events import error as error_event
 from ..runtime.driver import SessionDriver
-from .abort import abort, closing
+from .abort import abort, closing, unsent
 from .dialect import Dialect
 from .ending import Close, Ending
 from .send_queue import QueueLimits, SendQueue
@@ -138,20 +140,33 @@ async def _say_goodbye(
     close: Close,
 ) -> None:
     """The error event and the close frame, after what waits (dropped if the client was not
-    reading it); a client that has not answered the close in time is cut off."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CLOSE_TIMEOUT_S
+    reading it). A client that takes neither within CLOSE_TIMEOUT_S, or then stops reading
+    for CLOSE_TIMEOUT_S without answering the close, is cut off."""
     last = dialect.encode(error_event(close.error.as_error()))
     goodbye = _Goodbye(close.code, close.reason)
     queue.finish(*([last] if last else []), goodbye, drop_pending=queue.overflowed)
     done, _ = await asyncio.wait((writer,), timeout=CLOSE_TIMEOUT_S)
-    # The peer's answer reaches only uvicorn (the app was told "disconnect" when it sent the
-    # close), which then closes the transport: look for that, briefly and only here.
-    while done and closing(websocket) is False and loop.time() < deadline:
-        await asyncio.sleep(CLOSE_POLL_S)
-    if not done or closing(websocket) is False:
+    if not done or not await _answered(websocket, CLOSE_TIMEOUT_S):
         log.info("a client took no close in %.0f s; dropping its connection", CLOSE_TIMEOUT_S)
         abort(websocket)
+
+
+async def _answered(websocket: WebSocket, timeout: float) -> bool:
+    """Whether the peer answers the close frame before it stops taking data for `timeout`: a
+    client draining a backlog (the bytes it has not taken go down) is given the time it takes.
+    Only uvicorn hears the answer (the app was told "disconnect" when it sent the close), and
+    closes the transport: look for that, briefly and only here. Without a handle to look
+    (another server), assume so."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    backlog = unsent(websocket)
+    while (going := closing(websocket)) is False and loop.time() < deadline:
+        await asyncio.sleep(CLOSE_POLL_S)
+        left = unsent(websocket)
+        if left is not None and backlog is not None and left < backlog:
+            deadline = loop.time() + timeout
+        backlog = left
+    return going is not False
 
 
 async def _read(websocket: WebSocket, driver: EventSource, dialect: Dialect) -> None:
