@@ -73,20 +73,19 @@ def _send(ws: Any, event: dict[str, Any]) -> None:
     ws.send(orjson.dumps(event).decode())
 
 
+def _asking(text: str) -> list[dict[str, Any]]:
+    """A text-only session update, a user message, and a response request."""
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    return [
+        {"type": "session.update", "session": TEXT_ONLY},
+        {"type": "conversation.item.create", "item": item},
+        {"type": "response.create"},
+    ]
+
+
 def _ask(ws: Any, text: str) -> None:
-    _send(ws, {"type": "session.update", "session": TEXT_ONLY})
-    _send(
-        ws,
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        },
-    )
-    _send(ws, {"type": "response.create"})
+    for event in _asking(text):
+        _send(ws, event)
 
 
 def _until_close(ws: Any, limit: int = 5000) -> tuple[list[Any], int, str]:
@@ -452,3 +451,52 @@ def test_a_client_that_never_reads_is_dropped_and_others_go_on(settings, backend
         assert time.monotonic() - started < 10
         assert _rss_mb() - rss_before < 100, "the server's memory grew for a stalled client"
         assert len(llm.requests) == 2
+
+
+def _handshake(server: ServerThread) -> socket.socket:
+    """A raw WebSocket connection: the upgrade by hand, then nothing is ever read again."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    key = base64.b64encode(bytes(16)).decode()
+    sock.sendall(
+        (
+            "GET /v1/realtime?model=gpt-realtime HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {API_KEY}\r\n\r\n"
+        ).encode()
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101"), "the upgrade was refused"
+    return sock
+
+
+def _masked(text: str) -> bytes:
+    """One client text frame (clients must mask; a zero mask keeps the payload as is)."""
+    payload = text.encode()
+    assert len(payload) < 65536
+    header = bytes([0x81, 0xFE]) + struct.pack("!H", len(payload))
+    return header + bytes(4) + payload
+
+
+def test_a_stalled_client_is_dropped_in_time_when_the_event_bound_trips(
+    settings, backends, llm
+) -> None:
+    """Was: past --send-queue-limit with the socket buffer still empty, the close frame went
+    into that buffer, the 2 s abort never fired and uvicorn's own close timeout (10 s) let go."""
+    llm.script(Text(["w "] * 200))
+    with limited(settings, backends, send_queue_limit=4) as server:
+        sock = _handshake(server)
+        try:
+            for event in _asking("Hi"):
+                sock.sendall(_masked(orjson.dumps(event).decode()))
+            started = time.monotonic()
+            # Nothing is read: the session's burst of events trips the bound at once.
+            connections = server.server.server_state.connections
+            _wait_for(lambda: not connections, timeout=15, what="the server to drop it")
+            held = time.monotonic() - started
+            assert held < 5, f"a stalled client was held {held:.1f} s"
+            assert _active(server) == 0
+            with pytest.raises(ConnectionResetError):  # aborted, as documented
+                while sock.recv(65536):
+                    pass
+        finally:
+            sock.close()

@@ -113,6 +113,47 @@ def test_invalid_json_gets_invalid_json_error_and_session_goes_on(raw, llm) -> N
     raw.text_turn(llm)
 
 
+def _deep(depth: int, event_id_first: bool) -> str:
+    """A `response.cancel` whose `response_id` nests `depth` arrays, with its event_id before
+    or after the deep part."""
+    head = '{"type": "response.cancel", "response_id": ' + "[" * depth + "]" * depth
+    return (
+        '{"event_id": "evt_deep", ' + head[1:] + "}"
+        if event_id_first
+        else head + ', "event_id": "evt_deep"}'
+    )
+
+
+@pytest.mark.parametrize("event_id_first", [True, False], ids=["id-first", "id-last"])
+@pytest.mark.parametrize("depth", [250, 3000])  # past the GA parser; past orjson too
+def test_an_event_too_deep_gets_an_error_naming_its_event_id(raw, llm, depth, event_id_first):
+    """Was: the error had `event_id` null, so the client could not tell which event failed."""
+    raw.send(_deep(depth, event_id_first))
+    error = raw.expect_error("invalid_json", None, "evt_deep")
+    assert "deeper than 200 levels" in error.message
+    raw.text_turn(llm)
+
+
+@pytest.mark.parametrize("depth", [100, 3000])  # past the beta limit; past orjson too
+def test_a_beta_event_too_deep_gets_an_error_naming_its_event_id(server, depth) -> None:
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-4o-realtime-preview",
+        header=[f"Authorization: Bearer {API_KEY}", "OpenAI-Beta: realtime=v1"],
+        timeout=10,
+    )
+    try:
+        assert validated(ws.recv(), beta=True).type == "session.created"
+        ws.send(_deep(depth, event_id_first=False))
+        error = validated(ws.recv(), beta=True)
+        assert error.type == "error", error
+        assert (error.error.code, error.error.event_id) == ("invalid_json", "evt_deep")
+        assert "deeper than 64 levels" in error.error.message
+        ws.send(json.dumps({"type": "input_audio_buffer.clear"}))  # the session goes on
+        assert validated(ws.recv(), beta=True).type == "input_audio_buffer.cleared"
+    finally:
+        ws.close()
+
+
 def test_json_array_gets_invalid_event_error_and_session_goes_on(raw, llm) -> None:
     raw.send('[{"type": "response.create"}]')
     error = raw.expect_error("invalid_event", None, None)

@@ -52,6 +52,14 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
             "server talk to it)",
         },
     ),
+    (
+        "--cors-allow-origins",
+        "cors_allow_origins",
+        {
+            "help": "comma-separated origins of browser pages that may use the API "
+            "(https://app.example.com); * for any (default: *)"
+        },
+    ),
     ("--llm-base-url", "llm_base_url", {"help": "OpenAI-compatible Chat Completions base URL"}),
     ("--llm-model", "llm_model", {"help": "model name sent to the LLM endpoint"}),
     ("--llm-api-key", "llm_api_key", {"help": "API key for the LLM endpoint"}),

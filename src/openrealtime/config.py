@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     metrics: bool = True
     # The browser console at `/`; it mints client secrets for anyone who can reach the server.
     console: bool = True
+    # Origins of browser pages that may call the API (CORS) and open WebSockets; "*": any.
+    # Comma-separated in OPENREALTIME_CORS_ALLOW_ORIGINS. Why "*" is the default: server/cors.py.
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     # Limits (OpenAI's where it documents them).
     max_session_minutes: float = 60.0
@@ -64,6 +67,16 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # An origin has no path: "https://app.example.com/" is written for "https://app.example.com".
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            return [o.strip().rstrip("/") for o in value if isinstance(o, str) and o.strip()]
         return value
 
     @property

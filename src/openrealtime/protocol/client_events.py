@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -131,7 +133,18 @@ EVENT_TYPES: tuple[str, ...] = tuple(
     cls.model_fields["type"].annotation.__args__[0]
     for cls in ClientEvent.__origin__.__args__  # type: ignore[attr-defined]
 )
-__all__ = ["EVENT_TYPES", "ClientEvent", "Modality", "parse_client_dict", "parse_client_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "ClientEvent",
+    "Modality",
+    "parse_client_dict",
+    "parse_client_event",
+    "top_level_event_id",
+]
+
+
+# How deep pydantic-core's JSON parser reads (objects and arrays); past it an event is refused.
+PARSER_DEPTH = 200
 
 
 def parse_client_event(raw: str | bytes) -> Any:
@@ -145,6 +158,8 @@ def parse_client_event(raw: str | bytes) -> Any:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         if first["type"] == "json_invalid":  # unparseable, or nested too deep to parse
+            if "recursion limit" in first["msg"]:
+                raise errors.too_deep(PARSER_DEPTH, top_level_event_id(raw)) from None
             raise errors.invalid_json(first["msg"]) from None
         try:
             data = orjson.loads(raw)
@@ -159,6 +174,38 @@ def parse_client_dict(data: Any) -> Any:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise _explain(exc, data) from None
+
+
+# Past orjson's depth (1024 levels), how much of an event the shallow scan for its id reads:
+# bounded, because a regular expression over a whole 21 MiB frame would take seconds.
+SCAN_CHARS = 64 * 1024
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_EVENT_ID = re.compile(r'"event_id"\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")')
+
+
+def top_level_event_id(raw: str | bytes) -> str | None:
+    """The `event_id` of an event too deep to validate, so that its error can name it: read
+    by orjson (in C, to 1024 levels), or past that found by a shallow scan of the event's
+    start for a top-level `"event_id": "..."`."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _scan_event_id(raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+def _scan_event_id(text: str) -> str | None:
+    text = text[:SCAN_CHARS]
+    for found in itertools.islice(_EVENT_ID.finditer(text), 8):
+        before = _STRING.sub("", text[: found.start()])
+        if '"' in before:  # the match is inside a string
+            continue
+        depth = before.count("{") + before.count("[") - before.count("}") - before.count("]")
+        if depth == 1 and before.rstrip()[-1:] in ("{", ","):
+            value = orjson.loads(found.group(1))  # a complete JSON string, by the pattern
+            return value if isinstance(value, str) else None
+    return None
 
 
 def _explain(exc: ValidationError, data: Any) -> ProtocolError:

@@ -71,6 +71,16 @@ def invalid_json(detail: object) -> ProtocolError:
     )
 
 
+def too_deep(limit: int, event_id: str | None) -> ProtocolError:
+    """An event nested past what the parser reads; `event_id` as found by a shallow scan."""
+    return ProtocolError(
+        f"The event nests objects and arrays deeper than {limit} levels; no event needs "
+        "that. Send it flatter.",
+        INVALID_JSON,
+        event_id=event_id,
+    )
+
+
 def unknown_voice(voice: str, param: str) -> ProtocolError:
     return ProtocolError(
         f"Invalid value: '{voice}'. Supported values are: "

@@ -24,6 +24,7 @@ from .auth import Authenticator, AuthError, bearer_token
 from .calls import calls_router
 from .client_secrets import router as client_secrets_router
 from .console import router as console_router
+from .cors import CrossOrigin
 from .errors import openai_error
 from .lifecycle import Lifecycle, NotAdmitted
 from .observability import observe
@@ -76,6 +77,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         settings, lambda: app.state.limiter, lambda reason: app.state.metrics.refused(reason)
     )
     app.add_middleware(ConnectionAbort)  # lets a client that does not read be dropped
+    app.add_middleware(CrossOrigin, allow_origins=settings.cors_allow_origins)  # browser apps
     auth = Authenticator(settings, shared.secrets)
     app.state.auth = auth
     app.include_router(client_secrets_router)

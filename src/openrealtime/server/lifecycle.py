@@ -35,7 +35,7 @@ from ..protocol import errors
 from ..protocol.errors import ProtocolError
 from ..runtime.driver import SessionDriver
 from ..transports.ending import Close
-from ..transports.outbox import QueueLimits
+from ..transports.send_queue import QueueLimits
 from .auth import Principal
 from .errors import openai_error
 from .limits import SessionLimiter

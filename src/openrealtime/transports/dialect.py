@@ -11,8 +11,7 @@ import orjson
 
 from ..protocol import errors
 from ..protocol.beta import client_event_to_ga, server_event_to_beta
-from ..protocol.client_events import parse_client_dict, parse_client_event
-from ..protocol.errors import ProtocolError
+from ..protocol.client_events import parse_client_dict, parse_client_event, top_level_event_id
 
 
 class Dialect(Protocol):
@@ -44,12 +43,12 @@ class Beta:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc):  # orjson stops at 1024 levels, far past ours
+                raise errors.too_deep(MAX_DEPTH, top_level_event_id(raw)) from None
             raise errors.invalid_json(exc) from None
         if not nesting_within(data, MAX_DEPTH):
-            raise ProtocolError(
-                f"The event nests deeper than {MAX_DEPTH} levels; no event needs that.",
-                errors.INVALID_JSON,
-            )
+            event_id = data.get("event_id") if isinstance(data, dict) else None
+            raise errors.too_deep(MAX_DEPTH, event_id if isinstance(event_id, str) else None)
         if isinstance(data, dict):
             # A value of the wrong JSON type where the translation expected another: GA
             # validation of the untranslated event then names the field.
@@ -62,7 +61,8 @@ class Beta:
         return None if translated is None else _encode(translated)
 
 
-# Deeper than any real event; pydantic's own JSON parser stops at about 200.
+# Deeper than any real event. GA events are read to the JSON parser's own limit
+# (client_events.PARSER_DEPTH, 200); both are in docs/protocol.md, "Limits".
 MAX_DEPTH = 64
 
 

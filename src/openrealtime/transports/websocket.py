@@ -10,7 +10,11 @@ stops. A sideband connection (`?call_id=`) attaches to a session another transpo
   stops, other sessions never notice.
 - The server ends a session through its `Ending` (age limit, shutdown, the full queue): the
   `error` event, then the close frame; if the client takes neither within CLOSE_TIMEOUT_S,
-  the connection is aborted.
+  or then stops reading for CLOSE_TIMEOUT_S without answering the close, the connection is
+  aborted.
+  Handing the close to the socket is not enough: a client that stopped reading before its
+  socket buffer filled takes the frame into that buffer and never answers (uvicorn would
+  hold it for its own 10 s).
 - An event longer than MAX_EVENT_CHARS is refused with `message_too_large` before parsing,
   and the session goes on. (uvicorn's `ws_max_size`, set well above it in `server/run.py`,
   closes the connection with 1009 only for frames no client should send.)
@@ -31,10 +35,10 @@ from ..protocol.errors import ProtocolError
 from ..protocol.server_events import ServerEvent
 from ..protocol.server_events import error as error_event
 from ..runtime.driver import SessionDriver
-from .abort import abort
+from .abort import abort, closing, unsent
 from .dialect import Dialect
 from .ending import Close, Ending
-from .outbox import Outbox, QueueLimits
+from .send_queue import QueueLimits, SendQueue
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_EVENT_CHARS = 21 * 1024 * 1024
 # How long a client is given to take the last error event and the close frame.
 CLOSE_TIMEOUT_S = 2.0
+CLOSE_POLL_S = 0.02
 NOT_READING = "client is not reading its events"
 
 
@@ -76,7 +81,7 @@ async def run_websocket(
     is sent before any of the session's events (a sideband's snapshot of the session it
     attaches to)."""
     ending = ending or Ending()
-    outbox: Outbox[_Goodbye] = Outbox(limits or QueueLimits())
+    queue: SendQueue[_Goodbye] = SendQueue(limits or QueueLimits())
 
     def put(event: ServerEvent) -> None:
         try:
@@ -84,8 +89,8 @@ async def run_websocket(
         except Exception:  # one unencodable event must not silence the session
             log.exception("could not encode a %s event", event.get("type"))
             return
-        if text is not None and not outbox.put(text) and outbox.overflowed:
-            ending.request(Close(_not_reading(outbox), 1008, NOT_READING))
+        if text is not None and not queue.put(text) and queue.overflowed:
+            ending.request(Close(_not_reading(queue), 1008, NOT_READING))
 
     def sink(event: ServerEvent) -> None:
         if event_filter is None or event_filter(event):
@@ -94,7 +99,7 @@ async def run_websocket(
     if first is not None:
         put(first)
     reader = asyncio.create_task(_read(websocket, driver, dialect))
-    writer = asyncio.create_task(_write(websocket, outbox))
+    writer = asyncio.create_task(_write(websocket, queue))
     ended = asyncio.create_task(ending.wait())
     driver.add_sink(sink)
     try:
@@ -108,7 +113,7 @@ async def run_websocket(
             await driver.close()  # backend work stops before the goodbye is flushed
         close = ending.close
         if close is not None and not reader.done() and not writer.done():
-            await _say_goodbye(websocket, dialect, outbox, writer, close)
+            await _say_goodbye(websocket, dialect, queue, writer, close)
         for task in (reader, writer, ended):
             task.cancel()
         for result in await asyncio.gather(reader, writer, ended, return_exceptions=True):
@@ -116,11 +121,11 @@ async def run_websocket(
                 log.error("websocket session task failed", exc_info=result)
 
 
-def _not_reading(outbox: Outbox[Any]) -> ProtocolError:
-    limits = outbox.limits
+def _not_reading(queue: SendQueue[Any]) -> ProtocolError:
+    limits = queue.limits
     return ProtocolError(
-        f"This client is not reading its events: {len(outbox)} events "
-        f"({outbox.queued_bytes} bytes) waited to be sent, past the server's bound of "
+        f"This client is not reading its events: {len(queue)} events "
+        f"({queue.queued_bytes} bytes) waited to be sent, past the server's bound of "
         f"{limits.events} events or {limits.bytes} bytes. The session is closed; "
         "read events as they come.",
         errors.SEND_QUEUE_FULL,
@@ -130,19 +135,38 @@ def _not_reading(outbox: Outbox[Any]) -> ProtocolError:
 async def _say_goodbye(
     websocket: WebSocket,
     dialect: Dialect,
-    outbox: Outbox[_Goodbye],
+    queue: SendQueue[_Goodbye],
     writer: asyncio.Task[None],
     close: Close,
 ) -> None:
     """The error event and the close frame, after what waits (dropped if the client was not
-    reading it); a client that takes neither in time is cut off."""
+    reading it). A client that takes neither within CLOSE_TIMEOUT_S, or then stops reading
+    for CLOSE_TIMEOUT_S without answering the close, is cut off."""
     last = dialect.encode(error_event(close.error.as_error()))
     goodbye = _Goodbye(close.code, close.reason)
-    outbox.finish(*([last] if last else []), goodbye, drop_pending=outbox.overflowed)
+    queue.finish(*([last] if last else []), goodbye, drop_pending=queue.overflowed)
     done, _ = await asyncio.wait((writer,), timeout=CLOSE_TIMEOUT_S)
-    if not done:
+    if not done or not await _answered(websocket, CLOSE_TIMEOUT_S):
         log.info("a client took no close in %.0f s; dropping its connection", CLOSE_TIMEOUT_S)
         abort(websocket)
+
+
+async def _answered(websocket: WebSocket, timeout: float) -> bool:
+    """Whether the peer answers the close frame before it stops taking data for `timeout`: a
+    client draining a backlog (the bytes it has not taken go down) is given the time it takes.
+    Only uvicorn hears the answer (the app was told "disconnect" when it sent the close), and
+    closes the transport: look for that, briefly and only here. Without a handle to look
+    (another server), assume so."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    backlog = unsent(websocket)
+    while (going := closing(websocket)) is False and loop.time() < deadline:
+        await asyncio.sleep(CLOSE_POLL_S)
+        left = unsent(websocket)
+        if left is not None and backlog is not None and left < backlog:
+            deadline = loop.time() + timeout
+        backlog = left
+    return going is not False
 
 
 async def _read(websocket: WebSocket, driver: EventSource, dialect: Dialect) -> None:
@@ -185,12 +209,12 @@ async def _read(websocket: WebSocket, driver: EventSource, dialect: Dialect) -> 
         driver.receive(event)
 
 
-async def _write(websocket: WebSocket, outbox: Outbox[_Goodbye]) -> None:
-    """Send what the outbox holds, in order, until the goodbye (or the peer vanishes)."""
+async def _write(websocket: WebSocket, queue: SendQueue[_Goodbye]) -> None:
+    """Send what the queue holds, in order, until the goodbye (or the peer vanishes)."""
     send = websocket.send
     try:
         while True:
-            item = await outbox.get()
+            item = await queue.get()
             if isinstance(item, _Goodbye):
                 await websocket.close(code=item.code, reason=item.reason)
                 return

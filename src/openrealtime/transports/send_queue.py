@@ -2,7 +2,7 @@
 
 The driver's sink puts (it must never block: it runs inside the session's event loop work);
 one writer task takes and sends. A client that reads slower than its session produces fills
-the outbox; past either bound (events, or bytes: one audio delta is up to ~100 KB) `put`
+the queue; past either bound (events, or bytes: one audio delta is up to ~100 KB) `put`
 refuses, and the transport ends the session — holding without bound would let one client
 that stops reading grow the server's memory until it falls over.
 
@@ -26,7 +26,7 @@ class QueueLimits:
     bytes: int = 16 * 1024 * 1024
 
 
-class Outbox(Generic[T]):
+class SendQueue(Generic[T]):
     """Encoded events (`str`) in order, then the final items `finish` appends (type T)."""
 
     def __init__(self, limits: QueueLimits) -> None:
