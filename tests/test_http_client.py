@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from raw_http import RawHTTPServer, chat_answer, chunk, chunked, chunked_head, delta, sse
+from yarl import URL
 
 from openrealtime.backends.errors import BackendError
+from openrealtime.backends.http_client import env_proxy
 from openrealtime.backends.llm.base import ChatTurn, Finished, LlmEvent, LlmRequest, TextDelta
 from openrealtime.backends.llm.openai_chat import OpenAIChatModel
 from openrealtime.backends.stt.base import TranscriptionOptions
@@ -201,3 +203,23 @@ async def test_no_proxy_is_honoured(proxy: RawHTTPServer, monkeypatch: pytest.Mo
     async with RawHTTPServer([chat_answer("direct")]) as server:
         await call("llm", server.url)
     assert len(server.requests) == 1 and proxy.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "no_proxy", "expected"),
+    [
+        ("https://api.example.com/v1", "", "http://secure-proxy:3128"),
+        ("http://llm.internal/v1", "", "http://user:pw@plain-proxy:8080"),
+        ("https://api.example.com/v1", "example.com", None),
+        ("http://10.0.0.5:8000/v1", "10.0.0.5", None),
+    ],
+)
+def test_the_proxy_is_chosen_by_scheme_and_no_proxy(
+    monkeypatch: pytest.MonkeyPatch, url: str, no_proxy: str, expected: str | None
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://secure-proxy:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://user:pw@plain-proxy:8080")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert env_proxy(URL(url)) == expected
