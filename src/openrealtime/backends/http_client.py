@@ -3,7 +3,7 @@ request becomes a `BackendError`.
 
 - Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply, as they do for the `openai` SDK, read
   once per backend. (aiohttp's `trust_env=True` reads them, and ~/.netrc, in a worker thread
-  on every request: two thread hops, ~1.4 ms of CPU per chat completion here, which is more
+  on every request: two thread hops, ~1.2 ms of CPU per chat completion here, which is more
   than the rest of the request.) TLS is verified against the system's certificates.
 - No request is ever sent twice. aiohttp re-sends a request on a new connection when a pooled
   one fails before the answer, but only for idempotent methods (`IDEMPOTENT_METHODS` in
