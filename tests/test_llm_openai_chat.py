@@ -178,9 +178,11 @@ def test_a_refused_request_tells_the_client_the_status_and_the_log_the_rest(
     client: Any, llm: ScriptedLLM, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     llm.script(Fail(400, f'{{"error": {{"message": "{UPSTREAM_SECRET}"}}}}'))
-    with caplog.at_level(logging.WARNING, logger="openrealtime"):
-        with client.realtime.connect(model="gpt-realtime") as conn:
-            done = _text_turn(conn)[-1].response
+    with (
+        caplog.at_level(logging.WARNING, logger="openrealtime"),
+        client.realtime.connect(model="gpt-realtime") as conn,
+    ):
+        done = _text_turn(conn)[-1].response
     error = done.status_details.error
     assert (done.status, error.code) == ("failed", "llm_error")
     assert error.message == "The language model backend refused the request (HTTP 400)."
