@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -45,7 +46,33 @@ class Garbage:
     body: str = "data: this is not json\n\n"
 
 
-Reply = Text | ToolCalls | Fail | Garbage
+@dataclass
+class Dropped:
+    """A 200 stream that stops mid-body: the chunks, then the connection closes with no end of
+    the chunked body, no `finish_reason` and no `[DONE]` (an LLM server that crashed)."""
+
+    chunks: list[str]
+
+
+class _DropConnection(Exception):
+    """Raised mid-stream: the ASGI server then closes the socket, the only way an ASGI app
+    can cut a response short."""
+
+
+class _QuietDrops(logging.Filter):
+    """uvicorn logs an app's exception with a traceback; a scripted drop is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        return not isinstance(error, _DropConnection)
+
+
+Reply = Text | ToolCalls | Fail | Garbage | Dropped
+
+
+_QUIET_DROPS = _QuietDrops()
 
 
 @dataclass
@@ -79,6 +106,7 @@ class ScriptedLLM:
 
     def app(self) -> FastAPI:
         app = FastAPI()
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)  # idempotent
 
         @app.get("/v1/models")
         async def models() -> dict[str, Any]:
@@ -121,6 +149,11 @@ class ScriptedLLM:
                 yield reply.body
                 return
             yield chunk({"role": "assistant", "content": ""})
+            if isinstance(reply, Dropped):
+                for piece in reply.chunks:
+                    yield chunk({"content": piece})
+                await asyncio.sleep(0.05)  # the chunks reach the client before the close
+                raise _DropConnection
             if isinstance(reply, Text):
                 for piece in reply.chunks:
                     if reply.delay:

@@ -356,7 +356,7 @@ def test_serve_start_up_output_and_unreachable_llm(tmp_path) -> None:
         _wait_healthy(process, f"http://127.0.0.1:{port}/healthz", stderr_path)
         start_up = stderr_path.read_text()  # complete: start-up logs before health turns ok
 
-        # With the LLM away, a turn fails cleanly and says where it looked.
+        # With the LLM away, a turn fails cleanly; the log, not the client, says where it looked.
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="any-key")
         with client.realtime.connect(model="gpt-realtime") as conn:
             assert recv(conn).type == "session.created"
@@ -365,7 +365,11 @@ def test_serve_start_up_output_and_unreachable_llm(tmp_path) -> None:
             conn.response.create()
             done = recv_until(conn, "response.done")[-1].response
         assert done.status == "failed"
-        assert llm_url in done.status_details.error.message
+        assert done.status_details.error.code == "llm_unreachable"
+        assert llm_url not in done.status_details.error.message
+        assert any(
+            "failed" in line and llm_url in line for line in stderr_path.read_text().splitlines()
+        )
 
         process.send_signal(signal.SIGTERM)
         # A graceful shutdown is a success (uvicorn's re-raise of the signal is defused:

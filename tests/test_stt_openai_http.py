@@ -213,31 +213,35 @@ async def test_shared_client_serves_concurrent_requests(
 # Failures ---------------------------------------------------------------------------------
 
 
-async def expect_error(t: OpenAITranscriber) -> BackendError:
+async def expect_error(t: OpenAITranscriber, code: str) -> BackendError:
+    """The failure as clients see it (a code; a message with no internal URL, host or port),
+    and as the server log does (`str(error)`: the URL and what to check)."""
     with pytest.raises(BackendError) as info:
         await collect(t, tone(0.2), TranscriptionOptions())
     error = info.value
-    assert error.backend == "stt"
-    assert t.url in error.message
-    assert "--stt-base-url" in error.message and "--stt-model" in error.message
+    assert (error.backend, error.code) == ("stt", code)
+    assert error.message.startswith("The speech-to-text backend ")
+    host, port = t.url.split("//")[1].split("/")[0].split(":")
+    assert "http" not in error.message and host not in error.message and port not in error.message
+    assert t.url in str(error)
+    assert "--stt-base-url" in str(error) and "--stt-model" in str(error)
     return error
 
 
 async def test_server_error(server: ScriptedServer, script: Script) -> None:
     script.status = 500
     script.body = b'{"error": {"message": "CUDA out of memory"}}'
-    error = await expect_error(OpenAITranscriber(server.base_url, model="big-model"))
-    assert "HTTP 500" in error.message
-    assert "CUDA out of memory" in error.message  # the body excerpt
-    assert "big-model" in error.message
+    error = await expect_error(OpenAITranscriber(server.base_url, model="big-model"), "stt_error")
+    assert error.message == "The speech-to-text backend failed (HTTP 500); try again."
+    assert "CUDA out of memory" in str(error) and "big-model" in str(error)  # for the log
 
 
 async def test_long_error_body_is_cut(server: ScriptedServer, script: Script) -> None:
     script.status = 404
     script.body = b"x" * 10_000
-    error = await expect_error(OpenAITranscriber(server.base_url))
-    assert "HTTP 404" in error.message
-    assert len(error.message) < 600
+    error = await expect_error(OpenAITranscriber(server.base_url), "stt_error")
+    assert error.message == "The speech-to-text backend refused the request (HTTP 404)."
+    assert "xxxx" in str(error) and len(str(error)) < 600
 
 
 @pytest.mark.parametrize(
@@ -245,14 +249,15 @@ async def test_long_error_body_is_cut(server: ScriptedServer, script: Script) ->
 )
 async def test_garbage_json(server: ScriptedServer, script: Script, body: bytes) -> None:
     script.body = body
-    error = await expect_error(OpenAITranscriber(server.base_url))
-    assert body.decode()[:10] in error.message
+    error = await expect_error(OpenAITranscriber(server.base_url), "stt_bad_response")
+    assert body.decode()[:10] not in error.message
+    assert body.decode()[:10] in str(error)
 
 
 async def test_timeout(server: ScriptedServer, script: Script) -> None:
     script.delay = 1.0
-    error = await expect_error(OpenAITranscriber(server.base_url, timeout=0.2))
-    assert "timed out" in error.message
+    error = await expect_error(OpenAITranscriber(server.base_url, timeout=0.2), "stt_timeout")
+    assert error.message == "The speech-to-text backend did not answer in time (0.2 s)."
 
 
 async def test_closed_port() -> None:
@@ -260,6 +265,7 @@ async def test_closed_port() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # Nothing listens there now.
-    error = await expect_error(OpenAITranscriber(f"http://127.0.0.1:{port}/v1/"))
-    assert "Connect call failed" in error.message
-    assert f"http://127.0.0.1:{port}/v1/audio/transcriptions" in error.message
+    error = await expect_error(OpenAITranscriber(f"http://127.0.0.1:{port}/v1/"), "stt_unreachable")
+    assert error.message == "The speech-to-text backend cannot be reached."
+    assert "Connect call failed" in str(error)
+    assert f"http://127.0.0.1:{port}/v1/audio/transcriptions" in str(error)

@@ -25,6 +25,7 @@ class SpeechServer:
     # Set before the last chunk is sent, so a test can prove audio arrived before the end.
     hold_last: asyncio.Event | None = None
     silent: bool = False  # read the request and never answer
+    cut_short: bool = False  # close the connection without ending the chunked body
     requests: list[tuple[dict[str, str], dict[str, object]]] = field(default_factory=list)
     base_url: str = ""
 
@@ -54,6 +55,8 @@ class SpeechServer:
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             await writer.drain()
             await asyncio.sleep(0.005)  # let each chunk reach the client on its own
+        if self.cut_short:
+            return
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
@@ -119,17 +122,21 @@ async def test_odd_chunk_boundaries_keep_samples_whole(
     assert b"".join(received) == PCM
 
 
-async def test_server_error_names_url_status_and_body(
+async def test_server_error_gives_the_status_and_logs_url_and_body(
     server: SpeechServer, synth: OpenAISpeechSynthesizer
 ) -> None:
     server.status = 500
     server.chunks = [b'{"error": "model kokoro not loaded"}']
     with pytest.raises(BackendError) as caught:
         await collect(synth)
-    message = str(caught.value)
-    assert f"{server.base_url}/audio/speech" in message
-    assert "500" in message and "model kokoro not loaded" in message
-    assert "--tts-base-url" in message and caught.value.backend == "tts"
+    error = caught.value
+    assert (error.backend, error.code) == ("tts", "tts_error")
+    # What clients see: no internal URL, no upstream body.
+    assert error.message == "The text-to-speech backend failed (HTTP 500); try again."
+    # What the server log shows.
+    logged = str(error)
+    assert f"{server.base_url}/audio/speech" in logged
+    assert "500" in logged and "model kokoro not loaded" in logged and "--tts-base-url" in logged
 
 
 async def test_refused_connection_raises_backend_error() -> None:
@@ -138,20 +145,42 @@ async def test_refused_connection_raises_backend_error() -> None:
         port = s.getsockname()[1]
     tts = OpenAISpeechSynthesizer(f"http://127.0.0.1:{port}/v1", None, "tts-1", timeout=2.0)
     try:
-        with pytest.raises(BackendError, match=rf"127\.0\.0\.1:{port}/v1/audio/speech.*Connect"):
+        with pytest.raises(BackendError) as caught:
             await collect(tts)
     finally:
         await tts.aclose()
+    assert caught.value.code == "tts_unreachable"
+    assert caught.value.message == "The text-to-speech backend cannot be reached."
+    assert f"127.0.0.1:{port}/v1/audio/speech" in str(caught.value)
 
 
 async def test_silent_server_times_out(server: SpeechServer) -> None:
     server.silent = True
     tts = OpenAISpeechSynthesizer(server.base_url, None, "tts-1", timeout=0.2)
     try:
-        with pytest.raises(BackendError, match=r"timed out.*--tts-model"):
+        with pytest.raises(BackendError) as caught:
             await collect(tts)
     finally:
         await tts.aclose()
+    assert caught.value.code == "tts_timeout"
+    assert caught.value.message == "The text-to-speech backend did not answer in time (0.2 s)."
+    assert "--tts-model" in str(caught.value)
+
+
+async def test_a_clip_cut_short_is_an_error(server: SpeechServer) -> None:
+    # The server sends some audio, then closes the connection inside the chunked body.
+    server.chunks = [PCM[:4096]]
+    server.cut_short = True
+    tts = OpenAISpeechSynthesizer(server.base_url, None, "tts-1", timeout=2.0)
+    received: list[bytes] = []
+    try:
+        with pytest.raises(BackendError) as caught:
+            async for chunk in tts.synthesize("Hello.", "alloy"):
+                received.append(chunk)
+    finally:
+        await tts.aclose()
+    assert b"".join(received) == PCM[:4096]
+    assert caught.value.code == "tts_interrupted"
 
 
 def test_any_non_empty_voice_passes_through() -> None:

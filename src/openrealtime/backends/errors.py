@@ -4,13 +4,26 @@ from __future__ import annotations
 
 
 class BackendError(Exception):
-    """A backend failed. `message` says what failed and how to fix the configuration."""
+    """A backend failed.
 
-    def __init__(self, backend: str, message: str, *, code: str = "backend_error") -> None:
+    `code` and `message` reach clients (a failed response, a failed transcription): the message
+    says what went wrong in words a client can act on, and never names internal hosts or quotes
+    an upstream answer. `detail` holds those, for the operator: it is in `str(error)`, which is
+    what the server log shows.
+    """
+
+    def __init__(
+        self, backend: str, message: str, *, code: str = "backend_error", detail: str = ""
+    ) -> None:
         super().__init__(f"{backend}: {message}")
         self.backend = backend
         self.message = message
         self.code = code
+        self.detail = detail
+
+    def __str__(self) -> str:
+        text = f"{self.backend}: {self.message}"
+        return f"{text} [{self.detail}]" if self.detail else text
 
 
 class MissingDependencyError(BackendError):

@@ -1,186 +1,150 @@
-"""A small HTTP/1.1 client for streaming JSON APIs: keep-alive connections, httptools parsing.
+"""Outgoing HTTP for the backends: aiohttp, one `ClientSession` per backend, and how a failed
+request becomes a `BackendError`.
 
-The Chat Completions request is on the critical path of every turn. The `openai` SDK spends
-~6 ms of CPU per request (and more as the conversation grows) building and validating models;
-this client spends a fraction of a millisecond, which is most of openrealtime's own overhead.
-No proxies, no redirects, no HTTP/2: an OpenAI-compatible endpoint needs none of them.
+- Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply, as they do for the `openai` SDK, read
+  once per backend. (aiohttp's `trust_env=True` reads them, and ~/.netrc, in a worker thread
+  on every request: two thread hops, ~1.2 ms of CPU per chat completion here, which is more
+  than the rest of the request.) TLS is verified against the system's certificates.
+- No request is ever sent twice. aiohttp re-sends a request on a new connection when a pooled
+  one fails before the answer, but only for idempotent methods (`IDEMPOTENT_METHODS` in
+  aiohttp/client.py, after RFC 9112 §9.3.1.1); the backends POST, and a POST that fails is
+  reported, never retried: a chat completion sent twice is generated (and billed) twice.
+- Timeouts: `timeouts(seconds)` bounds the connection and each wait for data from the server,
+  not the whole answer (a long answer that keeps streaming is fine).
+- Clients see what went wrong and a code; the URL, the exception and the upstream body go in
+  the error's `detail`, which only the server log shows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import urllib.request
 import weakref
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-import httptools
+import aiohttp
+from yarl import URL
 
-_Idle = tuple[asyncio.StreamReader, asyncio.StreamWriter, float]
+from .errors import BackendError
 
-_READ_SIZE = 65536
-# Idle connections older than this are not reused: servers close them (uvicorn after 5 s), and
-# a request sent into one that is closing fails. Nor are more than _MAX_IDLE kept.
-_IDLE_SECONDS = 4.0
-_MAX_IDLE = 32
+# Idle connections older than this are closed rather than reused: servers close theirs (uvicorn
+# after 5 s), and a POST sent into one that is closing fails, since it is never re-sent.
+_KEEPALIVE_SECONDS = 4.0
+_EXCERPT_CHARS = 300
 
 
-class HTTPError(Exception):
-    """The request could not be made or did not complete (connect, reset, malformed)."""
+def timeouts(seconds: float) -> aiohttp.ClientTimeout:
+    """Connect within `seconds`, then never wait longer than `seconds` for the next bytes."""
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    _body: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
-    _pump: asyncio.Task[None] | None = None
+class HTTPSessions:
+    """One backend's aiohttp sessions: one per event loop, created on first use.
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._body.get()) is not None:
-            yield chunk
-        pump = self._pump
-        if pump is not None and pump.done() and not pump.cancelled() and pump.exception():
-            error = pump.exception()
-            raise HTTPError(str(error) or type(error).__name__)
+    A server has one loop. Tests share a backend between servers that each run their own loop,
+    and a session belongs to the loop it was made on; one whose loop has closed is let go.
+    """
 
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
-
-    def close(self) -> None:
-        """Stop reading early: the connection is closed, not reused (which is how a streamed
-        generation is cancelled on the server's side)."""
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
-
-
-class _Parsing:
-    """httptools callbacks, filling a Response as bytes arrive."""
-
-    def __init__(self) -> None:
-        self.headers: dict[str, str] = {}
-        self.headers_done = asyncio.Event()
-        self.body: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.complete = False
-        self.keep_alive = False
-        self.parser = httptools.HttpResponseParser(self)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        self.headers_done.set()
-
-    def on_body(self, body: bytes) -> None:
-        self.body.put_nowait(body)
-
-    def on_message_complete(self) -> None:
-        # llhttp answers should_keep_alive() only inside its callbacks; afterwards, False.
-        self.keep_alive = self.parser.should_keep_alive()
-        self.complete = True
-        self.body.put_nowait(None)
-
-
-class HTTPClient:
-    """One base URL, a pool of idle keep-alive connections to it."""
-
-    def __init__(self, base_url: str, *, headers: dict[str, str] | None = None) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"unsupported URL scheme in {base_url!r}")
+    def __init__(self, base_url: str, api_key: str | None, timeout: aiohttp.ClientTimeout) -> None:
         self.base_url = base_url.rstrip("/")
-        self._host = parts.hostname or "localhost"
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        self._prefix = parts.path.rstrip("/")
-        host_header = self._host if parts.port is None else f"{self._host}:{self._port}"
-        self._base_headers = {"Host": host_header, "User-Agent": "openrealtime", **(headers or {})}
-        # Per event loop (a connection belongs to the loop that opened it): (reader, writer,
-        # loop time it went idle), newest last.
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Idle]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._headers = {"User-Agent": "openrealtime"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
+        self._proxy = env_proxy(URL(self.base_url))
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        weakref.finalize(self, _let_go_of_closed_loops, self._sessions)
 
-    @property
-    def _idle(self) -> list[_Idle]:
-        return self._pools.setdefault(asyncio.get_running_loop(), [])
+    def url(self, path: str) -> URL:
+        return URL(self.base_url + path)
 
-    def _request_bytes(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-        lines = [f"{method} {self._prefix}{path} HTTP/1.1"]
-        for name, value in {**self._base_headers, **headers}.items():
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-    async def request(
-        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> Response:
-        """Send a request; the Response's body streams as it arrives."""
-        data = self._request_bytes(method, path, body, headers or {})
-        # A pooled connection the server has since closed fails at once: retry on a new one.
-        for attempt in (0, 1):
-            pooled = self._take_idle() if attempt == 0 else None
-            reused = pooled is not None
-            reader, writer = pooled if pooled is not None else await self._connect()
-            parsing = _Parsing()
-            try:
-                writer.write(data)
-                pump = asyncio.get_running_loop().create_task(self._pump(reader, writer, parsing))
-                headers_done = asyncio.ensure_future(parsing.headers_done.wait())
-                await asyncio.wait([pump, headers_done], return_when=asyncio.FIRST_COMPLETED)
-                if not parsing.headers_done.is_set():
-                    headers_done.cancel()
-                    pump.result()  # raises what the pump met
-                    raise HTTPError("the connection closed before a response")
-            except (OSError, HTTPError, httptools.HttpParserError) as exc:
-                writer.close()
-                if reused:
-                    continue
-                raise HTTPError(str(exc) or type(exc).__name__) from exc
-            return Response(parsing.parser.get_status_code(), parsing.headers, parsing.body, pump)
-        raise HTTPError("unreachable")
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        try:
-            return await asyncio.open_connection(self._host, self._port, ssl=self._ssl)
-        except OSError as exc:
-            raise HTTPError(str(exc) or type(exc).__name__) from exc
-
-    async def _pump(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        parsing: _Parsing,
-    ) -> None:
-        """Read one response into `parsing`; then pool the connection, or close it."""
-        reusable = False
-        try:
-            while not parsing.complete:
-                data = await reader.read(_READ_SIZE)
-                if not data:
-                    parsing.body.put_nowait(None)
-                    if parsing.headers_done.is_set():
-                        return  # a body delimited by the close
-                    raise HTTPError("the server closed the connection")
-                parsing.parser.feed_data(data)
-            reusable = parsing.keep_alive
-        finally:
-            if reusable and len(self._idle) < _MAX_IDLE:
-                self._idle.append((reader, writer, asyncio.get_running_loop().time()))
-            else:
-                writer.close()
-
-    def _take_idle(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        now = asyncio.get_running_loop().time()
-        while self._idle:
-            reader, writer, since = self._idle.pop()
-            if now - since < _IDLE_SECONDS and not reader.at_eof() and not writer.is_closing():
-                return reader, writer
-            writer.close()
-        return None
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            _let_go_of_closed_loops(self._sessions)
+            session = self._sessions[loop] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_SECONDS),
+                headers=self._headers,
+                # Plain bodies, as before: a compressed SSE stream can be held back in buffers.
+                skip_auto_headers=("Accept-Encoding",),
+                timeout=self._timeout,
+                proxy=self._proxy,
+            )
+        return session
 
     async def aclose(self) -> None:
-        for _, writer, _ in self._idle:
-            writer.close()
-        self._idle.clear()
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.close()
+        _let_go_of_closed_loops(self._sessions)
+
+
+def env_proxy(url: URL) -> str | None:
+    """The proxy the environment names for `url` (credentials may be in it), or None when
+    there is none or NO_PROXY exempts the host."""
+    if url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
+
+
+def _let_go_of_closed_loops(
+    sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession],
+) -> None:
+    for loop in [loop for loop in sessions if loop.is_closed()]:
+        # Its connections died with the loop, so closing has nothing to wait for and runs to
+        # its end at once, without a loop; closed, the session does not warn when collected.
+        closing = sessions.pop(loop).close()
+        try:
+            closing.send(None)
+        except StopIteration:
+            continue
+        closing.close()  # it would wait after all: give up, nothing is left to free
+
+
+def request_failed(
+    backend: str, service: str, url: URL | str, exc: Exception, timeout: float
+) -> BackendError:
+    """A request that got no complete answer (`exc` from aiohttp, or a timeout)."""
+    detail = f"{url}: {exc!r}"
+    if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors
+        return BackendError(
+            backend,
+            f"{service} did not answer in time ({timeout:g} s).",
+            code=f"{backend}_timeout",
+            detail=detail,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, proxy, TLS
+        return BackendError(
+            backend, f"{service} cannot be reached.", code=f"{backend}_unreachable", detail=detail
+        )
+    return interrupted(backend, service, detail)
+
+
+def interrupted(backend: str, service: str, detail: str) -> BackendError:
+    return BackendError(
+        backend,
+        f"{service} broke off before its answer was complete; try again.",
+        code=f"{backend}_interrupted",
+        detail=detail,
+    )
+
+
+def status_failed(
+    backend: str, service: str, url: URL | str, status: int, body: bytes, hint: str = ""
+) -> BackendError:
+    """An answer with an error status. The upstream body is for the log only: it can name
+    internal hosts, models or keys."""
+    message = (
+        f"{service} refused the request (HTTP {status})."
+        if 400 <= status < 500
+        else f"{service} failed (HTTP {status}); try again."
+    )
+    detail = f"{url} answered HTTP {status}: {excerpt(body)!r}"
+    return BackendError(
+        backend, message, code=f"{backend}_error", detail=f"{detail}; {hint}" if hint else detail
+    )
+
+
+def excerpt(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "…"

@@ -1,19 +1,27 @@
 """Any OpenAI-compatible Chat Completions endpoint: Ollama, vLLM, llama.cpp server, OpenAI.
 
-Streams with a lean HTTP client and reads the chunks as plain JSON: see `http_client`.
+Streams over aiohttp (see `http_client`) and reads the chunks as plain JSON with orjson: the
+request is on the critical path of every turn, and the `openai` SDK spends milliseconds of CPU
+per request building and validating models.
+
+An answer is complete only when the stream says so: `[DONE]`, or at least a `finish_reason`
+before the body ends. A body that stops short (the connection dropped, a chunked body aborted)
+is a failed response, never a finished one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import orjson
+from yarl import URL
 
 from ..errors import BackendError
-from ..http_client import HTTPClient, HTTPError
+from ..http_client import HTTPSessions, interrupted, request_failed, status_failed, timeouts
 from .base import (
     ChatTurn,
     Finished,
@@ -27,6 +35,11 @@ from .base import (
 )
 
 log = logging.getLogger(__name__)
+
+SERVICE = "The language model backend"
+_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+_MAX_LINE = 4 << 20  # bytes of one SSE line not yet ended: more is not Chat Completions
+_TAIL_SECONDS = 1.0
 
 # A tool call the client never answered still needs a tool message, or the endpoint refuses
 # the whole request; this placeholder says what happened.
@@ -134,67 +147,57 @@ class OpenAIChatModel:
         self.model = model
         self.context_window = context_window
         self._timeout = timeout
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = HTTPClient(base_url, headers=headers)
+        self._http = HTTPSessions(base_url, api_key, timeouts(timeout))
+        self._url = self._http.url("/chat/completions")
 
     async def stream(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
         body = orjson.dumps(chat_arguments(request, self.model))
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        response = None
         try:
-            async with asyncio.timeout(self._timeout) as deadline:
-                response = await self._http.request("POST", "/chat/completions", body, headers)
-                if response.status != 200:
-                    raise self._status_error(response.status, await response.read())
-                events = _sse_events(response.chunks())
-                async for event in _chat_events(events):
-                    yield event
-                    # The timeout bounds the wait for each piece, not the whole answer.
-                    deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
-        except TimeoutError:
-            raise BackendError(
-                "llm",
-                f"the LLM at {self.base_url} did not answer in time; raise --llm-timeout or check "
-                "that the server is not overloaded",
-                code="llm_timeout",
-            ) from None
-        except HTTPError as exc:
-            raise BackendError(
-                "llm",
-                f"cannot reach the LLM at {self.base_url} ({exc}); start it, or point "
-                "--llm-base-url (OPENREALTIME_LLM_BASE_URL) at a running OpenAI-compatible server",
-                code="llm_unreachable",
-            ) from None
+            response = await self._http.session().post(self._url, data=body, headers=_HEADERS)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._failed(exc) from None
+        try:
+            if response.status != 200:
+                raise self._status_error(response.status, await response.read())
+            async for event in _chat_events(response.content.readany, self._url):
+                yield event
+            await _finish_reading(response)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._failed(exc) from None
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise BackendError(
-                "llm",
-                f"the LLM at {self.base_url} sent a stream that is not Chat Completions ({exc!r})",
-                code="llm_bad_response",
-            ) from None
+            raise _not_chat_completions(self._url, repr(exc)) from None
         finally:
-            if response is not None:
-                response.close()  # a no-op after the end; cancels a generation mid-stream
+            # Unread to the end (cancelled, failed): the connection is closed, not reused, which
+            # is also how a generation is stopped on the server's side.
+            response.close()
+
+    def _failed(self, exc: Exception) -> BackendError:
+        error = request_failed("llm", SERVICE, self._url, exc, self._timeout)
+        if error.code == "llm_unreachable":
+            error.detail += (
+                "; start it, or point --llm-base-url (OPENREALTIME_LLM_BASE_URL) at a running "
+                "OpenAI-compatible server"
+            )
+        elif error.code == "llm_timeout":
+            error.detail += "; raise --llm-timeout or check that the server is not overloaded"
+        return error
 
     def _status_error(self, status: int, body: bytes) -> BackendError:
         hint = (
-            f"; check --llm-model (now '{self.model}')"
+            f"check --llm-model (now '{self.model}')"
             if status in (400, 404)
-            else "; check --llm-api-key"
+            else "check --llm-api-key"
             if status in (401, 403)
             else ""
         )
-        return BackendError(
-            "llm",
-            f"the LLM at {self.base_url} answered HTTP {status}: "
-            f"{_excerpt(body.decode('utf-8', 'replace'))}{hint}",
-            code="llm_error",
-        )
+        return status_failed("llm", SERVICE, self._url, status, body, hint)
 
     async def check(self) -> str | None:
         """None if the endpoint answers; otherwise why not (for the start-up warning)."""
         try:
-            async with asyncio.timeout(3.0):
-                response = await self._http.request("GET", "/models")
+            async with self._http.session().get(
+                self._http.url("/models"), timeout=aiohttp.ClientTimeout(total=3.0)
+            ) as response:
                 await response.read()
         except TimeoutError:
             return "no answer within 3 s"
@@ -206,54 +209,75 @@ class OpenAIChatModel:
         await self._http.aclose()
 
 
-async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The `data:` payloads of a server-sent event stream."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        while True:
-            end = pending.find(b"\n")
-            if end < 0:
-                break
-            line, pending = pending[:end].rstrip(b"\r"), pending[end + 1 :]
-            if line.startswith(b"data:"):
-                yield line[5:].strip()
+def _not_chat_completions(url: URL, what: str) -> BackendError:
+    return BackendError(
+        "llm",
+        f"{SERVICE} sent an answer that is not a Chat Completions stream.",
+        code="llm_bad_response",
+        detail=f"{url}: {what}",
+    )
 
 
-async def _chat_events(payloads: AsyncIterator[bytes]) -> AsyncIterator[LlmEvent]:
-    finish_reason = "stop"
+async def _finish_reading(response: aiohttp.ClientResponse) -> None:
+    """After `[DONE]`, read the end of the body (it may still be on its way) so that the
+    connection goes back to the pool; the answer is complete whatever happens here."""
+    try:
+        async with asyncio.timeout(_TAIL_SECONDS):
+            while await response.content.readany():
+                pass
+    except (aiohttp.ClientError, TimeoutError):
+        pass
+
+
+async def _chat_events(read: Callable[[], Awaitable[bytes]], url: URL) -> AsyncIterator[LlmEvent]:
+    """Chat Completions chunks from the SSE body (`read` returns the next bytes, b"" at the
+    end), parsed line by line from the bytes as they arrive."""
+    finish_reason: str | None = None
     usage: Usage | None = None
-    async for payload in payloads:
-        if payload == b"[DONE]":
-            break
-        chunk = orjson.loads(payload)
-        if error := chunk.get("error"):  # some servers report mid-stream failures this way
-            message = error.get("message") if isinstance(error, dict) else error
-            raise BackendError("llm", f"the LLM reported an error: {message}", code="llm_error")
-        if reported := chunk.get("usage"):
-            details = reported.get("prompt_tokens_details") or {}
-            usage = Usage(
-                reported.get("prompt_tokens") or 0,
-                reported.get("completion_tokens") or 0,
-                details.get("cached_tokens") or 0,
-            )
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            if content := delta.get("content"):
-                yield TextDelta(content)
-            for call in delta.get("tool_calls") or ():
-                function = call.get("function") or {}
-                yield ToolCallDelta(
-                    index=call.get("index", 0),
-                    call_id=call.get("id"),
-                    name=function.get("name"),
-                    arguments=function.get("arguments") or "",
+    pending = b""
+    while data := await read():
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()
+        if len(pending) > _MAX_LINE:
+            raise _not_chat_completions(url, f"a line longer than {_MAX_LINE} bytes")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # blank separators, comments, `event:` and `id:` fields
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                yield Finished(finish_reason or "stop", usage)
+                return
+            chunk = orjson.loads(payload)
+            if error := chunk.get("error"):  # some servers report mid-stream failures this way
+                raise BackendError(
+                    "llm",
+                    f"{SERVICE} failed while answering; try again.",
+                    code="llm_error",
+                    detail=f"{url} sent an error mid-stream: {error!r}",
                 )
-            if reason := choice.get("finish_reason"):
-                finish_reason = reason
+            if reported := chunk.get("usage"):
+                details = reported.get("prompt_tokens_details") or {}
+                usage = Usage(
+                    reported.get("prompt_tokens") or 0,
+                    reported.get("completion_tokens") or 0,
+                    details.get("cached_tokens") or 0,
+                )
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if content := delta.get("content"):
+                    yield TextDelta(content)
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") or {}
+                    yield ToolCallDelta(
+                        index=call.get("index", 0),
+                        call_id=call.get("id"),
+                        name=function.get("name"),
+                        arguments=function.get("arguments") or "",
+                    )
+                if reason := choice.get("finish_reason"):
+                    finish_reason = reason
+    # The body ended without [DONE]. Servers that leave it out still say why the answer ended;
+    # with neither, the stream was cut (a body delimited by the connection's close).
+    if finish_reason is None:
+        raise interrupted("llm", SERVICE, f"{url}: the stream ended without [DONE]")
     yield Finished(finish_reason, usage)
-
-
-def _excerpt(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "…"

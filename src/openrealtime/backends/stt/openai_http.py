@@ -7,17 +7,21 @@ streamed: the whole utterance goes up as one WAV file and the text comes back at
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import secrets
 import wave
 from collections.abc import AsyncIterator
 
+import aiohttp
 import orjson
 
 from openrealtime.backends.errors import BackendError
-from openrealtime.backends.http_client import HTTPClient, HTTPError
+from openrealtime.backends.http_client import (
+    HTTPSessions,
+    excerpt,
+    request_failed,
+    status_failed,
+)
 from openrealtime.backends.stt.base import (
     TranscriptDelta,
     TranscriptDone,
@@ -28,8 +32,8 @@ from openrealtime.backends.stt.base import (
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
+SERVICE = "The speech-to-text backend"
 _FLAG_HINT = "check --stt-base-url / --stt-model"
-_EXCERPT_CHARS = 200
 
 
 def pcm16_to_wav(pcm16k: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
@@ -55,12 +59,13 @@ class OpenAITranscriber:
         model: str | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/audio/transcriptions"
         # The operator's model wins; the client's is used only when none is configured.
         self.model = model
         self._timeout = timeout
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = HTTPClient(base_url, headers=headers)
+        # The whole exchange is bounded: one upload, one short JSON answer.
+        self._http = HTTPSessions(base_url, api_key, aiohttp.ClientTimeout(total=timeout))
+        self._url = self._http.url("/audio/transcriptions")
+        self.url = str(self._url)
 
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
@@ -75,72 +80,44 @@ class OpenAITranscriber:
         yield TranscriptDone(text, audio_seconds)
 
     async def _post(self, pcm16k: bytes, options: TranscriptionOptions) -> str:
-        fields = {"response_format": "json"}
+        form = aiohttp.FormData()
+        form.add_field("response_format", "json")
         model = self.model or options.model
         if model:
-            fields["model"] = model
+            form.add_field("model", model)
         if options.language:
-            fields["language"] = options.language
+            form.add_field("language", options.language)
         if options.prompt:
-            fields["prompt"] = options.prompt
-        body, content_type = multipart(
-            fields, ("file", "audio.wav", "audio/wav", pcm16_to_wav(pcm16k))
-        )
+            form.add_field("prompt", options.prompt)
+        form.add_field("file", pcm16_to_wav(pcm16k), filename="audio.wav", content_type="audio/wav")
         try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._http.request(
-                    "POST", "/audio/transcriptions", body, {"Content-Type": content_type}
-                )
+            async with self._http.session().post(self._url, data=form) as response:
                 raw = await response.read()
-        except TimeoutError:
-            raise self._error(f"timed out after {self._timeout:g} s") from None
-        except HTTPError as exc:
-            raise self._error(f"request failed ({exc})") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._hinted(
+                request_failed("stt", SERVICE, self._url, exc, self._timeout)
+            ) from None
         if not 200 <= response.status < 300:
-            raise self._error(
-                f"returned HTTP {response.status}: {_excerpt(raw.decode('utf-8', 'replace'))!r}"
-            )
+            raise self._hinted(status_failed("stt", SERVICE, self.url, response.status, raw))
         try:
             text = orjson.loads(raw)["text"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise self._error(
-                f"returned a body that is not transcription JSON: "
-                f"{_excerpt(raw.decode('utf-8', 'replace'))!r}"
-            ) from exc
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            text = None
         if not isinstance(text, str):
-            raise self._error(
-                f"returned a non-string 'text': {_excerpt(raw.decode('utf-8', 'replace'))!r}"
+            raise self._hinted(
+                BackendError(
+                    "stt",
+                    f"{SERVICE} sent an answer that is not a transcription.",
+                    code="stt_bad_response",
+                    detail=f"{self.url} answered {excerpt(raw)!r}",
+                )
             )
         return text.strip()
 
-    def _error(self, what: str) -> BackendError:
+    def _hinted(self, error: BackendError) -> BackendError:
         model = self.model or "(the client's)"
-        return BackendError(
-            "stt", f"transcription request to {self.url} (model {model}) {what}; {_FLAG_HINT}"
-        )
+        error.detail += f" (model {model}); {_FLAG_HINT}"
+        return error
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def multipart(fields: dict[str, str], file: tuple[str, str, str, bytes]) -> tuple[bytes, str]:
-    """A multipart/form-data body with text fields and one file; and its Content-Type."""
-    boundary = "openrealtime-" + secrets.token_hex(12)
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    name, filename, content_type, data = file
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-        f"Content-Type: {content_type}\r\n\r\n".encode()
-        + data
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def _excerpt(body: str) -> str:
-    body = body.strip()
-    return body if len(body) <= _EXCERPT_CHARS else body[:_EXCERPT_CHARS] + "…"

@@ -6,14 +6,20 @@ audio leaves as the server produces it rather than when the whole clip is done.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 
+import aiohttp
 import orjson
 
 from openrealtime.backends.errors import BackendError
-from openrealtime.backends.http_client import HTTPClient, HTTPError
+from openrealtime.backends.http_client import (
+    HTTPSessions,
+    request_failed,
+    status_failed,
+    timeouts,
+)
 
+SERVICE = "The text-to-speech backend"
 _HINT = "check --tts-base-url / --tts-model"
 _SPEED_MIN, _SPEED_MAX = 0.25, 4.0  # what /v1/audio/speech accepts
 
@@ -29,12 +35,13 @@ class OpenAISpeechSynthesizer:
         timeout: float = 30.0,
         sample_rate: int = 24000,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/audio/speech"
         self.model = model
         self.sample_rate = sample_rate
         self._timeout = timeout
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = HTTPClient(base_url, headers=headers)
+        # Bounds the connection and each wait for audio, not the whole clip.
+        self._http = HTTPSessions(base_url, api_key, timeouts(timeout))
+        self._url = self._http.url("/audio/speech")
+        self.url = str(self._url)
 
     def resolve_voice(self, voice: str) -> str | None:
         # The server knows its voices; an unknown one fails there with its own message.
@@ -55,32 +62,31 @@ class OpenAISpeechSynthesizer:
         carry = b""  # an odd trailing byte: half a sample, completed by the next chunk
         response = None
         try:
-            async with asyncio.timeout(self._timeout) as deadline:
-                response = await self._http.request(
-                    "POST", "/audio/speech", body, {"Content-Type": "application/json"}
+            response = await self._http.session().post(
+                self._url, data=body, headers={"Content-Type": "application/json"}
+            )
+            if not 200 <= response.status < 300:
+                raise self._hinted(
+                    status_failed("tts", SERVICE, self.url, response.status, await response.read())
                 )
-                if not 200 <= response.status < 300:
-                    excerpt = (await response.read())[:300].decode(errors="replace").strip()
-                    raise BackendError(
-                        "tts", f"POST {self.url} answered {response.status}: {excerpt!r}; {_HINT}"
-                    )
-                async for chunk in response.chunks():
-                    chunk = carry + chunk
-                    cut = len(chunk) & ~1
-                    carry = chunk[cut:]
-                    if cut:
-                        yield chunk[:cut]
-                    # The timeout bounds each wait for audio, not the whole clip.
-                    deadline.reschedule(asyncio.get_running_loop().time() + self._timeout)
-        except TimeoutError:
-            raise BackendError(
-                "tts", f"POST {self.url} timed out after {self._timeout:g} s; {_HINT}"
+            read = response.content.readany
+            while chunk := await read():
+                chunk = carry + chunk
+                cut = len(chunk) & ~1
+                carry = chunk[cut:]
+                if cut:
+                    yield chunk[:cut]
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._hinted(
+                request_failed("tts", SERVICE, self._url, exc, self._timeout)
             ) from None
-        except HTTPError as e:
-            raise BackendError("tts", f"POST {self.url} failed ({e}); {_HINT}") from e
         finally:
             if response is not None:
                 response.close()  # abandoned mid-clip (barge-in): stop the server's synthesis
+
+    def _hinted(self, error: BackendError) -> BackendError:
+        error.detail += f"; {_HINT}"
+        return error
 
     async def aclose(self) -> None:
         await self._http.aclose()
