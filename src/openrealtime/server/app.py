@@ -182,7 +182,7 @@ def new_session(
         known_voice=lambda voice: tts.resolve_voice(voice) is not None,
         vad_frame_ms=1000 * vad.frame_samples / vad.sample_rate,
         # A native streaming recognizer has the transcript ready when the turn ends.
-        stream_transcripts=hasattr(backends.stt, "open_stream"),
+        stream_transcripts=backends.stt.capabilities.streaming,
         playback=playback,
         context_window=backends.llm.context_window,
     )
@@ -190,10 +190,7 @@ def new_session(
 
 async def load_models(backends: Backends) -> None:
     """Load what loads lazily (decoders, local models) before the server says it is ready."""
-    for backend in (backends.stt, backends.tts):
-        load = getattr(backend, "load", None)
-        if load is not None:
-            await asyncio.to_thread(load)
+    await asyncio.to_thread(backends.load)
 
 
 async def announce(settings: Settings, backends: Backends) -> None:
@@ -214,8 +211,7 @@ async def announce(settings: Settings, backends: Backends) -> None:
         )
     else:
         log.info("  auth: %d standard API key(s)", len(settings.api_keys))
-    check = getattr(backends.llm, "check", None)
-    if check is not None and (problem := await check()) is not None:
+    if (problem := await backends.llm.check()) is not None:
         log.warning(
             "the LLM endpoint %s cannot be reached (%s); responses will fail until it is up. "
             "Change it with --llm-base-url.",

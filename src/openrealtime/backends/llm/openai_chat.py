@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..base import Capabilities
 from ..errors import BackendError
 from ..http_client import HTTPClient, HTTPError
 from .base import (
@@ -121,6 +122,7 @@ def chat_arguments(request: LlmRequest, model: str) -> dict[str, Any]:
 
 class OpenAIChatModel:
     name = "openai-chat"
+    capabilities = Capabilities(streaming=True)
 
     def __init__(
         self,

@@ -19,15 +19,16 @@ import orjson
 from openrealtime.backends.errors import BackendError
 from openrealtime.backends.http_client import HTTPClient, HTTPError
 from openrealtime.backends.stt.base import (
+    SAMPLE_RATE,
     TranscriptDelta,
     TranscriptDone,
     TranscriptEvent,
     TranscriptionOptions,
 )
+from openrealtime.backends.stt.streaming import BatchTranscriber
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 _FLAG_HINT = "check --stt-base-url / --stt-model"
 _EXCERPT_CHARS = 200
 
@@ -43,7 +44,7 @@ def pcm16_to_wav(pcm16k: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buffer.getvalue()
 
 
-class OpenAITranscriber:
+class OpenAITranscriber(BatchTranscriber):
     """A `Transcriber` backed by an HTTP service; one connection pool shared by all sessions."""
 
     name = "openai"
