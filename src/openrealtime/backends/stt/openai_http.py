@@ -20,10 +20,10 @@ from openrealtime.backends.errors import BackendError
 from openrealtime.backends.http_client import HTTPClient, HTTPError
 from openrealtime.backends.stt.base import (
     SAMPLE_RATE,
-    TranscriptDelta,
     TranscriptDone,
     TranscriptEvent,
     TranscriptionOptions,
+    whole_transcript,
 )
 from openrealtime.backends.stt.streaming import BatchTranscriber
 
@@ -66,14 +66,11 @@ class OpenAITranscriber(BatchTranscriber):
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
     ) -> AsyncIterator[TranscriptEvent]:
-        audio_seconds = len(pcm16k) // 2 / SAMPLE_RATE
         if len(pcm16k) < 2:
             yield TranscriptDone("", 0.0)
             return
-        text = await self._post(pcm16k, options)
-        if text:
-            yield TranscriptDelta(text)
-        yield TranscriptDone(text, audio_seconds)
+        for event in whole_transcript(await self._post(pcm16k, options), pcm16k):
+            yield event
 
     async def _post(self, pcm16k: bytes, options: TranscriptionOptions) -> str:
         fields = {"response_format": "json"}
