@@ -1,14 +1,17 @@
-"""Batched VAD: the same probabilities as running each stream alone, in order, off the loop."""
+"""Batched VAD: the same probabilities as running each stream alone, in order, off the loop;
+and a failing batch or a raising callback touches only its own sessions."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import numpy as np
 from speech_fixtures import speak, with_silence
 
+from openrealtime.backends.vad.base import VadStream, VoiceActivityDetector
 from openrealtime.backends.vad.silero import SileroVad
-from openrealtime.runtime.vad_scheduler import VadScheduler
+from openrealtime.runtime.vad_scheduler import VadResult, VadScheduler
 
 
 def _audio(seed: int) -> np.ndarray:
@@ -55,3 +58,73 @@ async def test_a_forgotten_stream_gets_nothing_more() -> None:
         await asyncio.sleep(0.01)
     await scheduler.aclose()
     assert answered and not delivered
+
+
+class FailsOnce:
+    """Silero, except that the next batch after `arm()` raises."""
+
+    def __init__(self, vad: SileroVad) -> None:
+        self._vad = vad
+        self.name, self.capabilities = vad.name, vad.capabilities
+        self.sample_rate, self.frame_samples = vad.sample_rate, vad.frame_samples
+        self.armed = False
+
+    def new_stream(self) -> VadStream:
+        return self._vad.new_stream()
+
+    def infer_batch(
+        self, streams: Sequence[VadStream], frames: Sequence[np.ndarray]
+    ) -> list[float]:
+        if self.armed:
+            self.armed = False
+            raise RuntimeError("injected VAD failure")
+        return self._vad.infer_batch(streams, frames)
+
+
+async def _settled(results: list[list[VadResult]], counts: list[int]) -> None:
+    for _ in range(500):
+        if all(len(r) >= n for r, n in zip(results, counts, strict=True)):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"results {results} never reached {counts}")
+
+
+async def test_a_failing_batch_fails_its_sessions_once_and_the_next_ones_run() -> None:
+    vad = FailsOnce(SileroVad())
+    detector: VoiceActivityDetector = vad  # the fake fits the contract
+    scheduler = VadScheduler(detector)
+    streams = [vad.new_stream() for _ in range(3)]
+    results: list[list[VadResult]] = [[] for _ in streams]
+    vad.armed = True
+    for stream, result in zip(streams[:2], results[:2], strict=True):
+        scheduler.submit(stream, _audio(0)[:1024], result.append)  # two frames each
+    await _settled(results, [1, 1, 0])
+    assert all(isinstance(r[0], RuntimeError) for r in results[:2])
+
+    # The same streams, and a new one, are detected as usual afterwards.
+    for stream, result in zip(streams, results, strict=True):
+        scheduler.submit(stream, _audio(1), result.append)
+    await _settled(results, [2, 2, 1])
+    await scheduler.aclose()
+    for result in results:
+        assert isinstance(result[-1], list) and len(result[-1]) > 10
+    assert len(results[0]) == 2 and len(results[2]) == 1  # each failure was reported once
+
+
+async def test_a_raising_callback_affects_no_other_session() -> None:
+    vad = SileroVad()
+    scheduler = VadScheduler(vad)
+    broken, healthy = vad.new_stream(), vad.new_stream()
+    calls: list[VadResult] = []
+
+    def raises(result: VadResult) -> None:
+        calls.append(result)
+        raise RuntimeError("a bug in one session")
+
+    answered: list[VadResult] = []
+    for _ in range(2):
+        scheduler.submit(broken, _audio(1)[:2048], raises)
+        scheduler.submit(healthy, _audio(2)[:2048], answered.append)
+    await _settled([calls, answered], [2, 2])
+    await scheduler.aclose()
+    assert all(isinstance(r, list) and len(r) == 4 for r in [*calls, *answered])

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
 
 from . import __version__
+from .backends.errors import BackendError
+from .backends.registry import DETECTORS, LLMS, SYNTHESIZERS, TRANSCRIBERS, check_settings
 from .config import Settings
 
 # flag -> Settings field; each also reads OPENREALTIME_<FIELD>.
@@ -60,6 +64,7 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
             "(https://app.example.com); * for any (default: *)"
         },
     ),
+    ("--llm", "llm", {"help": f"language model backend: {', '.join(LLMS)}"}),
     ("--llm-base-url", "llm_base_url", {"help": "OpenAI-compatible Chat Completions base URL"}),
     ("--llm-model", "llm_model", {"help": "model name sent to the LLM endpoint"}),
     ("--llm-api-key", "llm_api_key", {"help": "API key for the LLM endpoint"}),
@@ -73,7 +78,7 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "llm_context_tokens",
         {"type": int, "help": "the LLM's context window in tokens (default 32768)"},
     ),
-    ("--stt", "stt", {"help": "speech-to-text backend: pocketsphinx, faster-whisper, openai"}),
+    ("--stt", "stt", {"help": f"speech-to-text backend: {', '.join(TRANSCRIBERS)}"}),
     ("--stt-base-url", "stt_base_url", {"help": "base URL for --stt openai"}),
     ("--stt-model", "stt_model", {"help": "model name or local directory for the STT backend"}),
     ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),
@@ -82,7 +87,7 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "stt_timeout",
         {"type": float, "help": "seconds before an --stt openai request fails (default 30)"},
     ),
-    ("--tts", "tts", {"help": "text-to-speech backend: espeak, openai"}),
+    ("--tts", "tts", {"help": f"text-to-speech backend: {', '.join(SYNTHESIZERS)}"}),
     ("--tts-base-url", "tts_base_url", {"help": "base URL for --tts openai"}),
     ("--tts-model", "tts_model", {"help": "model name for --tts openai"}),
     ("--tts-api-key", "tts_api_key", {"help": "API key for --tts openai"}),
@@ -91,6 +96,7 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "tts_timeout",
         {"type": float, "help": "seconds before an --tts openai request fails (default 30)"},
     ),
+    ("--vad", "vad", {"help": f"voice activity detection backend: {', '.join(DETECTORS)}"}),
     # Limits (docs/protocol.md, "Limits").
     (
         "--max-session-minutes",
@@ -137,8 +143,14 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not argparse's usage block (which lists every flag)."""
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parse_settings(argv: list[str]) -> Settings:
-    parser = argparse.ArgumentParser(prog="openrealtime", description=__doc__)
+    parser = _Parser(prog="openrealtime", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the Realtime API server")
@@ -150,11 +162,30 @@ def parse_settings(argv: list[str]) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    """Refuse a configuration that cannot work before the server starts: one line on stderr
+    that says what to change, and exit status 2."""
     try:
+        settings = parse_settings(sys.argv[1:] if argv is None else argv)
         settings.check()
+        check_settings(settings)
+    except ValidationError as exc:
+        _refuse(_invalid_setting(exc))
+    except BackendError as exc:
+        _refuse(exc.message)
     except ValueError as exc:
-        sys.exit(f"openrealtime: {exc}")
+        _refuse(str(exc))
     from .server.run import run
 
     run(settings)
+
+
+def _refuse(message: str) -> NoReturn:
+    print(f"openrealtime: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _invalid_setting(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    where = f"--{field.replace('_', '-')} (or OPENREALTIME_{field.upper()})"
+    return f"invalid {where}: {error['msg']}"

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Shared state for several processes; unset: everything stays in-process.
     redis_url: str | None = None
 
+    # Backends by name (backends/registry.py lists the names each accepts).
+    llm: str = "openai"  # any OpenAI-compatible Chat Completions endpoint
+    vad: str = "silero"
     llm_base_url: str = "http://127.0.0.1:11434/v1"
     llm_model: str = "llama3.2"
     llm_api_key: str | None = None

@@ -1,17 +1,26 @@
 """The backends a server runs with: chosen once at start-up by an explicit factory, shared by
-every session."""
+every session.
+
+Each kind has a table of the names it accepts. `check_settings` validates a configuration
+against it — the name, the options that name needs, the packages it imports — without loading
+any model, so the command line can refuse a bad one before the server starts.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 from ..config import Settings
-from .errors import BackendError
+from .errors import BackendError, MissingDependencyError
 from .llm.base import LanguageModel
 from .stt.base import Transcriber
 from .tts.base import Synthesizer
 from .vad.base import VoiceActivityDetector
+
+B = TypeVar("B")
 
 
 @dataclass
@@ -29,18 +38,79 @@ class Backends:
             "vad": self.vad.name,
         }
 
+    def load(self) -> None:
+        """Load what loads lazily (decoders, local models); blocking, at start-up."""
+        self.stt.load()
+        self.tts.load()
+
     async def aclose(self) -> None:
-        for backend in (self.llm, self.stt, self.tts):
-            close = getattr(backend, "aclose", None)
-            if close is not None:
-                await close()
+        await self.llm.aclose()
+        await self.stt.aclose()
+        await self.tts.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """An optional package a backend imports: its module, and what installs it."""
+
+    module: str
+    name: str
+    extra: str | None = None  # openrealtime's extra that brings it, if any
+
+
+def _no_options(settings: Settings) -> dict[str, str | None]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Choice(Generic[B]):
+    build: Callable[[Settings], B]
+    packages: tuple[Package, ...] = ()
+    # The flags this backend cannot do without, with their values in `settings`.
+    options: Callable[[Settings], dict[str, str | None]] = _no_options
 
 
 def create_backends(settings: Settings) -> Backends:
-    return Backends(llm=_llm(settings), stt=_stt(settings), tts=_tts(settings), vad=_vad(settings))
+    return Backends(
+        llm=_chosen("llm", settings.llm, LLMS).build(settings),
+        stt=_chosen("stt", settings.stt, TRANSCRIBERS).build(settings),
+        tts=_chosen("tts", settings.tts, SYNTHESIZERS).build(settings),
+        vad=_chosen("vad", settings.vad, DETECTORS).build(settings),
+    )
 
 
-def _llm(settings: Settings) -> LanguageModel:
+def check_settings(settings: Settings) -> None:
+    """Raise BackendError, whose message says what to change, if a backend cannot be built
+    as configured. Loads no model; imports the packages the chosen backends need."""
+    _check("llm", settings.llm, LLMS, settings)
+    _check("stt", settings.stt, TRANSCRIBERS, settings)
+    _check("tts", settings.tts, SYNTHESIZERS, settings)
+    _check("vad", settings.vad, DETECTORS, settings)
+
+
+def _check(kind: str, name: str, table: Mapping[str, Choice[B]], settings: Settings) -> None:
+    choice = _chosen(kind, name, table)
+    for flag, value in choice.options(settings).items():
+        if not value:
+            raise BackendError(kind, f"{flag} is required for --{kind} {name}")
+    for package in choice.packages:
+        try:
+            importlib.import_module(package.module)
+        except ImportError:
+            missing = MissingDependencyError(kind, package.name, package.extra)
+            raise BackendError(
+                kind, f"--{kind} {name}: {missing.message}", code=missing.code
+            ) from None
+
+
+def _chosen(kind: str, name: str, table: Mapping[str, Choice[B]]) -> Choice[B]:
+    if name not in table:
+        names = ", ".join(table)
+        raise BackendError(kind, f"unknown --{kind} '{name}'; choose one of: {names}")
+    return table[name]
+
+
+def _openai_chat(settings: Settings) -> LanguageModel:
     from .llm.openai_chat import OpenAIChatModel
 
     return OpenAIChatModel(
@@ -52,49 +122,47 @@ def _llm(settings: Settings) -> LanguageModel:
     )
 
 
-def _stt(settings: Settings) -> Any:
-    name = settings.stt
-    if name == "pocketsphinx":
-        from .stt.pocketsphinx import PocketsphinxTranscriber
+def _pocketsphinx(settings: Settings) -> Transcriber:
+    from .stt.pocketsphinx import PocketsphinxTranscriber
 
-        return PocketsphinxTranscriber()
-    if name == "faster-whisper":
-        from .stt.faster_whisper import FasterWhisperTranscriber
+    return PocketsphinxTranscriber()
 
-        return FasterWhisperTranscriber(settings.stt_model or "base.en")
-    if name == "openai":
-        from .stt.openai_http import OpenAITranscriber
 
-        return OpenAITranscriber(
-            _required(settings.stt_base_url, "--stt-base-url", "stt"),
-            settings.stt_api_key,
-            settings.stt_model or "whisper-1",
-            timeout=settings.stt_timeout,
-        )
-    raise BackendError(
-        "stt", f"unknown --stt '{name}'; choose pocketsphinx, faster-whisper or openai"
+def _faster_whisper(settings: Settings) -> Transcriber:
+    from .stt.faster_whisper import FasterWhisperTranscriber
+
+    return FasterWhisperTranscriber(settings.stt_model or "base.en")
+
+
+def _openai_stt(settings: Settings) -> Transcriber:
+    from .stt.openai_http import OpenAITranscriber
+
+    return OpenAITranscriber(
+        _required(settings.stt_base_url, "--stt-base-url", "stt"),
+        settings.stt_api_key,
+        settings.stt_model or "whisper-1",
+        timeout=settings.stt_timeout,
     )
 
 
-def _tts(settings: Settings) -> Any:
-    name = settings.tts
-    if name == "espeak":
-        from .tts.espeak import EspeakSynthesizer
+def _espeak(settings: Settings) -> Synthesizer:
+    from .tts.espeak import EspeakSynthesizer
 
-        return EspeakSynthesizer()
-    if name == "openai":
-        from .tts.openai_http import OpenAISpeechSynthesizer
-
-        return OpenAISpeechSynthesizer(
-            _required(settings.tts_base_url, "--tts-base-url", "tts"),
-            settings.tts_api_key,
-            settings.tts_model or "tts-1",
-            timeout=settings.tts_timeout,
-        )
-    raise BackendError("tts", f"unknown --tts '{name}'; choose espeak or openai")
+    return EspeakSynthesizer()
 
 
-def _vad(settings: Settings) -> Any:
+def _openai_tts(settings: Settings) -> Synthesizer:
+    from .tts.openai_http import OpenAISpeechSynthesizer
+
+    return OpenAISpeechSynthesizer(
+        _required(settings.tts_base_url, "--tts-base-url", "tts"),
+        settings.tts_api_key,
+        settings.tts_model or "tts-1",
+        timeout=settings.tts_timeout,
+    )
+
+
+def _silero(settings: Settings) -> VoiceActivityDetector:
     from .vad.silero import SileroVad
 
     return SileroVad()
@@ -104,3 +172,21 @@ def _required(value: str | None, flag: str, backend: str) -> str:
     if not value:
         raise BackendError(backend, f"{flag} is required for this backend")
     return value
+
+
+# The names each flag accepts (--llm, --stt, --tts, --vad), in the order the help lists them.
+LLMS: dict[str, Choice[LanguageModel]] = {"openai": Choice(_openai_chat)}
+TRANSCRIBERS: dict[str, Choice[Transcriber]] = {
+    "pocketsphinx": Choice(_pocketsphinx, (Package("pocketsphinx", "pocketsphinx"),)),
+    "faster-whisper": Choice(
+        _faster_whisper, (Package("faster_whisper", "faster-whisper", extra="whisper"),)
+    ),
+    "openai": Choice(_openai_stt, options=lambda s: {"--stt-base-url": s.stt_base_url}),
+}
+SYNTHESIZERS: dict[str, Choice[Synthesizer]] = {
+    "espeak": Choice(_espeak, (Package("espeakng_loader", "espeakng-loader"),)),
+    "openai": Choice(_openai_tts, options=lambda s: {"--tts-base-url": s.tts_base_url}),
+}
+DETECTORS: dict[str, Choice[VoiceActivityDetector]] = {
+    "silero": Choice(_silero, (Package("onnxruntime", "onnxruntime"),)),
+}

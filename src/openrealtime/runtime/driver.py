@@ -15,7 +15,6 @@ from ..backends.errors import BackendError
 from ..backends.llm.base import Finished, TextDelta, ToolCallDelta
 from ..backends.registry import Backends
 from ..backends.stt.base import TranscriptDelta, TranscriptDone
-from ..backends.stt.streaming import open_stream
 from ..core.effects import (
     CancelResponse,
     ClearOutputAudio,
@@ -28,19 +27,26 @@ from ..core.effects import (
 )
 from ..core.session import Session
 from ..logs import bind_ids
-from ..protocol.errors import ProtocolError
+from ..protocol import server_events as ev
+from ..protocol.errors import SERVER_ERROR, ProtocolError
 from ..protocol.server_events import ServerEvent
 from .metrics import Metrics
 from .speech import SpeechPipeline
 from .telemetry import SessionTelemetry, fallback_metrics
 from .transcripts import TRANSCRIPTION_FAILED, TranscriptFeed
-from .vad_scheduler import VadScheduler, scheduler_for
+from .vad_scheduler import VadResult, VadScheduler, scheduler_for
 
 log = logging.getLogger(__name__)
 
 # What a client is told when a backend fails in a way no `BackendError` describes (a bug): a
 # code and what to do. The exception goes to the log, with the session id.
 RESPONSE_FAILED = "The server had an error while generating this response. Try again."
+VAD_FAILED = ProtocolError(
+    "Speech detection failed for a piece of the input audio, so turn detection skipped it. "
+    "The session goes on: keep sending audio, or commit the buffer yourself.",
+    "vad_failed",
+    type=SERVER_ERROR,
+)
 
 
 class Player(Protocol):
@@ -211,25 +217,27 @@ class SessionDriver:
                     self.player.clear()
 
     def _detect_speech(self, pcm16k: Any) -> None:
-        """Batched with every other session's frames on the VAD thread when the model can
-        batch (see vad_scheduler); inline otherwise."""
-        if self._vad_scheduler is None and hasattr(self.backends.vad, "infer"):
-            self._vad_scheduler = scheduler_for(self.backends.vad)
+        """Batched with every other session's frames on the VAD thread (see vad_scheduler)."""
         if self._vad_scheduler is None:
-            self.session.on_speech_probabilities(self._vad.process(pcm16k))
-        elif self._vad_scheduler.submit(self._vad, pcm16k, self._speech_probabilities):
+            self._vad_scheduler = scheduler_for(self.backends.vad)
+        if self._vad_scheduler.submit(self._vad, pcm16k, self._speech_detected):
             self._awaiting_vad += 1
 
-    def _speech_probabilities(self, probabilities: list[float]) -> None:
+    def _speech_detected(self, result: VadResult) -> None:
         self._awaiting_vad -= 1
         if self._closed:
             return
-        self.session.on_speech_probabilities(probabilities)
-        self.flush()
-        while self._backlog and not self._awaiting_vad:
-            method, argument = self._backlog.popleft()
-            method(argument)
-            self.flush()
+        try:
+            if isinstance(result, Exception):
+                self.emit(ev.error(VAD_FAILED.as_error()))
+            else:
+                self.session.on_speech_probabilities(result)
+                self.flush()
+        finally:  # whatever became of this audio, the input queued behind it goes on
+            while self._backlog and not self._awaiting_vad:
+                method, argument = self._backlog.popleft()
+                method(argument)
+                self.flush()
 
     def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         if self._closed:
@@ -357,7 +365,7 @@ class SessionDriver:
             session.on_transcript_failed(item_id, index, code, message)
             self.flush()
 
-        stream = open_stream(self.backends.stt, effect.options)
+        stream = self.backends.stt.open_stream(effect.options)
         feed = TranscriptFeed(stream, partial=partial, done=done, failed=failed)
         self._feeds[item_id] = feed
         feed.feed(effect.pcm16k)

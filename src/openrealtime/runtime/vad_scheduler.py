@@ -6,81 +6,115 @@ sessions wait together, and one worker thread runs them as batches — one frame
 batch, because each frame's step needs the state the previous one left — while the loop goes
 on serving. A batch of 8 costs about a third of 8 single steps, and the model releases the GIL
 while it runs, so the VAD uses the second core.
+
+One scheduler serves every session, so a fault stays with the sessions it touches: a batch
+that fails is reported to each session in it (their audio is dropped, their later audio is
+detected as usual), and a session's callback that raises is logged and affects no other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-MAX_BATCH = 64
+from ..backends.vad.base import VadStream, VoiceActivityDetector
+
+log = logging.getLogger(__name__)
+
+# What a submission ends with: a probability per frame, or why its audio could not be detected.
+VadResult = list[float] | Exception
+Deliver = Callable[[VadResult], None]
 
 
 @dataclass(slots=True)
 class _Submission:
-    windows: list[np.ndarray]
-    deliver: Callable[[list[float]], None]
+    frames: list[np.ndarray]
+    deliver: Deliver
     probabilities: list[float] = field(default_factory=list)
 
 
 class VadScheduler:
-    def __init__(self, vad: Any) -> None:
+    def __init__(self, vad: VoiceActivityDetector) -> None:
         self._vad = vad
+        self._max_batch = max(1, vad.capabilities.max_batch)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
-        self._queues: dict[Any, deque[_Submission]] = {}  # stream -> its submissions, in order
+        # stream -> its submissions, in order
+        self._queues: dict[VadStream, deque[_Submission]] = {}
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def submit(
-        self, stream: Any, pcm16k: np.ndarray, deliver: Callable[[list[float]], None]
-    ) -> bool:
-        """Detect speech in the next audio of `stream`; `deliver` gets one probability per
-        completed frame, on the loop, in the order audio was submitted for that stream.
-        False (and no delivery) when the audio completes no frame."""
-        windows = stream.windows(pcm16k)
-        if not windows:
+    def submit(self, stream: VadStream, pcm16k: np.ndarray, deliver: Deliver) -> bool:
+        """Detect speech in the next audio of `stream`; `deliver` gets, on the loop, in the
+        order audio was submitted for that stream, one probability per completed frame, or
+        the exception that stopped it. False (and no delivery) when the audio completes no
+        frame."""
+        frames = stream.frames(pcm16k)
+        if not frames:
             return False
-        self._queues.setdefault(stream, deque()).append(_Submission(windows, deliver))
+        self._queues.setdefault(stream, deque()).append(_Submission(frames, deliver))
         self._wake.set()
         return True
 
-    def forget(self, stream: Any) -> None:
+    def forget(self, stream: VadStream) -> None:
         """The session is gone: drop its pending frames."""
         self._queues.pop(stream, None)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queues:
                 # One frame per stream, oldest submission first.
-                batch = [(stream, queue[0]) for stream, queue in list(self._queues.items())][
-                    :MAX_BATCH
-                ]
-                windows = np.stack([sub.windows[len(sub.probabilities)] for _, sub in batch])
-                states = np.concatenate([stream.state for stream, _ in batch], axis=1)
-                probs, new_states = await loop.run_in_executor(
-                    self._executor, self._vad.infer, windows, states
-                )
-                for index, (stream, sub) in enumerate(batch):
-                    queue = self._queues.get(stream)
-                    if queue is None or queue[0] is not sub:
-                        continue  # forgotten while the batch ran
-                    stream.state = new_states[:, index : index + 1, :]
-                    sub.probabilities.append(float(probs[index]))
-                    if len(sub.probabilities) == len(sub.windows):
-                        queue.popleft()
-                        if not queue:
-                            del self._queues[stream]
-                        sub.deliver(sub.probabilities)
+                queues = itertools.islice(self._queues.items(), self._max_batch)
+                batch = [(stream, queue[0]) for stream, queue in queues]
+                try:
+                    await self._step(batch)
+                except Exception as exc:  # the model, or a bug here: only this batch fails
+                    log.exception("speech detection failed for a batch of %d", len(batch))
+                    for stream, sub in batch:
+                        if self._finish(stream, sub):
+                            self._deliver(sub, exc)
+
+    async def _step(self, batch: list[tuple[VadStream, _Submission]]) -> None:
+        streams = [stream for stream, _ in batch]
+        frames = [sub.frames[len(sub.probabilities)] for _, sub in batch]
+        loop = asyncio.get_running_loop()
+        probabilities = await loop.run_in_executor(
+            self._executor, self._vad.infer_batch, streams, frames
+        )
+        if len(probabilities) != len(batch):
+            raise RuntimeError(f"{len(probabilities)} probabilities for {len(batch)} frames")
+        for (stream, sub), probability in zip(batch, probabilities, strict=True):
+            queue = self._queues.get(stream)
+            if queue is None or queue[0] is not sub:
+                continue  # forgotten while the batch ran
+            sub.probabilities.append(probability)
+            if len(sub.probabilities) == len(sub.frames) and self._finish(stream, sub):
+                self._deliver(sub, sub.probabilities)
+
+    def _finish(self, stream: VadStream, sub: _Submission) -> bool:
+        """Take `sub` off its stream's queue; False if it is no longer there (forgotten)."""
+        queue = self._queues.get(stream)
+        if queue is None or queue[0] is not sub:
+            return False
+        queue.popleft()
+        if not queue:
+            del self._queues[stream]
+        return True
+
+    def _deliver(self, sub: _Submission, result: VadResult) -> None:
+        try:
+            sub.deliver(result)
+        except Exception:  # that session's bug: every other session goes on
+            log.exception("a session failed to take its speech probabilities")
 
     async def aclose(self) -> None:
         self._task.cancel()
@@ -88,24 +122,21 @@ class VadScheduler:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, VadScheduler] = (
-    weakref.WeakKeyDictionary()
-)
+_schedulers: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[VoiceActivityDetector, VadScheduler]
+] = weakref.WeakKeyDictionary()
 
 
-def scheduler_for(vad: Any) -> VadScheduler | None:
-    """The running loop's scheduler, if `vad` can batch (else None: run it inline)."""
-    if not hasattr(vad, "infer"):
-        return None
-    loop = asyncio.get_running_loop()
-    scheduler = _schedulers.get(loop)
+def scheduler_for(vad: VoiceActivityDetector) -> VadScheduler:
+    """The running loop's scheduler for `vad`, made on first use."""
+    schedulers = _schedulers.setdefault(asyncio.get_running_loop(), {})
+    scheduler = schedulers.get(vad)
     if scheduler is None:
-        scheduler = _schedulers[loop] = VadScheduler(vad)
+        scheduler = schedulers[vad] = VadScheduler(vad)
     return scheduler
 
 
 async def close_scheduler() -> None:
-    """Stop the running loop's scheduler (at shutdown), if it has one."""
-    scheduler = _schedulers.pop(asyncio.get_running_loop(), None)
-    if scheduler is not None:
+    """Stop the running loop's schedulers (at shutdown), if it has any."""
+    for scheduler in _schedulers.pop(asyncio.get_running_loop(), {}).values():
         await scheduler.aclose()

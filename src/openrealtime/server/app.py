@@ -162,10 +162,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
 
 async def load_models(backends: Backends) -> None:
     """Load what loads lazily (decoders, local models) before the server says it is ready."""
-    for backend in (backends.stt, backends.tts):
-        load = getattr(backend, "load", None)
-        if load is not None:
-            await asyncio.to_thread(load)
+    await asyncio.to_thread(backends.load)
 
 
 async def announce(settings: Settings, backends: Backends) -> None:
@@ -186,8 +183,7 @@ async def announce(settings: Settings, backends: Backends) -> None:
         )
     else:
         log.info("  auth: %d standard API key(s)", len(settings.api_keys))
-    check = getattr(backends.llm, "check", None)
-    if check is not None and (problem := await check()) is not None:
+    if (problem := await backends.llm.check()) is not None:
         log.warning(
             "the LLM endpoint %s cannot be reached (%s); responses will fail until it is up. "
             "Change it with --llm-base-url.",

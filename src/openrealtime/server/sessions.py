@@ -32,7 +32,7 @@ def new_session(
         known_voice=lambda voice: tts.resolve_voice(voice) is not None,
         vad_frame_ms=1000 * vad.frame_samples / vad.sample_rate,
         # A native streaming recognizer has the transcript ready when the turn ends.
-        stream_transcripts=hasattr(backends.stt, "open_stream"),
+        stream_transcripts=backends.stt.capabilities.streaming,
         playback=playback,
         context_window=backends.llm.context_window,
     )

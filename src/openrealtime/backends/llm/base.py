@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ..base import Capabilities
+
 
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
@@ -85,10 +87,21 @@ LlmEvent = TextDelta | ToolCallDelta | Finished
 
 
 class LanguageModel(Protocol):
+    """Text (and tool calls) from a conversation; one instance is shared by every session."""
+
     name: str
     model: str
     context_window: int | None  # tokens; None: never truncate
 
+    @property
+    def capabilities(self) -> Capabilities: ...
+
     def stream(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
         """Stream one response; ends with exactly one Finished. Raises BackendError."""
         ...
+
+    async def check(self) -> str | None:
+        """None if the model can be reached; otherwise why not (a start-up warning)."""
+        ...
+
+    async def aclose(self) -> None: ...

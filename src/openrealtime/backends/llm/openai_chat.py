@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from ..base import Capabilities
 from ..errors import BackendError
 from ..http_client import HTTPSessions, interrupted, request_failed, status_failed, timeouts
 from .base import (
@@ -134,6 +135,7 @@ def chat_arguments(request: LlmRequest, model: str) -> dict[str, Any]:
 
 class OpenAIChatModel:
     name = "openai-chat"
+    capabilities = Capabilities(streaming=True)
 
     def __init__(
         self,

@@ -6,6 +6,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..base import Capabilities
+
+# Transcribers take 16 kHz mono PCM16 (little-endian).
+SAMPLE_RATE = 16_000
+
 
 @dataclass(frozen=True, slots=True)
 class TranscriptionOptions:
@@ -32,18 +37,15 @@ class TranscriptDone:
 TranscriptEvent = TranscriptDelta | TranscriptDone
 
 
-class Transcriber(Protocol):
-    name: str
+def audio_seconds(pcm16k: bytes) -> float:
+    """How long `pcm16k` plays (a trailing odd byte is not a sample)."""
+    return len(pcm16k) // 2 / SAMPLE_RATE
 
-    def transcribe(
-        self, pcm16k: bytes, options: TranscriptionOptions
-    ) -> AsyncIterator[TranscriptEvent]:
-        """Transcribe 16 kHz mono PCM16 (little-endian).
 
-        Yields zero or more deltas, then exactly one TranscriptDone whose text is the whole
-        transcript. Raises BackendError on failure.
-        """
-        ...
+def whole_transcript(text: str, pcm16k: bytes) -> list[TranscriptEvent]:
+    """The events of a transcript decoded in one piece: its text as one delta, then done."""
+    done = TranscriptDone(text, audio_seconds(pcm16k))
+    return [TranscriptDelta(text), done] if text else [done]
 
 
 class TranscriptionStream(Protocol):
@@ -60,7 +62,31 @@ class TranscriptionStream(Protocol):
         ...
 
 
-class StreamingTranscriber(Transcriber, Protocol):
-    """A transcriber that can decode incrementally (partial results as audio arrives)."""
+class Transcriber(Protocol):
+    """Speech to text; one instance is shared by every session. Transcribers that decode only
+    whole utterances inherit `streaming.BatchTranscriber`, which streams by re-transcribing."""
 
-    def open_stream(self, options: TranscriptionOptions) -> TranscriptionStream: ...
+    name: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def transcribe(
+        self, pcm16k: bytes, options: TranscriptionOptions
+    ) -> AsyncIterator[TranscriptEvent]:
+        """Transcribe 16 kHz mono PCM16 (little-endian).
+
+        Yields zero or more deltas, then exactly one TranscriptDone whose text is the whole
+        transcript. Raises BackendError on failure.
+        """
+        ...
+
+    def open_stream(self, options: TranscriptionOptions) -> TranscriptionStream:
+        """One utterance, transcribed while it is spoken; natively if `capabilities.streaming`."""
+        ...
+
+    def load(self) -> None:
+        """Load the model now (blocking; called once at start-up, off the event loop)."""
+        ...
+
+    async def aclose(self) -> None: ...

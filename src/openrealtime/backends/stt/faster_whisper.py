@@ -20,17 +20,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from openrealtime.backends.errors import BackendError, MissingDependencyError
-from openrealtime.backends.stt.base import (
+from ..errors import BackendError, MissingDependencyError
+from .base import (
+    SAMPLE_RATE,
     TranscriptDelta,
     TranscriptDone,
     TranscriptEvent,
     TranscriptionOptions,
 )
+from .streaming import BatchTranscriber
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 _FIX = (
     "set --stt-model (env OPENREALTIME_STT_MODEL) to a CTranslate2 Whisper model directory or "
     "a model name such as 'base.en'"
@@ -67,7 +68,7 @@ class _Failed:
     error: BaseException
 
 
-class FasterWhisperTranscriber:
+class FasterWhisperTranscriber(BatchTranscriber):
     """A `Transcriber`; share one instance across sessions."""
 
     name = "faster-whisper"

@@ -23,15 +23,16 @@ from openrealtime.backends.http_client import (
     status_failed,
 )
 from openrealtime.backends.stt.base import (
-    TranscriptDelta,
+    SAMPLE_RATE,
     TranscriptDone,
     TranscriptEvent,
     TranscriptionOptions,
+    whole_transcript,
 )
+from openrealtime.backends.stt.streaming import BatchTranscriber
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 SERVICE = "The speech-to-text backend"
 _FLAG_HINT = "check --stt-base-url / --stt-model"
 
@@ -47,7 +48,7 @@ def pcm16_to_wav(pcm16k: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buffer.getvalue()
 
 
-class OpenAITranscriber:
+class OpenAITranscriber(BatchTranscriber):
     """A `Transcriber` backed by an HTTP service; one connection pool shared by all sessions."""
 
     name = "openai"
@@ -70,14 +71,11 @@ class OpenAITranscriber:
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
     ) -> AsyncIterator[TranscriptEvent]:
-        audio_seconds = len(pcm16k) // 2 / SAMPLE_RATE
         if len(pcm16k) < 2:
             yield TranscriptDone("", 0.0)
             return
-        text = await self._post(pcm16k, options)
-        if text:
-            yield TranscriptDelta(text)
-        yield TranscriptDone(text, audio_seconds)
+        for event in whole_transcript(await self._post(pcm16k, options), pcm16k):
+            yield event
 
     async def _post(self, pcm16k: bytes, options: TranscriptionOptions) -> str:
         form = aiohttp.FormData()

@@ -35,17 +35,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from openrealtime.backends.errors import BackendError, MissingDependencyError
-from openrealtime.backends.stt.base import (
-    TranscriptDelta,
+from ..base import Capabilities
+from ..errors import BackendError, MissingDependencyError
+from .base import (
+    SAMPLE_RATE,
     TranscriptDone,
     TranscriptEvent,
     TranscriptionOptions,
+    audio_seconds,
+    whole_transcript,
 )
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 # 50 ms of PCM16 per process_raw call: the event loop waits at most a few tens of milliseconds
 # for the GIL, and per-call overhead stays negligible.
 _BLOCK_BYTES = SAMPLE_RATE * 2 // 20
@@ -153,6 +155,7 @@ class PocketsphinxTranscriber:
     """The embedded default `Transcriber`. Thread-safe; share one instance across sessions."""
 
     name = "pocketsphinx"
+    capabilities = Capabilities(streaming=True, languages=frozenset({"en"}))
 
     def __init__(self, workers: int | None = None) -> None:
         # Decodes serialise on the GIL anyway (see above), so a few workers only bound the
@@ -175,11 +178,10 @@ class PocketsphinxTranscriber:
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
     ) -> AsyncIterator[TranscriptEvent]:
-        if options.language and not options.language.lower().startswith("en"):
+        if not self.capabilities.handles_language(options.language):
             log.debug("pocketsphinx is English only", extra={"language": options.language})
-        audio_seconds = len(pcm16k) // 2 / SAMPLE_RATE
         if len(pcm16k) < _MIN_BYTES:
-            yield TranscriptDone("", audio_seconds)
+            yield TranscriptDone("", audio_seconds(pcm16k))
             return
         pcm = pcm16k[: len(pcm16k) // 2 * 2]  # a trailing odd byte is not a sample
         loop = asyncio.get_running_loop()
@@ -189,9 +191,8 @@ class PocketsphinxTranscriber:
             raise
         except Exception as exc:  # pocketsphinx raises bare RuntimeErrors
             raise BackendError("stt", f"pocketsphinx failed to decode: {exc}") from exc
-        if text:
-            yield TranscriptDelta(text)
-        yield TranscriptDone(text, audio_seconds)
+        for event in whole_transcript(text, pcm16k):
+            yield event
 
     def open_stream(self, options: TranscriptionOptions) -> PocketsphinxStream:
         """Decode while the user speaks: the transcript is ready as the turn ends."""

@@ -4,18 +4,28 @@ backends that have none (HTTP endpoints, Whisper)."""
 
 from __future__ import annotations
 
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 
-from .base import Transcriber, TranscriptDone, TranscriptionOptions, TranscriptionStream
+from ..base import BackendBase
+from .base import (
+    SAMPLE_RATE,
+    TranscriptDone,
+    TranscriptEvent,
+    TranscriptionOptions,
+    TranscriptionStream,
+)
 
-BYTES_PER_SECOND = 16000 * 2
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+
+Transcribe = Callable[[bytes, TranscriptionOptions], AsyncIterator[TranscriptEvent]]
 
 
 class BatchStream:
     def __init__(
-        self, transcriber: Transcriber, options: TranscriptionOptions, interval_s: float = 1.0
+        self, transcribe: Transcribe, options: TranscriptionOptions, interval_s: float = 1.0
     ) -> None:
-        self._transcriber = transcriber
+        self._transcribe = transcribe
         self._options = options
         self._interval = int(interval_s * BYTES_PER_SECOND)
         self._audio = bytearray()
@@ -40,15 +50,21 @@ class BatchStream:
         self._audio.clear()
 
     async def _run(self) -> TranscriptDone:
-        done: Any = None
-        async for event in self._transcriber.transcribe(bytes(self._audio), self._options):
+        done: TranscriptDone | None = None
+        async for event in self._transcribe(bytes(self._audio), self._options):
             if isinstance(event, TranscriptDone):
                 done = event
         return done if done is not None else TranscriptDone("", len(self._audio) / BYTES_PER_SECOND)
 
 
-def open_stream(transcriber: Any, options: TranscriptionOptions) -> TranscriptionStream:
-    """The backend's own stream where it has one, else the batch adapter."""
-    if hasattr(transcriber, "open_stream"):
-        return transcriber.open_stream(options)
-    return BatchStream(transcriber, options)
+class BatchTranscriber(BackendBase, ABC):
+    """Base of a `Transcriber` that decodes whole utterances only: it streams through
+    `BatchStream`, and declares no native streaming."""
+
+    @abstractmethod
+    def transcribe(
+        self, pcm16k: bytes, options: TranscriptionOptions
+    ) -> AsyncIterator[TranscriptEvent]: ...
+
+    def open_stream(self, options: TranscriptionOptions) -> TranscriptionStream:
+        return BatchStream(self.transcribe, options)

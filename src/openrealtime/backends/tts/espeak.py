@@ -15,12 +15,13 @@ import asyncio
 import ctypes
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from openrealtime.backends.errors import BackendError, MissingDependencyError
+from ..base import BackendBase, Capabilities
+from ..errors import BackendError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,9 @@ def _get_engine() -> _Engine:
         return _engine
 
 
-class EspeakSynthesizer:
+class EspeakSynthesizer(BackendBase):
     name = "espeak"
+    capabilities = Capabilities(streaming=True)
 
     def __init__(self) -> None:
         self._engine = _get_engine()
@@ -239,7 +241,9 @@ class EspeakSynthesizer:
         variant_file = self._engine.variants.get(variant)
         return f"{ident}+{variant_file}" if variant_file else None
 
-    async def synthesize(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[bytes]:
+    async def synthesize(
+        self, text: str, voice: str, speed: float = 1.0
+    ) -> AsyncGenerator[bytes, None]:
         if not text.strip():
             return
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 import aiohttp
 import orjson
 
+from openrealtime.backends.base import BackendBase, Capabilities
 from openrealtime.backends.errors import BackendError
 from openrealtime.backends.http_client import (
     HTTPSessions,
@@ -24,8 +25,9 @@ _HINT = "check --tts-base-url / --tts-model"
 _SPEED_MIN, _SPEED_MAX = 0.25, 4.0  # what /v1/audio/speech accepts
 
 
-class OpenAISpeechSynthesizer:
+class OpenAISpeechSynthesizer(BackendBase):
     name = "openai"
+    capabilities = Capabilities(streaming=True)  # the body is read as the server sends it
 
     def __init__(
         self,

@@ -1,27 +1,48 @@
-"""Voice activity detection: a shared model, and a small stateful stream per session."""
+"""Voice activity detection: a shared model, and a small state object per session.
+
+The model is stepped in batches (`infer_batch`): one frame for each of several sessions per
+call, which costs far less than a call per session (runtime/vad_scheduler.py). A session's
+frames must be stepped one call after the other, since each step needs the state that the
+previous one left.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
+from ..base import Capabilities
+
 
 class VadStream(Protocol):
-    """Per-session detector state. Fed 16 kHz mono int16 audio in chunks of any length."""
+    """One session's detector state, made by its detector and read only by it. Fed 16 kHz
+    mono int16 audio in chunks of any length."""
 
-    def process(self, pcm16k: np.ndarray) -> list[float]:
-        """Speech probabilities (0..1), one per complete frame; a partial frame is kept."""
+    def frames(self, pcm16k: np.ndarray) -> list[np.ndarray]:
+        """The model inputs this audio completes, in order; a partial frame is kept."""
         ...
 
     def reset(self) -> None: ...
 
 
 class VoiceActivityDetector(Protocol):
-    """The shared, loaded-once model."""
+    """The shared, loaded-once model. `capabilities.max_batch` bounds a batch."""
 
     name: str
     sample_rate: int  # always 16000 for the models we ship
     frame_samples: int  # samples per probability, e.g. 512 (32 ms)
 
+    @property
+    def capabilities(self) -> Capabilities: ...
+
     def new_stream(self) -> VadStream: ...
+
+    def infer_batch(
+        self, streams: Sequence[VadStream], frames: Sequence[np.ndarray]
+    ) -> list[float]:
+        """One step for each stream: `frames[i]` is the next frame of `streams[i]`, each
+        stream appears once. Returns a speech probability (0..1) per stream and advances
+        their states; on an exception no state has changed. Called from a worker thread."""
+        ...

@@ -3,7 +3,7 @@
 The model takes 512 new samples preceded by the last 64 samples of the previous frame
 (its "context"), plus a recurrent state, and returns a speech probability and the new state.
 `InferenceSession.run` is thread-safe, so every stream shares one session and keeps only
-its own state, context and partial frame.
+its own state, context and partial frame; `infer_batch` steps several streams in one call.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from openrealtime.backends.errors import BackendError, MissingDependencyError
+from ..base import Capabilities
+from ..errors import BackendError, MissingDependencyError
+from .base import VadStream
 
 log = logging.getLogger(__name__)
 
@@ -51,31 +54,25 @@ def _session() -> Any:
 
 
 class SileroStream:
-    """Per-session detector state; not thread-safe (one session feeds it in order)."""
+    """One session's detector state: the recurrent state, the context and the partial frame.
+    Not thread-safe: one session feeds it in order."""
 
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self._sr = np.array(_RATE, dtype=np.int64)
+    def __init__(self, vad: SileroVad) -> None:
+        self._vad = vad
         self.reset()
 
     def reset(self) -> None:
-        self.state = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
         # [context | frame]: the model's input is built in place, no per-frame concatenation.
         self._window = np.zeros((1, _CONTEXT + _FRAME), dtype=np.float32)
         self._filled = 0  # samples of the current frame received so far
 
     def process(self, pcm16k: np.ndarray) -> list[float]:
-        probs: list[float] = []
-        for window in self.windows(pcm16k):
-            prob, self.state = self._session.run(
-                None, {"input": window[None, :], "state": self.state, "sr": self._sr}
-            )
-            probs.append(float(prob[0, 0]))
-        return probs
+        """Speech probabilities (0..1), one per complete frame, stepped here and now."""
+        return [self._vad.infer_batch([self], [frame])[0] for frame in self.frames(pcm16k)]
 
-    def windows(self, pcm16k: np.ndarray) -> list[np.ndarray]:
-        """The model inputs ([context | frame], float32) completed by this audio, in order.
-        For batching: run them with `SileroVad.infer`, one per stream per call, in order."""
+    def frames(self, pcm16k: np.ndarray) -> list[np.ndarray]:
+        """The model inputs ([context | frame], float32) completed by this audio, in order."""
         if pcm16k.dtype != np.int16:
             raise TypeError(f"silero needs 16 kHz int16 samples; got {pcm16k.dtype}")
         audio = pcm16k.astype(np.float32) / 32768.0
@@ -100,18 +97,31 @@ class SileroVad:
     name = "silero"
     sample_rate = _RATE
     frame_samples = _FRAME
+    # A batch of 8 costs about a third of 8 separate calls; 64 bounds one call's latency.
+    capabilities = Capabilities(max_batch=64)
 
     def __init__(self) -> None:
         self._session = _session()
+        self._sr = np.array(_RATE, dtype=np.int64)
 
     def new_stream(self) -> SileroStream:
-        return SileroStream(self._session)
+        return SileroStream(self)
 
-    def infer(self, windows: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One step for several streams at once: `windows` [B, 576], `states` [2, B, 128] →
-        (probabilities [B], new states [2, B, 128]). Thread-safe; releases the GIL while it
-        runs. A batch of 8 costs about a third of 8 separate calls."""
+    def infer_batch(
+        self, streams: Sequence[VadStream], frames: Sequence[np.ndarray]
+    ) -> list[float]:
+        """Thread-safe for distinct streams; releases the GIL while the model runs."""
+        own = [_own(stream) for stream in streams]
+        states = np.concatenate([stream._state for stream in own], axis=1)  # [2, B, 128]
         prob, new_states = self._session.run(
-            None, {"input": windows, "state": states, "sr": np.array(_RATE, dtype=np.int64)}
+            None, {"input": np.stack(frames), "state": states, "sr": self._sr}
         )
-        return prob[:, 0], new_states
+        for index, stream in enumerate(own):
+            stream._state = new_states[:, index : index + 1, :]
+        return [float(p) for p in prob[:, 0]]
+
+
+def _own(stream: VadStream) -> SileroStream:
+    if not isinstance(stream, SileroStream):
+        raise TypeError(f"silero cannot step a {type(stream).__name__}")
+    return stream
