@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 from speech_fixtures import speak, with_silence
 
@@ -50,4 +52,41 @@ async def test_silence_and_dropped_streams_give_nothing_and_free_the_decoder() -
     await again.feed(speak("good morning", 16000).tobytes())
     assert (await again.finish()).text
     assert transcriber.decoders_created == 1
+    await transcriber.aclose()
+
+
+async def test_a_cancelled_feed_is_not_overlapped_by_the_close(monkeypatch) -> None:
+    """Clearing a turn cancels its feed while the decoder still works on the pool (with 2
+    workers); the close must wait for that call, not use the decoder alongside it."""
+    from openrealtime.backends.stt import pocketsphinx
+
+    inside: list[str] = []
+    overlaps: list[tuple[str, list[str]]] = []
+
+    def guarded(name: str, method: Any) -> Any:
+        def call(self: Any, *args: Any) -> Any:
+            if inside:
+                overlaps.append((name, list(inside)))
+            inside.append(name)
+            try:
+                return method(self, *args)
+            finally:
+                inside.remove(name)
+
+        return call
+
+    for name in ("feed", "end_stream"):
+        monkeypatch.setattr(
+            pocketsphinx._Decoder, name, guarded(name, getattr(pocketsphinx._Decoder, name))
+        )
+    transcriber = PocketsphinxTranscriber(workers=2)
+    transcriber.load()
+    stream = transcriber.open_stream(TranscriptionOptions())
+    await stream.feed(speak("one", 16000).tobytes())  # the decoder is taken
+    feeding = asyncio.create_task(stream.feed(speak(SENTENCE * 3, 16000).tobytes()))
+    while not inside:  # the long feed is running on the pool
+        await asyncio.sleep(0.001)
+    feeding.cancel()
+    await stream.aclose()
+    assert inside == [] and overlaps == []
     await transcriber.aclose()

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -220,6 +220,7 @@ class PocketsphinxStream:
         self._held: bytearray | None = None
         self._bytes = 0
         self._last = ""
+        self._busy: Future[Any] | None = None  # the call on the pool, if any
 
     async def feed(self, pcm16k: bytes) -> str | None:
         pcm = pcm16k[: len(pcm16k) // 2 * 2]
@@ -272,9 +273,14 @@ class PocketsphinxStream:
         return text
 
     async def _run(self, work: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
+        # The decoder is not thread-safe, and a cancelled caller (a cleared turn, a client
+        # gone) leaves its call running on the pool: the next call waits for it to end
+        # instead of using the decoder alongside it.
+        if self._busy is not None and not self._busy.done():
+            await asyncio.wait([asyncio.wrap_future(self._busy)])
+        self._busy = self._executor.submit(work, *args)
         try:
-            return await loop.run_in_executor(self._executor, work, *args)
+            return await asyncio.wrap_future(self._busy)
         except Exception as exc:  # pocketsphinx raises bare RuntimeErrors
             self._decoder = None  # a decoder that failed mid-utterance is not reused
             raise BackendError("stt", f"pocketsphinx failed to decode: {exc}") from exc
