@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from av import AudioFrame
 from conftest import API_KEY
 from scripted_llm import Text
 from servers import ServerThread
@@ -26,6 +27,7 @@ from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.server.secrets import new_secret
 from openrealtime.transports.dialect import GA
+from openrealtime.transports.webrtc import mono_s16
 
 CALLS = "/v1/realtime/calls"
 TEXT_ONLY = {"type": "realtime", "output_modalities": ["text"]}
@@ -81,6 +83,26 @@ async def _settled_tasks(server, expected: list[str], timeout: float = 5) -> lis
         if tasks == expected or time.monotonic() > deadline:
             return tasks
         await asyncio.sleep(0.1)
+
+
+# --- audio in: a decoded frame to mono ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["s16", "s16p", "flt"])
+def test_a_decoded_frame_becomes_mono_with_its_channels_averaged(fmt) -> None:
+    rng = np.random.default_rng(7)
+    left, right = rng.integers(-30000, 30000, (2, 960), dtype=np.int16)
+    if fmt == "s16":  # packed, as aiortc's Opus decoder gives it
+        data = np.stack([left, right], axis=1).reshape(1, -1)
+    elif fmt == "s16p":
+        data = np.stack([left, right])
+    else:
+        data = np.stack([left, right], axis=1).reshape(1, -1).astype(np.float32) / 32768
+    frame = AudioFrame.from_ndarray(data, format=fmt, layout="stereo")
+    expected = (left.astype(np.int32) + right) // 2
+    assert np.abs(mono_s16(frame).astype(np.int32) - expected).max() <= 1
+    mono = AudioFrame.from_ndarray(left.reshape(1, -1), format="s16", layout="mono")
+    assert np.array_equal(mono_s16(mono), left)
 
 
 # --- the SDP exchange ------------------------------------------------------------------------
