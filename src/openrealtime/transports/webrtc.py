@@ -304,7 +304,7 @@ def mono_s16(frame: AudioFrame) -> np.ndarray:
     if channels == 2 and frame.format.name == "s16":
         # aiortc's Opus decoder gives packed stereo s16: read the plane in place (a fifth of
         # the cost of `to_ndarray` and a reshape, per 20 ms frame).
-        both = np.frombuffer(frame.planes[0], np.int16, 2 * frame.samples)
+        both = np.frombuffer(memoryview(frame.planes[0]), np.int16, 2 * frame.samples)
         return ((both[0::2].astype(np.int32) + both[1::2]) >> 1).astype(np.int16)
     samples: Any = frame.to_ndarray()
     if samples.dtype != np.int16:  # float formats; aiortc's decoders give s16
