@@ -126,3 +126,29 @@ def test_responses_play_in_turn_and_g711_is_decoded() -> None:
     for item, ms, _ in rec.positions:
         finals[item] = ms
     assert abs(finals["i1"] - 100) < 2 and abs(finals["i2"] - 100) < 2
+
+
+def test_idle_only_once_nothing_is_left_to_play_emit_or_report() -> None:
+    """The track may stop pulling frames while `idle`: so it is idle only when a frame would
+    be silence with no event and no position to give, and `on_audio` wakes it."""
+    rec = Recorder()
+    wakes: list[None] = []
+    rec.playout.on_audio = lambda: wakes.append(None)
+    assert rec.playout.idle
+    rec.playout.take(_created("r1"))
+    assert rec.playout.idle and not wakes  # a response without audio yet plays nothing
+    rec.playout.take(_delta("r1", "i1", _tone(40).tobytes()))
+    assert not rec.playout.idle and wakes
+    rec.frames(3)  # dry mid-item: the response is not done, `stopped` is still to come
+    assert not rec.playout.idle
+    rec.playout.take(_done("r1"))
+    rec.frames(1)  # the resampler's tail, then `stopped`
+    assert rec.types()[-1] == "output_audio_buffer.stopped"
+    assert not rec.playout.idle  # the position where it stopped is still to report
+    rec.frames(1)
+    assert rec.positions[-1][2] is False and rec.playout.idle
+    rec.playout.take(_created("r2"))
+    rec.playout.take(_delta("r2", "i2", _tone(40).tobytes()))
+    rec.frames(1)
+    rec.playout.clear()  # cleared while playing: nothing more to report
+    assert rec.playout.idle

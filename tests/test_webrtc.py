@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from av import AudioFrame
 from conftest import API_KEY
 from scripted_llm import Text
 from servers import ServerThread
@@ -26,6 +27,7 @@ from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.server.secrets import new_secret
 from openrealtime.transports.dialect import GA
+from openrealtime.transports.webrtc import mono_s16
 
 CALLS = "/v1/realtime/calls"
 TEXT_ONLY = {"type": "realtime", "output_modalities": ["text"]}
@@ -81,6 +83,26 @@ async def _settled_tasks(server, expected: list[str], timeout: float = 5) -> lis
         if tasks == expected or time.monotonic() > deadline:
             return tasks
         await asyncio.sleep(0.1)
+
+
+# --- audio in: a decoded frame to mono ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["s16", "s16p", "flt"])
+def test_a_decoded_frame_becomes_mono_with_its_channels_averaged(fmt) -> None:
+    rng = np.random.default_rng(7)
+    left, right = rng.integers(-30000, 30000, (2, 960), dtype=np.int16)
+    if fmt == "s16":  # packed, as aiortc's Opus decoder gives it
+        data = np.stack([left, right], axis=1).reshape(1, -1)
+    elif fmt == "s16p":
+        data = np.stack([left, right])
+    else:
+        data = np.stack([left, right], axis=1).reshape(1, -1).astype(np.float32) / 32768
+    frame = AudioFrame.from_ndarray(data, format=fmt, layout="stereo")
+    expected = (left.astype(np.int32) + right) // 2
+    assert np.abs(mono_s16(frame).astype(np.int32) - expected).max() <= 1
+    mono = AudioFrame.from_ndarray(left.reshape(1, -1), format="s16", layout="mono")
+    assert np.array_equal(mono_s16(mono), left)
 
 
 # --- the SDP exchange ------------------------------------------------------------------------
@@ -460,20 +482,25 @@ async def test_barge_in_clears_playback_and_truncates_at_the_played_position(
         assert truncated.audio_end_ms < generated_ms - 1000, (truncated.audio_end_ms, generated_ms)
 
         # In the received stream: the answer was audible up to the truncation point, and
-        # silent from right after it.
+        # silent from right after it: a few frames of silence, then the server's track pauses
+        # (it sends nothing while nothing plays), so the stream may end there.
         per_ms = RATE // 1000
         deadline = time.monotonic() + 10
+        grew_at, length = time.monotonic(), 0
         while True:
             stream = client.stream()
             loud = np.flatnonzero(np.abs(stream.astype(np.int32)) > 300)
             end = loud[0] + truncated.audio_end_ms * per_ms
-            if len(stream) > end + 1500 * per_ms:
+            if len(stream) != length:
+                grew_at, length = time.monotonic(), len(stream)
+            if len(stream) > end + 1500 * per_ms or time.monotonic() - grew_at > 1.0:
                 break
-            assert time.monotonic() < deadline, "the stream stopped"
+            assert time.monotonic() < deadline, "the stream never settled"
             await asyncio.sleep(0.1)
         before = stream[end - 700 * per_ms : end]
         after = stream[end + 100 * per_ms : end + 1500 * per_ms]
         assert rms(before) > 300, rms(before)
+        assert len(after) >= 50 * per_ms, len(after) / per_ms  # the pause's lead-in at least
         assert np.abs(after.astype(np.int32)).max() < 300, rms(after)
     finally:
         await client.close()
@@ -502,5 +529,59 @@ async def test_output_audio_buffer_clear_stops_playback(rtc_server, llm) -> None
         retrieved = (await client.until("conversation.item.retrieved"))[-1].item
         transcript = retrieved.content[0].transcript
         assert transcript and len(transcript) < len(LONG_ANSWER) / 2  # cut to what was heard
+    finally:
+        await client.close()
+
+
+@pytest.mark.realtime
+async def test_audio_after_a_silent_pause_plays_whole_on_the_stream_clock(rtc_server, llm) -> None:
+    """While nothing plays, the server's track sends nothing (no encoding, no packets). The
+    next answer then plays whole, and its RTP timestamps have advanced by the pause, as after
+    Opus DTX: the stream's clock keeps pace with the wall clock across the pause."""
+    llm.script(
+        Text(["Hello there, how can I help you today?"]),
+        Text(["The lights are on in the kitchen now, and the heating is on too."]),
+    )
+    client = CallClient(rtc_server.url, API_KEY)
+    try:
+        await client.connect()
+        await client.until("session.created")
+        client.send(_user("Hi."))
+        client.send({"type": "response.create"})
+        await client.until("output_audio_buffer.stopped", timeout=30)
+        await asyncio.sleep(1.0)  # the track has paused by now
+        paused_from = len(client.frames)
+        await asyncio.sleep(2.0)
+        assert len(client.frames) == paused_from, "frames were sent while nothing played"
+
+        client.send(_user("The lights?"))
+        client.send({"type": "response.create"})
+        events = await client.until("output_audio_buffer.stopped", timeout=30)
+        done = next(e for e in events if e.type == "response.done").response
+        await asyncio.sleep(0.5)  # the last frames (held by the client's jitter buffer)
+        frames = client.frames
+        pts = np.array([p for _, p, _ in frames])
+        jumps = np.flatnonzero(np.diff(pts) > len(frames[0][2])) + 1
+        assert len(jumps), "the timestamps did not advance over the pause"
+        resumed = int(jumps[-1])  # the first frame of the second answer
+        gap_s = (pts[resumed] - pts[resumed - 1]) / RATE
+        assert gap_s > 2.5, gap_s
+
+        def offset(window: list[tuple[float, int, np.ndarray]]) -> float:
+            # arrival time minus stream time: constant while the clocks keep pace
+            return float(np.median([at - p / RATE for at, p, _ in window]))
+
+        # Steady frames on each side (the client holds 4 frames back, so the last ones
+        # before a pause arrive late, with the first ones after it).
+        before, after = frames[resumed - 25 : resumed - 8], frames[resumed + 10 : resumed + 30]
+        drift = offset(after) - offset(before)
+        assert abs(drift) < 0.3, drift  # contiguous timestamps would drift by the ~3 s pause
+
+        heard = np.concatenate([samples for _, _, samples in frames[resumed:]])
+        assert rms(heard) > 500, rms(heard)
+        generated_ms = done.usage.output_token_details.audio_tokens * 50
+        loud = np.flatnonzero(np.abs(heard.astype(np.int32)) > 300)
+        heard_ms = (loud[-1] - loud[0]) / RATE * 1000
+        assert heard_ms > 0.8 * generated_ms, (heard_ms, generated_ms)
     finally:
         await client.close()

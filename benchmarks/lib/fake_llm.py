@@ -59,6 +59,7 @@ class FakeLLM:
         self.log: deque[tuple[float, dict[str, Any]]] = deque(maxlen=LOG_BODIES)
         self.arrivals: dict[str, dict[int, float]] = {"chat": {}, "stt": {}}
         self.streams: list[dict[str, Any]] = []
+        self._speech: bytes | None = None
 
     def app(self) -> Starlette:
         return Starlette(
@@ -66,6 +67,7 @@ class FakeLLM:
                 Route("/v1/models", self.models),
                 Route("/v1/chat/completions", self.completions, methods=["POST"]),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+                Route("/v1/audio/speech", self.speech, methods=["POST"]),
                 Route("/bench/log", self.bench_log),
                 Route("/bench/reset", self.bench_reset, methods=["POST"]),
                 Route("/bench/arrivals", self.bench_arrivals),
@@ -169,6 +171,17 @@ class FakeLLM:
         await request.body()
         n = self._arrived("stt", "transcriptions")
         return JSONResponse({"text": f"scripted transcript {n}"})
+
+    async def speech(self, request: Request) -> Response:
+        """Instant speech (`--tts scripted`): whatever the text, the reply spoken once by
+        espeak at start-up, as the raw 24 kHz PCM16 that `response_format: pcm` asks for."""
+        await request.body()
+        self.stats["speech"] += 1
+        if self._speech is None:
+            from .speech import speak  # espeak only for the runs that use it
+
+            self._speech = speak(REPLY, 24000).tobytes()
+        return Response(self._speech, media_type="audio/pcm")
 
     async def bench_log(self, request: Request) -> Response:
         return JSONResponse({"requests": [[t, body] for t, body in self.log]})

@@ -4,13 +4,14 @@ python -m benchmarks.lib.launch llm --port P [--delay S] [--chunks N]
     The fake Chat Completions server (`fake_llm.py`) on uvicorn with uvloop + httptools.
 
 python -m benchmarks.lib.launch openrealtime --port P --llm-url URL [--log-level L] [--stt S]
-                                             [--control PATH] [--collect-every S]
+                                             [--tts T] [--control PATH] [--collect-every S]
     openrealtime as `openrealtime serve` runs it (`create_app` under `uvicorn_config`:
     websockets-sansio, uvloop, httptools, no deflate), with the session limits raised out of
     the way (the benchmarks measure capacity, not the limiter). `--stt scripted` is the
     OpenAI-compatible STT backend against the fake server's instant transcriptions: everything
-    but the recogniser. `--control PATH` serves the side channel (`control.py`) at PATH;
-    `--collect-every S` (a diagnostic) runs `gc.collect()` every S seconds.
+    but the recogniser; `--tts scripted` likewise for speech (the fake's canned reply).
+    `--control PATH` serves the side channel (`control.py`) at PATH; `--collect-every S` (a
+    diagnostic) runs `gc.collect()` every S seconds.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def run_openrealtime(args: argparse.Namespace) -> None:
         log_level=args.log_level,
         stt="openai" if args.stt == "scripted" else args.stt,
         stt_base_url=args.llm_url if args.stt == "scripted" else None,
+        **({"tts": "openai", "tts_base_url": args.llm_url} if args.tts == "scripted" else {}),
         max_sessions=100_000,
         max_sessions_per_key=100_000,
     )
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--llm-url")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--stt", default="pocketsphinx", help="pocketsphinx or scripted")
+    parser.add_argument("--tts", default="espeak", help="espeak or scripted (the fake's speech)")
     parser.add_argument("--control", help="openrealtime: Unix socket path of the side channel")
     parser.add_argument(
         "--collect-every",

@@ -203,12 +203,13 @@ class OpenRealtimeProcess(ServerProcess):
         log_level: str = "info",
         stt: str = "pocketsphinx",
         *,
+        tts: str = "espeak",
         control: bool = False,
         collect_every: float | None = None,
     ) -> None:
         record_source()
         self.control_path: str | None = None
-        args = ["--llm-url", llm.url + "/v1", "--log-level", log_level, "--stt", stt]
+        args = ["--llm-url", llm.url + "/v1", "--log-level", log_level, "--stt", stt, "--tts", tts]
         if control:
             self.control_path = os.path.join(
                 tempfile.gettempdir(),

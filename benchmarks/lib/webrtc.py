@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import time
 from collections import deque
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import numpy as np
 import orjson
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from av import AudioFrame, Packet
 
 RATE = 48000
 FRAME = 960  # 20 ms
@@ -67,13 +68,87 @@ class Microphone(MediaStreamTrack):
         return frame
 
 
+def encode_opus(pcm: np.ndarray) -> list[bytes]:
+    """48 kHz mono int16 as 20 ms Opus packets (the server's own encoder settings)."""
+    from openrealtime.transports.playout_track import opus_encoder  # a server's code from 39482c0
+
+    encoder = opus_encoder(RATE)
+    padded = np.zeros(-(-len(pcm) // FRAME) * FRAME, np.int16)
+    padded[: len(pcm)] = pcm
+    packets: list[bytes] = []
+    for pts in range(0, len(padded), FRAME):
+        frame = AudioFrame.from_ndarray(
+            padded[pts : pts + FRAME].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate, frame.pts = RATE, pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets
+
+
+@functools.cache
+def silent_packet() -> bytes:
+    return encode_opus(np.zeros(10 * FRAME, np.int16))[-1]
+
+
+class PacketMicrophone(MediaStreamTrack):
+    """A microphone for load: it sends speech encoded once (`encode_opus`), shared by every
+    call, and a canned silent packet in between, as a browser without DTX sends 50 packets a
+    second; so the load generator does not pay an Opus encoder per call. `speech_end` is when
+    the last packet of what it was given left."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque[bytes] = deque()
+        self._start: float | None = None
+        self._pts = 0
+        self.speech_end: float | None = None
+        self.done = asyncio.Event()
+
+    def play(self, packets: list[bytes]) -> None:
+        self.done.clear()
+        self.speech_end = None
+        self._queue.extend(packets)
+
+    async def recv(self) -> Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            self._pts += FRAME
+            wait = self._start + self._pts / RATE - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+        if self._queue:
+            packet = Packet(self._queue.popleft())
+            if not self._queue:
+                self.speech_end = time.monotonic()
+                self.done.set()
+        else:
+            packet = Packet(silent_packet())
+        packet.pts = self._pts
+        packet.time_base = fractions.Fraction(1, RATE)
+        return packet
+
+
 class CallClient:
-    def __init__(self, base_url: str, api_key: str, *, audio: bool = True) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        audio: bool = True,
+        microphone: MediaStreamTrack | None = None,
+    ) -> None:
         self.base_url = base_url
         self.api_key = api_key
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("oai-events")
-        self.microphone = Microphone()
+        self.microphone: Any = microphone or Microphone()
         if audio:
             self.pc.addTrack(self.microphone)
         self.events: asyncio.Queue[Any] = asyncio.Queue()

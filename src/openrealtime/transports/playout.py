@@ -16,6 +16,8 @@ never reads the clock, the track paces it, so it is tested without waiting. Rule
   The core truncates there on barge-in: the user heard exactly that much.
 - `clear()` drops everything queued; audio still arriving for a response it cleared is
   dropped too, until that response is done.
+- `idle` while a frame would be silence with nothing to emit or report: the track may stop
+  pulling then, and `on_audio` tells it when audio is queued again.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class _Response:
     started: bool = False
 
 
+def _nothing() -> None:
+    pass
+
+
 class Playout:
     def __init__(
         self,
@@ -95,6 +101,12 @@ class Playout:
         self._responses: dict[str, _Response] = {}  # the queued ones, by id
         self._cleared: set[str] = set()
         self._playing: _Item | None = None  # the item last reported as playing
+        self.on_audio: Callable[[], None] = _nothing  # audio was queued (the track's wake-up)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing left to report: `next_frame` would only give silence."""
+        return not self._queue and self._playing is None
 
     # --- the sink ----------------------------------------------------------------------------
 
@@ -139,6 +151,7 @@ class Playout:
             return
         if len(resampled := item.resampler.process(pcm)):
             item.chunks.append(resampled)
+        self.on_audio()  # the queue holds this response now, even before its first samples
 
     # --- the track ---------------------------------------------------------------------------
 
