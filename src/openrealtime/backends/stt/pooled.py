@@ -1,0 +1,86 @@
+"""A `Transcriber` whose decoding runs in model worker processes (`backends/workers.py`).
+
+`build` is a picklable callable that makes the real transcriber (a module-level function and
+its settings); each worker calls it once, loads the model, and then transcribes one utterance at
+a time. The server process holds only an unloaded instance, for its name and capabilities.
+
+Audio crosses to the worker as PCM16 bytes and the transcript comes back whole: a batch
+decode, so the pooled transcriber declares no native streaming, and partial transcripts come
+from re-transcribing (`BatchStream`), each pass a job in the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import AsyncIterator, Callable
+
+from ..base import Capabilities
+from ..workers import WorkerPool
+from .base import Transcriber, TranscriptEvent, TranscriptionOptions
+from .streaming import BatchTranscriber
+
+
+class PooledTranscriber(BatchTranscriber):
+    """`build()`'s transcriber, run in `workers` processes; share one across sessions."""
+
+    def __init__(
+        self,
+        build: Callable[[], Transcriber],
+        workers: int,
+        *,
+        max_wait_s: float = 5.0,
+        max_waiting: int | None = None,
+        job_timeout_s: float | None = 60.0,
+    ) -> None:
+        inner = build()  # not loaded: only read for what it is
+        self.name = inner.name
+        self.capabilities: Capabilities = dataclasses.replace(inner.capabilities, streaming=False)
+        self.pool: WorkerPool[_Loaded] = WorkerPool(
+            "stt",
+            functools.partial(_load, build),
+            workers,
+            max_wait_s=max_wait_s,
+            # Enough for every worker to have a few turns queued; more would only wait longer.
+            max_waiting=max_waiting if max_waiting is not None else 16 * workers,
+            job_timeout_s=job_timeout_s,
+        )
+
+    def load(self) -> None:
+        self.pool.start()
+
+    async def transcribe(
+        self, pcm16k: bytes, options: TranscriptionOptions
+    ) -> AsyncIterator[TranscriptEvent]:
+        for event in await self.pool.run(_transcribe, pcm16k, options):
+            yield event
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+# In the worker process ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class _Loaded:
+    """A worker's model: the loaded transcriber and the one event loop its calls run on."""
+
+    transcriber: Transcriber
+    loop: asyncio.AbstractEventLoop
+
+
+def _load(build: Callable[[], Transcriber]) -> _Loaded:
+    transcriber = build()
+    transcriber.load()
+    return _Loaded(transcriber, asyncio.new_event_loop())
+
+
+def _transcribe(
+    model: _Loaded, pcm16k: bytes, options: TranscriptionOptions
+) -> list[TranscriptEvent]:
+    async def collect() -> list[TranscriptEvent]:
+        return [event async for event in model.transcriber.transcribe(pcm16k, options)]
+
+    return model.loop.run_until_complete(collect())
