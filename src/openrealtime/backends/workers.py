@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -171,10 +172,8 @@ class WorkerPool(Generic[M]):
             self._unwatch(worker)
             if worker.job is not None:
                 _fail(worker.job, ModelWorkerFailed(self.backend, "the server is shutting down"))
-            try:
+            with contextlib.suppress(OSError):  # a dead worker needs no asking
                 worker.conn.send(None)  # asks the worker to exit
-            except OSError:
-                pass
         await asyncio.to_thread(_join_all, workers)
 
     def _spawn(self) -> _Worker:
@@ -194,7 +193,8 @@ class WorkerPool(Generic[M]):
             message = worker.conn.recv()
         except EOFError:
             raise BackendError(
-                self.backend, f"a model worker exited while loading (code {worker.process.exitcode})"
+                self.backend,
+                f"a model worker exited while loading (code {worker.process.exitcode})",
             ) from None
         self._on_ready(worker, message)
 
@@ -261,9 +261,7 @@ class WorkerPool(Generic[M]):
 
     def _overloaded(self, job: _Job, why: str) -> None:
         self.stats.overloaded += 1
-        log.warning(
-            "%s models overloaded: %s", self.backend, why, extra={"workers": self.size}
-        )
+        log.warning("%s models overloaded: %s", self.backend, why, extra={"workers": self.size})
         _fail(job, ModelOverloaded(self.backend, why))
 
     def _overran(self, worker: _Worker, job: _Job) -> None:
@@ -303,7 +301,7 @@ class WorkerPool(Generic[M]):
         worker.watched = True
 
     def _unwatch(self, worker: _Worker) -> None:
-        if self._loop is not None and worker.watched:
+        if self._loop is not None and worker.watched and not self._loop.is_closed():
             self._loop.remove_reader(worker.conn.fileno())
             self._loop.remove_reader(worker.process.sentinel)
             worker.watched = False
