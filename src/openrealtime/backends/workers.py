@@ -134,6 +134,7 @@ class WorkerPool(Generic[M]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._restart_delay = _RESTART_S
+        self._starting: set[asyncio.Future[None]] = set()
         self.stats = PoolStats()
 
     @property
@@ -368,7 +369,12 @@ class WorkerPool(Generic[M]):
     def _replace(self, delay: float) -> None:
         assert self._loop is not None
         self._restart_delay = min(self._restart_delay * 2, _RESTART_MAX_S)
-        self._loop.call_later(delay, lambda: asyncio.ensure_future(self._start_one()))
+        self._loop.call_later(delay, self._start_later)
+
+    def _start_later(self) -> None:
+        task = asyncio.ensure_future(self._start_one())
+        self._starting.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._starting.discard)
 
     async def _start_one(self) -> None:
         if self._closed:
