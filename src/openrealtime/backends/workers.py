@@ -193,6 +193,7 @@ class WorkerPool(Generic[M]):
         try:
             message = worker.conn.recv()
         except EOFError:
+            worker.process.join(1.0)  # for its exit code: a negative one names the signal
             raise BackendError(
                 self.backend,
                 f"a model worker exited while loading (code {worker.process.exitcode})",

@@ -37,7 +37,7 @@ class PooledTranscriber(BatchTranscriber):
         inner = build()  # not loaded: only read for what it is
         self.name = inner.name
         self.capabilities: Capabilities = dataclasses.replace(inner.capabilities, streaming=False)
-        self.pool: WorkerPool[_Loaded] = WorkerPool(
+        self.pool: WorkerPool[Transcriber] = WorkerPool(
             "stt",
             functools.partial(_load, build),
             workers,
@@ -63,24 +63,18 @@ class PooledTranscriber(BatchTranscriber):
 # In the worker process ----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(slots=True)
-class _Loaded:
-    """A worker's model: the loaded transcriber and the one event loop its calls run on."""
-
-    transcriber: Transcriber
-    loop: asyncio.AbstractEventLoop
-
-
-def _load(build: Callable[[], Transcriber]) -> _Loaded:
+def _load(build: Callable[[], Transcriber]) -> Transcriber:
     transcriber = build()
     transcriber.load()
-    return _Loaded(transcriber, asyncio.new_event_loop())
+    return transcriber
 
 
 def _transcribe(
-    model: _Loaded, pcm16k: bytes, options: TranscriptionOptions
+    transcriber: Transcriber, pcm16k: bytes, options: TranscriptionOptions
 ) -> list[TranscriptEvent]:
     async def collect() -> list[TranscriptEvent]:
-        return [event async for event in model.transcriber.transcribe(pcm16k, options)]
+        return [event async for event in transcriber.transcribe(pcm16k, options)]
 
-    return model.loop.run_until_complete(collect())
+    # A loop per job (~0.1 ms): one kept across jobs would outlive its file descriptors when
+    # the worker exits.
+    return asyncio.run(collect())
