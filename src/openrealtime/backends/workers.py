@@ -32,6 +32,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,7 +133,8 @@ class WorkerPool(Generic[M]):
         self._waiting: collections.deque[tuple[_Job, float]] = collections.deque()
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        self._started = self._closed = False
+        self._start_lock = threading.Lock()
         self._restart_delay = _RESTART_S
         self._starting: set[asyncio.Future[None]] = set()
         self.stats = PoolStats()
@@ -150,12 +152,19 @@ class WorkerPool(Generic[M]):
     def start(self) -> None:
         """Start every worker and wait until each has loaded its model (blocking: at start-up,
         off the event loop). Raises BackendError if a model fails to load."""
-        if self._workers:
-            return
-        started = time.perf_counter()
-        self._workers = [self._spawn() for _ in range(self.size)]
-        for worker in self._workers:
-            self._await_ready(worker)
+        with self._start_lock:  # two first jobs may both find the pool unstarted
+            if self._started:
+                return
+            started = time.perf_counter()
+            workers = [self._spawn() for _ in range(self.size)]
+            try:
+                for worker in workers:
+                    self._await_ready(worker)
+            except BaseException:
+                for worker in workers:
+                    worker.process.kill()
+                raise
+            self._workers, self._started = workers, True
         log.info(
             "%d %s model worker(s) ready",
             self.size,
@@ -213,6 +222,8 @@ class WorkerPool(Generic[M]):
         BackendError the model raised."""
         if self._closed:
             raise ModelWorkerFailed(self.backend, "the pool is closed")
+        if not self._started:  # never started (an embedder skipped `load`): start now
+            await asyncio.to_thread(self.start)
         self._attach()
         loop = asyncio.get_running_loop()
         job = _Job(next(self._ids), fn, args, loop.create_future())
