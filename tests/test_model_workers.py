@@ -27,11 +27,13 @@ import openai
 import pytest
 from conftest import API_KEY, recv, recv_until
 from pool_models import CountingTranscriber
+from pydantic import ValidationError
 from servers import ServerThread
 from speech_fixtures import speak, with_silence
 
 from openrealtime.backends.registry import Backends, create_backends
 from openrealtime.backends.stt.pooled import PooledTranscriber
+from openrealtime.cli import parse_settings
 from openrealtime.config import Settings
 from openrealtime.server.app import create_app
 
@@ -196,3 +198,16 @@ def test_pocketsphinx_transcribes_in_a_worker(settings: Settings) -> None:
         assert done.type == COMPLETED, done
         assert done.transcript.strip()  # pocketsphinx is far from exact: words, not which
     assert real.stt.pool.stats.completed == 1
+
+
+def test_stt_workers_is_a_flag_and_an_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert parse_settings(["serve", "--stt-workers", "2"]).stt_workers == 2
+    monkeypatch.setenv("OPENREALTIME_STT_WORKERS", "1")
+    assert parse_settings(["serve"]).stt_workers == 1
+    with pytest.raises(ValidationError):
+        parse_settings(["serve", "--stt-workers", "-1"])
+    # Off: the recognizer stays in the server process.
+    monkeypatch.delenv("OPENREALTIME_STT_WORKERS")
+    assert not isinstance(create_backends(parse_settings(["serve"])).stt, PooledTranscriber)
