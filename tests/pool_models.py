@@ -3,6 +3,7 @@ so a spawned worker process can import and build them (tests/ is on its sys.path
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -11,27 +12,21 @@ from openrealtime.backends.stt.streaming import BatchTranscriber
 
 
 class CountingTranscriber(BatchTranscriber):
-    """Hears how long the audio is ("heard 800 ms"), taking `seconds` of the worker's time:
-    a transcript that says which audio it came from, at a pace a test controls."""
+    """Hears how long the audio is ("heard 800 ms"): a transcript that says which audio it
+    came from. With `hold_until`, each job holds its worker (as a model holds a core) until
+    that file exists, so a test decides when a job ends."""
 
     name = "counting"
 
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
+    def __init__(self, hold_until: str | None = None) -> None:
+        self.hold_until = hold_until
 
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
     ) -> AsyncIterator[TranscriptEvent]:
-        time.sleep(self.seconds)  # holds the worker like a model holding a core
+        deadline = time.monotonic() + 60
+        while self.hold_until and not os.path.exists(self.hold_until):
+            assert time.monotonic() < deadline, "the test never released its job"
+            time.sleep(0.01)
         for event in whole_transcript(f"heard {len(pcm16k) // 32} ms", pcm16k):
             yield event
-
-
-def echo(model: object, value: int) -> int:
-    return value
-
-
-def pid(model: object) -> int:
-    import os
-
-    return os.getpid()
