@@ -129,6 +129,8 @@ class WorkerPool(Generic[M]):
         self._max_wait_s = max_wait_s
         self._job_timeout_s = job_timeout_s
         self._start_timeout_s = start_timeout_s
+        # The cores shared out between the workers: more math threads than that only contend.
+        self._threads = max(1, (os.cpu_count() or 1) // workers)
         self._workers: list[_Worker] = []
         self._waiting: collections.deque[tuple[_Job, float]] = collections.deque()
         self._ids = itertools.count(1)
@@ -189,7 +191,10 @@ class WorkerPool(Generic[M]):
     def _spawn(self) -> _Worker:
         ours, theirs = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
-            target=_serve, args=(theirs, self._factory), name=f"{self.backend}-model", daemon=True
+            target=_serve,
+            args=(theirs, self._factory, self._threads),
+            name=f"{self.backend}-model",
+            daemon=True,
         )
         process.start()
         theirs.close()  # so the worker's death reads as EOF here
@@ -436,10 +441,13 @@ def _rebuild(backend: str, error: _Error) -> BackendError:
 # The worker process ------------------------------------------------------------------------------
 
 
-def _serve(conn: Connection, factory: Callable[[], Any]) -> None:
+def _serve(conn: Connection, factory: Callable[[], Any], threads: int) -> None:
     """A worker's whole life: load the model, then run jobs until asked to stop or orphaned."""
     # Ctrl-C goes to the whole process group; the server decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Read by OpenMP runtimes (CTranslate2's default thread count) when the model loads; an
+    # operator's own setting wins.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         model = factory()
     except BaseException as exc:
