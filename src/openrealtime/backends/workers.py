@@ -245,6 +245,7 @@ class WorkerPool(Generic[M]):
             return await asyncio.shield(job.result)
         except asyncio.CancelledError:
             self._withdraw(job)  # a job nobody awaits any more takes no worker
+            job.result.add_done_callback(_retrieved)  # nor logs its late failure
             raise
 
     def _idle(self) -> _Worker | None:
@@ -403,6 +404,11 @@ class WorkerPool(Generic[M]):
             return
         self._workers.append(worker)
         self._watch(worker)
+
+
+def _retrieved(result: asyncio.Future[Any]) -> None:
+    if not result.cancelled():
+        result.exception()
 
 
 def _fail(job: _Job, error: BackendError) -> None:
