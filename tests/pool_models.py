@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 
+from openrealtime.backends.errors import BackendError
 from openrealtime.backends.stt.base import TranscriptEvent, TranscriptionOptions, whole_transcript
 from openrealtime.backends.stt.streaming import BatchTranscriber
 
@@ -29,4 +30,17 @@ class CountingTranscriber(BatchTranscriber):
             assert time.monotonic() < deadline, "the test never released its job"
             time.sleep(0.01)
         for event in whole_transcript(f"heard {len(pcm16k) // 32} ms", pcm16k):
+            yield event
+
+
+class PickyTranscriber(CountingTranscriber):
+    """Refuses audio shorter than 500 ms with a BackendError of its own, as a model refuses
+    input it cannot handle: the error has to cross back from the worker intact."""
+
+    async def transcribe(
+        self, pcm16k: bytes, options: TranscriptionOptions
+    ) -> AsyncIterator[TranscriptEvent]:
+        if len(pcm16k) < 16000:
+            raise BackendError("stt", "too short to hear", code="audio_too_short", detail="picky")
+        async for event in super().transcribe(pcm16k, options):
             yield event

@@ -28,7 +28,7 @@ import numpy as np
 import openai
 import pytest
 from conftest import API_KEY, recv, recv_until
-from pool_models import CountingTranscriber
+from pool_models import CountingTranscriber, PickyTranscriber
 from pydantic import ValidationError
 from servers import ServerThread
 from speech_fixtures import speak, with_silence
@@ -159,6 +159,21 @@ def test_a_killed_worker_fails_only_its_turn_and_is_replaced(
         assert heard_ms(outcome(a, later_a)) == pytest.approx(300, abs=1)
         assert heard_ms(outcome(b, later_b)) == pytest.approx(500, abs=1)
     assert (stt.pool.stats.worker_deaths, stt.pool.stats.replaced) == (1, 1)
+
+
+def test_a_model_error_reaches_the_session_with_its_code_and_the_worker_lives_on(
+    settings: Settings, backends: Backends
+) -> None:
+    stt = PooledTranscriber(PickyTranscriber, 1)
+    with serving(settings, backends, stt) as connect, connect() as conn:
+        [pid] = stt.pool.pids
+        open_session(conn)
+        failed = outcome(conn, commit(conn, 300))
+        assert failed.type == FAILED
+        assert (failed.error.code, failed.error.message) == ("audio_too_short", "too short to hear")
+        assert heard_ms(outcome(conn, commit(conn, 900))) == pytest.approx(900, abs=1)
+        assert stt.pool.pids == [pid]  # a model's error is not a worker's death
+    assert (stt.pool.stats.failed, stt.pool.stats.worker_deaths) == (1, 0)
 
 
 def test_an_overloaded_pool_fails_a_turn_after_a_bounded_wait(
