@@ -131,6 +131,30 @@ def test_a_session_transcribes_through_the_pool(settings: Settings, backends: Ba
     assert stt.pool.stats.completed == 2
 
 
+def test_a_transcription_session_streams_through_the_pool(
+    settings: Settings, backends: Backends
+) -> None:
+    """Partial transcripts are re-decodes, each a job taken only when a worker is idle."""
+    stt = counting(workers=1)
+    sentence = "the quick brown fox jumps over the lazy dog and runs into the green forest"
+    raw = with_silence(speak(sentence, RATE), 300, 1200, RATE).astype(np.int16).tobytes()
+    with serving(settings, backends, stt) as connect:
+        client = openai.OpenAI(base_url=connect.url + "/v1", api_key=API_KEY)
+        with client.realtime.connect(
+            model="gpt-realtime", extra_query={"intent": "transcription"}
+        ) as conn:
+            assert recv(conn).session.type == "transcription"
+            for start in range(0, len(raw), CHUNK):
+                chunk = raw[start : start + CHUNK]
+                conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+            item_id = recv_until(conn, "input_audio_buffer.committed")[-1].item_id
+            done = outcome(conn, item_id)
+    # The whole turn (speech, padding, the silence that ended it) was decoded at the end.
+    assert heard_ms(done) > 2000
+    assert stt.pool.stats.completed >= 2  # partial passes ran too
+    assert stt.pool.stats.overloaded == 0
+
+
 def test_a_killed_worker_fails_only_its_turn_and_is_replaced(
     settings: Settings, backends: Backends, tmp_path: Path
 ) -> None:

@@ -64,6 +64,10 @@ class ModelOverloaded(BackendError):
         )
 
 
+class NoWorkerFree(ModelOverloaded):
+    """A job that was not to wait found every worker busy; not counted as an overload."""
+
+
 class ModelWorkerFailed(BackendError):
     def __init__(self, backend: str, detail: str) -> None:
         super().__init__(
@@ -222,9 +226,10 @@ class WorkerPool(Generic[M]):
 
     # Jobs ------------------------------------------------------------------------------------
 
-    async def run(self, fn: Callable[..., R], *args: Any) -> R:
+    async def run(self, fn: Callable[..., R], *args: Any, wait: bool = True) -> R:
         """`fn(model, *args)` in a worker. Raises ModelOverloaded, ModelWorkerFailed, or the
-        BackendError the model raised."""
+        BackendError the model raised. With `wait=False`, a job that would wait raises
+        `NoWorkerFree` at once instead (work worth doing only if a worker is idle)."""
         if self._closed:
             raise ModelWorkerFailed(self.backend, "the pool is closed")
         if not self._started:  # never started (an embedder skipped `load`): start now
@@ -235,6 +240,8 @@ class WorkerPool(Generic[M]):
         worker = self._idle()
         if worker is not None:
             self._send(worker, job)
+        elif not wait:
+            raise NoWorkerFree(self.backend, "every worker is busy")
         elif len(self._waiting) >= self._max_waiting:
             self._overloaded(job, f"{len(self._waiting)} jobs already waiting")
         else:

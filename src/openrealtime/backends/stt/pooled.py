@@ -6,7 +6,8 @@ a time. The server process holds only an unloaded instance, for its name and cap
 
 Audio crosses to the worker as PCM16 bytes and the transcript comes back whole: a batch
 decode, so the pooled transcriber declares no native streaming, and partial transcripts come
-from re-transcribing (`BatchStream`), each pass a job in the pool.
+from re-transcribing (`BatchStream`), each pass a job in the pool that runs only if a worker
+is idle, so partials never delay a turn's final transcript nor fail it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ import functools
 from collections.abc import AsyncIterator, Callable
 
 from ..base import Capabilities
-from ..workers import WorkerPool
-from .base import Transcriber, TranscriptEvent, TranscriptionOptions
-from .streaming import BatchTranscriber
+from ..workers import NoWorkerFree, WorkerPool
+from .base import (
+    Transcriber,
+    TranscriptDone,
+    TranscriptEvent,
+    TranscriptionOptions,
+    TranscriptionStream,
+)
+from .streaming import BatchStream, BatchTranscriber
 
 
 class PooledTranscriber(BatchTranscriber):
@@ -56,8 +63,38 @@ class PooledTranscriber(BatchTranscriber):
         for event in await self.pool.run(_transcribe, pcm16k, options):
             yield event
 
+    def open_stream(self, options: TranscriptionOptions) -> TranscriptionStream:
+        return _PooledStream(self.pool, options)
+
     async def aclose(self) -> None:
         await self.pool.aclose()
+
+
+class _PooledStream(BatchStream):
+    """Re-transcription through the pool, where a partial transcript is worth a worker only
+    if one is idle: it never queues ahead of a turn's final decode, and a busy pool skips it
+    rather than failing the turn. The final decode waits its turn like any job."""
+
+    def __init__(self, pool: WorkerPool[Transcriber], options: TranscriptionOptions) -> None:
+        super().__init__(self._decode, options)
+        self._pool = pool
+        self._finishing = False
+
+    async def feed(self, pcm16k: bytes) -> str | None:
+        try:
+            return await super().feed(pcm16k)
+        except NoWorkerFree:
+            return None
+
+    async def finish(self) -> TranscriptDone:
+        self._finishing = True
+        return await super().finish()
+
+    async def _decode(
+        self, pcm16k: bytes, options: TranscriptionOptions
+    ) -> AsyncIterator[TranscriptEvent]:
+        for event in await self._pool.run(_transcribe, pcm16k, options, wait=self._finishing):
+            yield event
 
 
 # In the worker process ----------------------------------------------------------------------------
