@@ -87,6 +87,15 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "stt_timeout",
         {"type": float, "help": "seconds before an --stt openai request fails (default 30)"},
     ),
+    (
+        "--stt-workers",
+        "stt_workers",
+        {
+            "type": int,
+            "help": "run the recognizer in N worker processes, replaced if they die "
+            "(default 0: in the server process)",
+        },
+    ),
     ("--tts", "tts", {"help": f"text-to-speech backend: {', '.join(SYNTHESIZERS)}"}),
     ("--tts-base-url", "tts_base_url", {"help": "base URL for --tts openai"}),
     ("--tts-model", "tts_model", {"help": "model name for --tts openai"}),

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     stt_model: str | None = None
     stt_api_key: str | None = None
     stt_timeout: float = 30.0  # --stt openai
+    # Model worker processes that run the recognizer (backends/workers.py); 0: in-process.
+    stt_workers: int = Field(default=0, ge=0, le=64)
 
     tts: str = "espeak"
     tts_base_url: str | None = None

@@ -8,6 +8,7 @@ any model, so the command line can refuse a bad one before the server starts.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class Choice(Generic[B]):
 def create_backends(settings: Settings) -> Backends:
     return Backends(
         llm=_chosen("llm", settings.llm, LLMS).build(settings),
-        stt=_chosen("stt", settings.stt, TRANSCRIBERS).build(settings),
+        stt=_transcriber(settings),
         tts=_chosen("tts", settings.tts, SYNTHESIZERS).build(settings),
         vad=_chosen("vad", settings.vad, DETECTORS).build(settings),
     )
@@ -108,6 +109,24 @@ def _chosen(kind: str, name: str, table: Mapping[str, Choice[B]]) -> Choice[B]:
         names = ", ".join(table)
         raise BackendError(kind, f"unknown --{kind} '{name}'; choose one of: {names}")
     return table[name]
+
+
+def _transcriber(settings: Settings) -> Transcriber:
+    """The chosen recognizer; with --stt-workers N, built in N worker processes instead."""
+    build = _chosen("stt", settings.stt, TRANSCRIBERS).build
+    if settings.stt_workers <= 0:
+        return build(settings)
+    from .stt.pooled import PooledTranscriber
+
+    build = IN_WORKER.get(settings.stt, build)
+    return PooledTranscriber(functools.partial(build, settings), settings.stt_workers)
+
+
+def _pocketsphinx_in_worker(settings: Settings) -> Transcriber:
+    from .stt.pocketsphinx import PocketsphinxTranscriber
+
+    # A worker decodes one utterance at a time: one decoder (~90 MiB), not one per thread.
+    return PocketsphinxTranscriber(workers=1)
 
 
 def _openai_chat(settings: Settings) -> LanguageModel:
@@ -189,4 +208,8 @@ SYNTHESIZERS: dict[str, Choice[Synthesizer]] = {
 }
 DETECTORS: dict[str, Choice[VoiceActivityDetector]] = {
     "silero": Choice(_silero, (Package("onnxruntime", "onnxruntime"),)),
+}
+# How a recognizer is built inside a model worker, where it differs from TRANSCRIBERS'.
+IN_WORKER: dict[str, Callable[[Settings], Transcriber]] = {
+    "pocketsphinx": _pocketsphinx_in_worker,
 }
