@@ -32,6 +32,7 @@ from speech_fixtures import speak, with_silence
 from starlette.testclient import TestClient
 from webrtc_client import CallClient
 
+from openrealtime.backends.base import BackendBase
 from openrealtime.backends.llm.openai_chat import OpenAIChatModel
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
@@ -338,7 +339,7 @@ def test_json_logs_are_one_object_per_line_with_the_session_id(server, client, l
     assert failed[0]["session_id"] == session_id
 
 
-class CrashingLlm:
+class CrashingLlm(BackendBase):
     """An LLM backend with a bug: it raises what no `BackendError` describes, naming the
     internals a client must not see."""
 
@@ -350,6 +351,9 @@ class CrashingLlm:
     async def stream(self, request: Any) -> AsyncIterator[Any]:
         raise RuntimeError(self.internals)
         yield  # an async generator, as a real backend's stream is
+
+    async def check(self) -> str | None:
+        return None
 
 
 def test_a_backend_bug_tells_the_client_a_code_and_the_log_the_exception(
