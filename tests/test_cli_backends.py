@@ -1,20 +1,22 @@
 """A configuration that cannot work is refused before the server starts: one line on stderr
 that says what to change, and exit status 2 — for a backend name no backend has, an option the
 chosen backend needs, a package it needs that is not installed, and any invalid setting. The
-real command runs in a subprocess."""
+real command runs in a subprocess. Then the models a good configuration names load side by side."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from servers import free_port
 
 from openrealtime.backends.errors import BackendError
-from openrealtime.backends.registry import check_settings
+from openrealtime.backends.registry import Backends, check_settings
 from openrealtime.config import Settings
 
 # Makes `import faster_whisper` fail as if the package were not installed (it is, for tests).
@@ -108,3 +110,27 @@ def test_the_check_names_what_to_change() -> None:
         check_settings(Settings(stt="whisper"))
     assert refused.value.backend == "stt"
     assert "choose one of: faster-whisper, pocketsphinx, openai" in refused.value.message
+
+
+def test_the_recognizer_and_the_voice_load_side_by_side() -> None:
+    """Start-up waits for about the longer of the two loads, not their sum: each load below
+    returns only once the other has started."""
+    both_loading = threading.Barrier(2, timeout=10)
+    loaded: list[str] = []
+
+    class Loads:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def load(self) -> None:
+            both_loading.wait()
+            loaded.append(self.name)
+
+    backends = Backends(
+        llm=cast(Any, None),
+        stt=cast(Any, Loads("stt")),
+        tts=cast(Any, Loads("tts")),
+        vad=cast(Any, None),
+    )
+    backends.load()
+    assert sorted(loaded) == ["stt", "tts"]
