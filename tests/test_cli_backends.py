@@ -1,20 +1,22 @@
 """A configuration that cannot work is refused before the server starts: one line on stderr
 that says what to change, and exit status 2 — for a backend name no backend has, an option the
 chosen backend needs, a package it needs that is not installed, and any invalid setting. The
-real command runs in a subprocess."""
+real command runs in a subprocess. Then the models a good configuration names load side by side."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from servers import free_port
 
 from openrealtime.backends.errors import BackendError
-from openrealtime.backends.registry import check_settings
+from openrealtime.backends.registry import Backends, check_settings
 from openrealtime.config import Settings
 
 # Makes `import faster_whisper` fail as if the package were not installed (it is, for tests).
@@ -52,9 +54,9 @@ def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> lis
     [
         (
             ["--stt", "nope"],
-            "unknown --stt 'nope'; choose one of: pocketsphinx, faster-whisper, openai",
+            "unknown --stt 'nope'; choose one of: faster-whisper, pocketsphinx, openai",
         ),
-        (["--tts", "nope"], "unknown --tts 'nope'; choose one of: espeak, openai"),
+        (["--tts", "nope"], "unknown --tts 'nope'; choose one of: hibari, espeak, openai"),
         (["--llm", "nope"], "unknown --llm 'nope'; choose one of: openai"),
         (["--vad", "nope"], "unknown --vad 'nope'; choose one of: silero"),
         (["--stt", "openai"], "--stt-base-url is required for --stt openai"),
@@ -68,10 +70,10 @@ def test_a_bad_backend_is_one_line_and_exit_2(tmp_path: Path, args: list[str], s
 
 def test_a_bad_backend_from_the_environment_is_refused_the_same_way(tmp_path: Path) -> None:
     lines = _serve(tmp_path, env={"OPENREALTIME_TTS": "nope"})
-    assert lines == ["openrealtime: unknown --tts 'nope'; choose one of: espeak, openai"]
+    assert lines == ["openrealtime: unknown --tts 'nope'; choose one of: hibari, espeak, openai"]
 
 
-def test_a_missing_extra_names_the_install_command(tmp_path: Path) -> None:
+def test_a_missing_package_names_the_install_command(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BLOCK_WHISPER)
@@ -79,7 +81,7 @@ def test_a_missing_extra_names_the_install_command(tmp_path: Path) -> None:
     lines = _serve(tmp_path, "--stt", "faster-whisper", env={"PYTHONPATH": path})
     assert lines == [
         "openrealtime: --stt faster-whisper: the 'faster-whisper' package is not installed. "
-        "Install it with: pip install 'openrealtime[whisper]'"
+        "Install it with: pip install faster-whisper"
     ]
 
 
@@ -107,4 +109,28 @@ def test_the_check_names_what_to_change() -> None:
     with pytest.raises(BackendError) as refused:
         check_settings(Settings(stt="whisper"))
     assert refused.value.backend == "stt"
-    assert "choose one of: pocketsphinx, faster-whisper, openai" in refused.value.message
+    assert "choose one of: faster-whisper, pocketsphinx, openai" in refused.value.message
+
+
+def test_the_recognizer_and_the_voice_load_side_by_side() -> None:
+    """Start-up waits for about the longer of the two loads, not their sum: each load below
+    returns only once the other has started."""
+    both_loading = threading.Barrier(2, timeout=10)
+    loaded: list[str] = []
+
+    class Loads:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def load(self) -> None:
+            both_loading.wait()
+            loaded.append(self.name)
+
+    backends = Backends(
+        llm=cast(Any, None),
+        stt=cast(Any, Loads("stt")),
+        tts=cast(Any, Loads("tts")),
+        vad=cast(Any, None),
+    )
+    backends.load()
+    assert sorted(loaded) == ["stt", "tts"]

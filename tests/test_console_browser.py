@@ -1,10 +1,12 @@
 """The console page in a real headless Chromium, talking to the server over WebRTC.
 
-Chromium's fake microphone plays a wav made here with espeak-ng: a sentence, then silence long
+Chromium's fake microphone plays a wav made here with hibari (a natural voice, as a person's
+would be, rather than espeak's robotic one): a sentence, then silence long
 enough for the answer to be heard before the file loops and the sentence comes round again (the
 capture starts before the call connects, so the first pass may be heard only in part). The page mints its client secret at `POST /console/session`, calls
-`POST /v1/realtime/calls`, and must show both sides' transcripts, the event log, a turn's
-latency, and play the assistant's audio (measured in the page with a WebAudio analyser on the
+`POST /v1/realtime/calls`, and must show the user's transcript with the sentence's words (the
+default recognizer, Whisper tiny.en), the assistant's, the event log, a turn's latency, and play
+the assistant's audio in the default voice, hibari (measured in the page with a WebAudio analyser on the
 remote track). A screenshot goes to `test-artifacts/`.
 
 CI installs Chromium (`apt-get install chromium`); Playwright drives it but cannot download a
@@ -13,17 +15,20 @@ browser of its own here, so it is launched from `/usr/bin/chromium`.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import API_KEY
 from scripted_llm import ScriptedLLM, Text
 from servers import ServerThread
-from speech_fixtures import speak, with_silence
+from speech_fixtures import with_silence
 
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
@@ -41,10 +46,9 @@ pytestmark = [
     ),
 ]
 
-# Chromium's fake capture reads a 16-bit PCM wav at any rate and resamples it; 48 kHz is
-# WebRTC's own rate.
-MIC_RATE = 48000
-SENTENCE = "What is the weather like in Lisbon today?"
+SENTENCE = "What is the weather like today?"
+# The words the user's transcript must hold, as the page's check below normalizes them.
+SENTENCE_WORDS = "what is the weather like today"
 TRAILING_SILENCE_MS = 6000
 ANSWER = ["It is sunny", " in Lisbon,", " and warm enough", " for a long walk."]
 CHROMIUM_FLAGS = [
@@ -64,10 +68,11 @@ CHROMIUM_FLAGS = [
 AUDIBLE_RMS = 0.01
 
 # Everything the test waits for, read from the page's `window.__console`.
-READY = """(audible) => {
+READY = """([audible, words]) => {
   const c = window.__console;
+  const normal = (t) => t.toLowerCase().replace(/[^a-z' ]+/g, " ").trim().split(/\\s+/).join(" ");
   return !!c && c.phase === "live"
-    && c.transcript("user").some((t) => t.trim().length > 0)
+    && c.transcript("user").some((t) => normal(t) === words)
     && c.transcript("assistant").some((t) => t.trim().length > 0)
     && c.latencies.length > 0
     && c.events > 0
@@ -86,13 +91,20 @@ SNAPSHOT = """() => {
 
 
 @pytest.fixture
-def microphone(tmp_path: Path) -> Path:
-    pcm = with_silence(speak(SENTENCE, MIC_RATE), 500, TRAILING_SILENCE_MS, MIC_RATE)
+def microphone(tmp_path: Path, backends: Backends) -> Path:
+    async def spoken() -> bytes:
+        return b"".join([c async for c in backends.tts.synthesize(SENTENCE, "heart")])
+
+    assert backends.tts.name == "hibari"
+    # Chromium's fake capture reads a 16-bit PCM wav at any rate and resamples it.
+    rate = backends.tts.sample_rate
+    speech = np.frombuffer(asyncio.run(spoken()), np.int16)
+    pcm = with_silence(speech, 500, TRAILING_SILENCE_MS, rate)
     path = tmp_path / "microphone.wav"
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
-        wav.setframerate(MIC_RATE)
+        wav.setframerate(rate)
         wav.writeframes(pcm.tobytes())
     return path
 
@@ -135,7 +147,9 @@ def test_console_talks_over_webrtc(
             page.select_option("#voice", "verse")
             page.click("#start")
             try:
-                page.wait_for_function(READY, arg=AUDIBLE_RMS, timeout=60_000, polling=100)
+                page.wait_for_function(
+                    READY, arg=[AUDIBLE_RMS, SENTENCE_WORDS], timeout=90_000, polling=100
+                )
             except PlaywrightError:
                 page.screenshot(path=str(SCREENSHOT))
                 state = json.loads(page.evaluate(SNAPSHOT))
@@ -150,7 +164,9 @@ def test_console_talks_over_webrtc(
 
             # What a person sees, not only what the page measured.
             assert page.locator("#status").get_attribute("data-phase") == "live"
-            assert page.locator(".turn.user .bubble").first.inner_text().strip()
+            user_bubbles = page.locator(".turn.user .bubble").all_inner_texts()
+            heard = [" ".join(re.findall(r"[a-z']+", b.lower())) for b in user_bubbles]
+            assert SENTENCE_WORDS in heard, user_bubbles
             assert page.locator(".turn.assistant .bubble").first.inner_text().strip()
             assert page.locator("#log li").count() > 0
             assert page.locator("#log time").first.inner_text()
@@ -162,7 +178,9 @@ def test_console_talks_over_webrtc(
 
             # The session is the one the console minted, and the scripted model answered it.
             assert state["callId"] and state["callId"].startswith("rtc_")
+            # "verse" is spoken by the server's synthesizer, hibari, and was heard in the page.
             assert state["created"]["session"]["audio"]["output"]["voice"] == "verse"
+            assert state["remotePeak"] > AUDIBLE_RMS
             assert "".join(ANSWER) in state["assistant"], state["assistant"]
             first = llm.requests[0]
             assert first["messages"][0] == {

@@ -384,8 +384,8 @@ def test_serve_start_up_output_and_unreachable_llm(tmp_path) -> None:
     assert f"ws://127.0.0.1:{port}/v1/realtime" in output
     for role, backend in [
         ("llm", "openai-chat llama3.2"),
-        ("stt", "pocketsphinx"),
-        ("tts", "espeak"),
+        ("stt", "faster-whisper"),
+        ("tts", "hibari"),
         ("vad", "silero"),
     ]:
         assert any(role in line and backend in line for line in output.splitlines()), (role, output)

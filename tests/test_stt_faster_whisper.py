@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from openrealtime.backends.errors import BackendError, MissingDependencyError
+from openrealtime.backends.stt import faster_whisper as faster_whisper_backend
 from openrealtime.backends.stt.base import (
     Transcriber,
     TranscriptDelta,
@@ -25,6 +26,7 @@ from openrealtime.backends.stt.base import (
     TranscriptionOptions,
 )
 from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
+from openrealtime.backends.stt.whisper_weights import locate_model
 
 # Loading needs the real package; the streaming wrapper is tested with a fake model either way.
 needs_faster_whisper = pytest.mark.skipif(
@@ -83,7 +85,8 @@ def test_directory_with_junk_model_files(tmp_path: Path, offline: Path) -> None:
 
 
 @needs_faster_whisper
-@pytest.mark.parametrize("name", ["tiny.en", "Systran/faster-whisper-small"])
+# tiny.en is packaged (test_stt_whisper_weights.py): it never goes to the hub.
+@pytest.mark.parametrize("name", ["base.en", "Systran/faster-whisper-small"])
 def test_model_name_offline_and_not_cached(name: str, offline: Path) -> None:
     t = FasterWhisperTranscriber(name, download_root=str(offline))
     with pytest.raises(BackendError) as info:
@@ -126,9 +129,8 @@ def test_download_keeps_progress_bars_and_says_where(
         return str(tmp_path / "snapshot")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    t = FasterWhisperTranscriber("base.en", download_root=str(tmp_path))
-    with caplog.at_level(logging.INFO, logger="openrealtime.backends.stt.faster_whisper"):
-        assert t._model_dir() == str(tmp_path / "snapshot")
+    with caplog.at_level(logging.INFO, logger="openrealtime.backends.stt.whisper_weights"):
+        assert locate_model("base.en", str(tmp_path)) == str(tmp_path / "snapshot")
 
     assert [c["local_files_only"] for c in calls] == [True, False]
     download = calls[1]
@@ -147,7 +149,43 @@ def test_missing_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> 
         FasterWhisperTranscriber("tiny.en").load()
     assert info.value.code == "missing_dependency"
     assert "faster-whisper" in info.value.message
-    assert "pip install 'openrealtime[whisper]'" in info.value.message
+    assert "pip install faster-whisper" in info.value.message
+
+
+def test_loads_the_located_model_with_one_thread_per_decode_and_warms_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`load` hands WhisperModel the directory locate_model found, and decodes once before
+    any session does, so the first turn does not pay for CTranslate2's allocations."""
+    created: list[tuple[str, dict[str, Any]]] = []
+    fake = FakeWhisper([])
+
+    class FakeModule:
+        @staticmethod
+        def WhisperModel(path: str, **kwargs: Any) -> FakeWhisper:
+            created.append((path, kwargs))
+            return fake
+
+    located: list[tuple[str, str | None]] = []
+
+    def fake_locate(spec: str, root: str | None = None) -> str:
+        located.append((spec, root))
+        return str(tmp_path)
+
+    monkeypatch.setitem(sys.modules, "faster_whisper", FakeModule)
+    monkeypatch.setattr(faster_whisper_backend, "locate_model", fake_locate)
+    t = FasterWhisperTranscriber("tiny.en", workers=2)
+    t.load()
+    assert located == [("tiny.en", None)]
+    assert created == [
+        (
+            str(tmp_path),
+            {"device": "cpu", "compute_type": "int8", "cpu_threads": 1, "num_workers": 2},
+        )
+    ]
+    assert len(fake.calls) == 1, "not warmed at load"
+    assert t.capabilities.languages == frozenset({"en"})
+    assert FasterWhisperTranscriber("base").capabilities.languages is None
 
 
 # The streaming wrapper, with a fake model ----------------------------------------------------

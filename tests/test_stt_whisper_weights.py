@@ -179,7 +179,7 @@ async def test_the_packaged_tiny_en_transcribes_speech() -> None:
     from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
     from openrealtime.backends.tts.hibari import SHIPPED_VOICE, HibariSynthesizer
 
-    transcriber = FasterWhisperTranscriber(locate_model("tiny.en"))
+    transcriber = FasterWhisperTranscriber("tiny.en")  # located and checked on load
     hibari = HibariSynthesizer()
 
     async def hibari_16k(text: str) -> np.ndarray:

@@ -80,7 +80,13 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("--stt", "stt", {"help": f"speech-to-text backend: {', '.join(TRANSCRIBERS)}"}),
     ("--stt-base-url", "stt_base_url", {"help": "base URL for --stt openai"}),
-    ("--stt-model", "stt_model", {"help": "model name or local directory for the STT backend"}),
+    (
+        "--stt-model",
+        "stt_model",
+        {
+            "help": "STT model: for faster-whisper tiny.en (default, packaged), base.en, small, a hub id or a local CTranslate2 directory"
+        },
+    ),
     ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),
     (
         "--stt-timeout",

@@ -53,15 +53,17 @@ class Settings(BaseSettings):
     # models have 32k; set it to what the served model has (Ollama's num_ctx, vLLM's max_model_len).
     llm_context_tokens: int = 32768
 
-    stt: str = "pocketsphinx"
+    # Whisper tiny.en (faster-whisper, weights from a pinned package) and hibari: embedded,
+    # nothing downloaded. pocketsphinx and espeak remain for the smallest installs.
+    stt: str = "faster-whisper"
     stt_base_url: str | None = None
-    stt_model: str | None = None
+    stt_model: str | None = None  # --stt faster-whisper: tiny.en unless set
     stt_api_key: str | None = None
     stt_timeout: float = 30.0  # --stt openai
     # Model worker processes that run the recognizer (backends/workers.py); 0: in-process.
     stt_workers: int = Field(default=0, ge=0, le=64)
 
-    tts: str = "espeak"
+    tts: str = "hibari"
     tts_base_url: str | None = None
     tts_model: str | None = None
     tts_api_key: str | None = None

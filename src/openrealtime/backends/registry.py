@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,6 +23,9 @@ from .tts.base import Synthesizer
 from .vad.base import VoiceActivityDetector
 
 B = TypeVar("B")
+
+# The packaged Whisper model (stt/whisper_weights.py): pinned, checked, never downloaded.
+DEFAULT_WHISPER_MODEL = "tiny.en"
 
 
 @dataclass
@@ -40,9 +44,13 @@ class Backends:
         }
 
     def load(self) -> None:
-        """Load what loads lazily (decoders, local models); blocking, at start-up."""
-        self.stt.load()
-        self.tts.load()
+        """Load and warm what loads lazily (decoders, local models); blocking, at start-up.
+
+        The recognizer and the voice load side by side: both spend most of it in native code
+        that releases the GIL, so the server is ready in about the longer of the two."""
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
+            for loaded in [pool.submit(self.stt.load), pool.submit(self.tts.load)]:
+                loaded.result()
 
     async def aclose(self) -> None:
         await self.llm.aclose()
@@ -150,7 +158,7 @@ def _pocketsphinx(settings: Settings) -> Transcriber:
 def _faster_whisper(settings: Settings) -> Transcriber:
     from .stt.faster_whisper import FasterWhisperTranscriber
 
-    return FasterWhisperTranscriber(settings.stt_model or "base.en")
+    return FasterWhisperTranscriber(settings.stt_model or DEFAULT_WHISPER_MODEL)
 
 
 def _openai_stt(settings: Settings) -> Transcriber:
@@ -168,6 +176,12 @@ def _espeak(settings: Settings) -> Synthesizer:
     from .tts.espeak import EspeakSynthesizer
 
     return EspeakSynthesizer()
+
+
+def _hibari(settings: Settings) -> Synthesizer:
+    from .tts.hibari import HibariSynthesizer
+
+    return HibariSynthesizer()
 
 
 def _openai_tts(settings: Settings) -> Synthesizer:
@@ -196,13 +210,12 @@ def _required(value: str | None, flag: str, backend: str) -> str:
 # The names each flag accepts (--llm, --stt, --tts, --vad), in the order the help lists them.
 LLMS: dict[str, Choice[LanguageModel]] = {"openai": Choice(_openai_chat)}
 TRANSCRIBERS: dict[str, Choice[Transcriber]] = {
+    "faster-whisper": Choice(_faster_whisper, (Package("faster_whisper", "faster-whisper"),)),
     "pocketsphinx": Choice(_pocketsphinx, (Package("pocketsphinx", "pocketsphinx"),)),
-    "faster-whisper": Choice(
-        _faster_whisper, (Package("faster_whisper", "faster-whisper", extra="whisper"),)
-    ),
     "openai": Choice(_openai_stt, options=lambda s: {"--stt-base-url": s.stt_base_url}),
 }
 SYNTHESIZERS: dict[str, Choice[Synthesizer]] = {
+    "hibari": Choice(_hibari, (Package("hibari", "hibari-tts"),)),
     "espeak": Choice(_espeak, (Package("espeakng_loader", "espeakng-loader"),)),
     "openai": Choice(_openai_tts, options=lambda s: {"--tts-base-url": s.tts_base_url}),
 }

@@ -1,10 +1,10 @@
-"""Speech-to-text with faster-whisper (Whisper on CTranslate2), the optional local backend.
+"""Speech-to-text with faster-whisper (Whisper on CTranslate2), the default recognizer.
 
-`model` is a local directory holding a converted model (`model.bin`, `config.json`,
-`tokenizer.json`, …) or a name that is fetched from the Hugging Face Hub on first use: a size
-(`tiny`, `base.en`, …) or a repository id (`Systran/faster-whisper-small`). The model loads once,
-lazily or through `load()`, and is shared: faster-whisper allows concurrent `transcribe` calls
-from several threads.
+`model` is what `whisper_weights.locate_model` accepts: a packaged model (`tiny.en`, the default,
+SHA-256 checked), a local CTranslate2 directory, or a Hugging Face Hub name downloaded once.
+The model loads once per process through `load()` (warmed with one decode) and is shared by
+every session. Decodes run on worker threads, never on the event loop: CTranslate2 releases the
+GIL, and `workers` decodes run in parallel, one thread each.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from ..base import Capabilities
 from ..errors import BackendError, MissingDependencyError
 from .base import (
     SAMPLE_RATE,
@@ -29,22 +30,9 @@ from .base import (
     TranscriptionOptions,
 )
 from .streaming import BatchTranscriber
+from .whisper_weights import FIX, locate_model, one_line
 
 log = logging.getLogger(__name__)
-
-_FIX = (
-    "set --stt-model (env OPENREALTIME_STT_MODEL) to a CTranslate2 Whisper model directory or "
-    "a model name such as 'base.en'"
-)
-_REQUIRED_FILES = ("model.bin", "config.json")
-# The files faster-whisper itself fetches from a model repository.
-_ALLOW_PATTERNS = [
-    "config.json",
-    "preprocessor_config.json",
-    "model.bin",
-    "tokenizer.json",
-    "vocabulary.*",
-]
 
 
 class WhisperLike(Protocol):
@@ -79,6 +67,8 @@ class FasterWhisperTranscriber(BatchTranscriber):
         device: str = "cpu",
         compute_type: str = "int8",
         download_root: str | None = None,
+        cpu_threads: int = 1,
+        workers: int = min(2, os.cpu_count() or 1),
         *,
         _model: WhisperLike | None = None,
     ) -> None:
@@ -86,6 +76,11 @@ class FasterWhisperTranscriber(BatchTranscriber):
         self.device = device
         self.compute_type = compute_type
         self.download_root = download_root
+        self.cpu_threads = cpu_threads
+        self.workers = workers
+        # Whisper's ".en" models know English only; the others detect the language.
+        english_only = model.endswith(".en")
+        self.capabilities = Capabilities(languages=frozenset({"en"}) if english_only else None)
         self._model = _model
         self._load_lock = threading.Lock()
 
@@ -168,101 +163,37 @@ class FasterWhisperTranscriber(BatchTranscriber):
         try:
             import faster_whisper
         except ImportError as exc:
-            raise MissingDependencyError("stt", "faster-whisper", extra="whisper") from exc
-        path = self._model_dir()
+            raise MissingDependencyError("stt", "faster-whisper") from exc
+        path = locate_model(self.model, self.download_root)
+        start = time.perf_counter()
         try:
             model: WhisperLike = faster_whisper.WhisperModel(
-                path, device=self.device, compute_type=self.compute_type
+                path,
+                device=self.device,
+                compute_type=self.compute_type,
+                # One thread per decode, decodes in parallel: on a busy few-core machine a
+                # second thread per decode barely helps (docs/models.md).
+                cpu_threads=self.cpu_threads,
+                num_workers=self.workers,
             )
+            # The first decode allocates CTranslate2's buffers: pay for it now, not mid-turn.
+            _warm_up(model)
         except Exception as exc:
-            raise _not_found(
-                f"could not load the faster-whisper model in {path} ({_one_line(exc)})"
+            raise BackendError(
+                "stt",
+                f"could not load the faster-whisper model in {path} ({one_line(exc)}); {FIX}",
+                code="model_not_found",
             ) from exc
-        log.info("faster-whisper model loaded", extra={"model": self.model, "path": path})
+        log.info(
+            "faster-whisper model loaded",
+            extra={"model": self.model, "path": path, "seconds": time.perf_counter() - start},
+        )
         return model
 
-    def _model_dir(self) -> str:
-        """A local directory holding the model, downloading it if `model` is a name."""
-        spec = os.path.expanduser(self.model)
-        if os.path.isdir(spec):
-            missing = [f for f in _REQUIRED_FILES if not os.path.isfile(os.path.join(spec, f))]
-            if missing:
-                raise _not_found(
-                    f"{spec} is not a faster-whisper model directory (missing {', '.join(missing)})"
-                )
-            return spec
-        if _looks_like_path(spec):
-            raise _not_found(f"faster-whisper model directory {spec} does not exist")
-        return self._download(_repo_id(spec))
 
-    def _download(self, repo_id: str) -> str:
-        import huggingface_hub
-
-        where = self.download_root or huggingface_hub.constants.HF_HUB_CACHE
-        named = f"'{self.model}'" if repo_id == self.model else f"'{self.model}' ({repo_id})"
-
-        def fetch(local_only: bool) -> str:
-            # No tqdm_class: faster-whisper's own download_model() passes a disabled one, which
-            # would hide the progress of a download that can take minutes.
-            return huggingface_hub.snapshot_download(
-                repo_id,
-                allow_patterns=_ALLOW_PATTERNS,
-                cache_dir=self.download_root,
-                local_files_only=local_only,
-            )
-
-        try:
-            return fetch(local_only=True)
-        except Exception:
-            pass  # not cached yet
-        if _hub_offline():
-            raise _not_found(
-                f"faster-whisper model {named} is not in the cache at {where} and "
-                "HF_HUB_OFFLINE is set (unset it to download the model once)"
-            )
-        log.info(
-            "downloading faster-whisper model %s from the Hugging Face Hub to %s",
-            repo_id,
-            where,
-            extra={"model": self.model, "repo_id": repo_id, "cache_dir": where},
-        )
-        try:
-            return fetch(local_only=False)
-        except Exception as exc:
-            raise _not_found(
-                f"could not download faster-whisper model {named} to {where} ({_one_line(exc)})"
-            ) from exc
-
-
-def _looks_like_path(spec: str) -> bool:
-    # A hub id is "name" or "owner/name"; anything else is meant as a directory.
-    return os.path.isabs(spec) or spec.startswith(".") or len(Path(spec).parts) > 2
-
-
-def _repo_id(spec: str) -> str:
-    if "/" in spec:
-        return spec
-    from faster_whisper import utils
-
-    # faster-whisper keeps its size → repository table private; it has been stable for years.
-    sizes: dict[str, str] = getattr(utils, "_MODELS", {})
-    if spec in sizes:
-        return sizes[spec]
-    known = ", ".join(sizes) or "tiny, base, small, medium, large-v3"
-    raise _not_found(
-        f"unknown faster-whisper model '{spec}' (known sizes: {known}; or a Hugging Face "
-        "repository id such as 'Systran/faster-whisper-small')"
+def _warm_up(model: WhisperLike) -> None:
+    segments, _ = model.transcribe(
+        np.zeros(SAMPLE_RATE // 2, dtype=np.float32), beam_size=1, vad_filter=False
     )
-
-
-def _hub_offline() -> bool:
-    # Read at call time: huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported.
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def _not_found(what: str) -> BackendError:
-    return BackendError("stt", f"{what}; {_FIX}", code="model_not_found")
+    for _ in segments:
+        pass

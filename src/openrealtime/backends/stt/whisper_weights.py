@@ -24,7 +24,7 @@ from openrealtime.backends.errors import BackendError
 
 log = logging.getLogger(__name__)
 
-_FIX = (
+FIX = (
     "set --stt-model (env OPENREALTIME_STT_MODEL) to a packaged model (tiny.en), a CTranslate2 "
     "Whisper model directory or a model name such as 'base.en'"
 )
@@ -86,12 +86,12 @@ def locate_model(spec: str, download_root: str | None = None) -> str:
     if os.path.isdir(path):
         missing = [f for f in REQUIRED_FILES if not os.path.isfile(os.path.join(path, f))]
         if missing:
-            raise _not_found(
+            raise model_not_found(
                 f"{path} is not a faster-whisper model directory (missing {', '.join(missing)})"
             )
         return path
     if _looks_like_path(path):
-        raise _not_found(f"faster-whisper model directory {path} does not exist")
+        raise model_not_found(f"faster-whisper model directory {path} does not exist")
     return _download(_repo_id(spec), spec, download_root)
 
 
@@ -108,7 +108,7 @@ def packaged_model_dir(model: PackagedModel) -> Path:
         ) from None
     directory = root.joinpath(model.directory)
     if not isinstance(directory, Path):  # e.g. inside a zip: CTranslate2 needs real files
-        raise _not_found(f"the '{model.distribution}' package is not installed as plain files")
+        raise model_not_found(f"the '{model.distribution}' package is not installed as plain files")
     verify_sha256(directory, model)
     log.info(
         "whisper model verified",
@@ -175,7 +175,7 @@ def _download(repo_id: str, spec: str, download_root: str | None) -> str:
     except Exception:
         pass  # not cached yet
     if _hub_offline():
-        raise _not_found(
+        raise model_not_found(
             f"faster-whisper model {named} is not in the cache at {where} and "
             "HF_HUB_OFFLINE is set (unset it to download the model once)"
         )
@@ -188,8 +188,8 @@ def _download(repo_id: str, spec: str, download_root: str | None) -> str:
     try:
         return fetch(local_only=False)
     except Exception as exc:
-        raise _not_found(
-            f"could not download faster-whisper model {named} to {where} ({_one_line(exc)})"
+        raise model_not_found(
+            f"could not download faster-whisper model {named} to {where} ({one_line(exc)})"
         ) from exc
 
 
@@ -211,7 +211,7 @@ def _repo_id(spec: str) -> str:
     if spec in sizes:
         return sizes[spec]
     known = ", ".join(sizes) or "tiny, base, small, medium, large-v3"
-    raise _not_found(
+    raise model_not_found(
         f"unknown faster-whisper model '{spec}' (packaged: {', '.join(PACKAGED_MODELS)}; hub "
         f"sizes: {known}; or a Hugging Face repository id such as 'Systran/faster-whisper-small')"
     )
@@ -222,9 +222,9 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _not_found(what: str) -> BackendError:
-    return BackendError("stt", f"{what}; {_FIX}", code="model_not_found")
+def model_not_found(what: str) -> BackendError:
+    return BackendError("stt", f"{what}; {FIX}", code="model_not_found")

@@ -18,12 +18,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from openrealtime.backends.base import BackendBase, Capabilities
 from openrealtime.backends.errors import BackendError, MissingDependencyError
 from openrealtime.backends.tts.base import OPENAI_VOICES
 
@@ -87,15 +88,22 @@ def _get_engine(threads: int) -> _Engine:
         return _engine
 
 
-class HibariSynthesizer:
+class HibariSynthesizer(BackendBase):
     """A `Synthesizer`; share one instance across sessions."""
 
     name = "hibari"
     sample_rate = SAMPLE_RATE
+    capabilities = Capabilities(streaming=True, languages=frozenset({"en"}))
 
     def __init__(self, threads: int = 1, seed: int | None = 0) -> None:
-        self._engine = _get_engine(threads)
+        # The model loads in `load()` (at start-up, off the event loop), or at the first call.
+        self._threads = threads
+        self._engine: _Engine | None = None
         self._seed = seed
+
+    def load(self) -> None:
+        """Load and warm the process's hibari model (blocking, ~1-3 s). Safe to call again."""
+        self._engine = _get_engine(self._threads)
 
     def resolve_voice(self, voice: str) -> str | None:
         key = voice.strip().lower()
@@ -103,7 +111,9 @@ class HibariSynthesizer:
             return key
         return VOICE_MAP.get(key)
 
-    async def synthesize(self, text: str, voice: str, speed: float = 1.0) -> AsyncIterator[bytes]:
+    async def synthesize(
+        self, text: str, voice: str, speed: float = 1.0
+    ) -> AsyncGenerator[bytes, None]:
         if voice != SHIPPED_VOICE:
             raise BackendError(
                 "tts",
@@ -111,6 +121,10 @@ class HibariSynthesizer:
             )
         if not text.strip():
             return
+        if self._engine is None:
+            await asyncio.to_thread(self.load)
+        engine = self._engine
+        assert engine is not None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         stop = threading.Event()
@@ -130,7 +144,7 @@ class HibariSynthesizer:
 
         def work() -> None:
             if not stop.is_set():  # skip it if cancelled while queued behind others
-                self._engine.synthesize(text, speed, self._seed, sink)
+                engine.synthesize(text, speed, self._seed, sink)
 
         job = loop.run_in_executor(_executor, work)
         # Completion reaches the loop after every chunk the worker scheduled before it.
