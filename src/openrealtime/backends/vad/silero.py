@@ -9,6 +9,7 @@ its own state, context and partial frame; `infer_batch` steps several streams in
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import time
 from collections.abc import Sequence
@@ -119,7 +120,12 @@ class SileroVad:
     capabilities = Capabilities(max_batch=64)
 
     def __init__(self) -> None:
-        self._session = _session()
+        # The model (onnxruntime and its session, ~35 MiB) loads with the first frame to
+        # detect, on the VAD's worker thread, not at start; a missing onnxruntime is still
+        # refused at start.
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise MissingDependencyError("silero", "onnxruntime")
+        self._session: Any = None
         self._sr = np.array(_RATE, dtype=np.int64)
 
     def new_stream(self) -> SileroStream:
@@ -139,6 +145,8 @@ class SileroVad:
         """Thread-safe for distinct streams; releases the GIL while the model runs."""
         own = [_own(stream) for stream in streams]
         states = np.concatenate([stream._state for stream in own], axis=1)  # [2, B, 128]
+        if self._session is None:
+            self._session = _session()
         prob, new_states = self._session.run(
             None, {"input": np.stack(frames), "state": states, "sr": self._sr}
         )
