@@ -371,10 +371,12 @@ async def run_step(
         cpu = meter.stop()
         loop_lag = await lag.stop()
         spy.wait()
-        # Every committed turn should get its transcript within the grace period.
+        # Every committed turn should get its transcript, and every probe its reply, within
+        # the grace period (the last probes leave just before the stream ends).
         deadline = now() + args.grace
         while now() < deadline and any(
             len(log.committed - log.failed) > len(log.transcribed.keys() & log.committed)
+            or log.probe_order
             for log in logs
         ):
             await asyncio.sleep(0.1)
