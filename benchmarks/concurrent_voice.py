@@ -611,6 +611,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("concurrent speaking sessions")
     ax.set_ylabel("speech_stopped lag after the silence setting (ms)")
     ax.set_yscale("symlog", linthresh=100)
+    ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
