@@ -1,9 +1,16 @@
 """How many sessions can stream real-time audio at once: server VAD, transcription, no replies.
 
-Run: python -m benchmarks.concurrent_voice [--steps 5,10,25,50,75,100,150] [--duration 20]
-                                          [--stt pocketsphinx,scripted]
-Prints a table per STT backend and writes benchmarks/results/concurrent_voice.json. With the
-defaults it takes a few minutes (each step restarts the server, so memory is measured afresh).
+Run: python -m benchmarks.concurrent_voice [--sessions 10,50,100,200,300] [--duration 20]
+                                          [--embedded] [--stt scripted,pocketsphinx]
+Prints a table per STT backend, writes benchmarks/results/concurrent_voice.json and a plot of
+the `speech_stopped` lag against N (concurrent_voice.png). Speech-to-text defaults to an instant
+HTTP fake (`scripted`); --embedded adds the embedded recognizer (pocketsphinx). Each step
+restarts the server, so memory is measured afresh.
+
+The goal (issue 9) is what passes: p99 `speech_stopped` lag (arrival - true end of speech -
+silence_duration_ms, the VAD's own decision delay included) <= 100 ms and p50 <= 40 ms, no
+sentence missed, no session's unread audio over 200 ms behind (the worst probe round trip),
+and the checks below.
 
 For each N in --steps, N sessions each stream one continuous microphone: 20 ms chunks of
 24 kHz PCM16 sent on a fixed schedule (t0 + k x 20 ms, staggered across sessions), carrying
@@ -55,6 +62,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -83,6 +91,8 @@ from benchmarks.lib.stats import print_table, summary_ms, write_json
 
 VAD_FRAME_MS = 32  # Silero v5 at 16 kHz: 512 samples
 LAG_LIMIT_MS = 100.0
+LAG_P50_LIMIT_MS = 40.0
+BACKLOG_LIMIT_MS = 200.0
 # The client has fallen behind when its chunks leave late as a rule (p50), or more than 1 in 20
 # by over 2.5 chunk periods (p95); rarer spikes are the machine's scheduling (on a shared
 # machine, whole-VM stalls of ~0.5 s were seen with the client using 4% of a core), and they
@@ -361,10 +371,12 @@ async def run_step(
         cpu = meter.stop()
         loop_lag = await lag.stop()
         spy.wait()
-        # Every committed turn should get its transcript within the grace period.
+        # Every committed turn should get its transcript, and every probe its reply, within
+        # the grace period (the last probes leave just before the stream ends).
         deadline = now() + args.grace
         while now() < deadline and any(
             len(log.committed - log.failed) > len(log.transcribed.keys() & log.committed)
+            or log.probe_order
             for log in logs
         ):
             await asyncio.sleep(0.1)
@@ -415,6 +427,11 @@ async def run_step(
             # Server CPU per session, in ms per second of streamed audio: what bounds N on a
             # machine of its own (the event loop is one thread, so ~1000 ms/s in all).
             "server_cpu_ms_per_session_second": round(1000 * cpu["openrealtime"] / n, 2),
+            "server_cpu_percent_core_per_session": round(100 * cpu["openrealtime"] / n, 3),
+            "client_cpu_cores": cpu["client"],
+            # How far behind real time a session's unread audio got: the worst probe round
+            # trip (the probe waits behind every chunk of that session not yet processed).
+            "unread_audio_max_ms": round(1000 * max(probes, default=0.0), 1),
             "server_threads_idle_peak": [threads_idle, threads_peak],
             "errors": len(errors),
             "first_errors": errors[:3],
@@ -428,20 +445,17 @@ async def run_step(
         "probe_rtt_p99_under_100ms": result["probe_rtt_ms"]["p99"] < LAG_LIMIT_MS
         and unanswered == 0,
         "server_event_lag_p99_under_100ms": result["server_event_lag_ms"]["p99"] < LAG_LIMIT_MS,
-        "speech_stopped_lag_less_vad_offset_p99_under_100ms": result[
-            "speech_stopped_lag_less_vad_offset_ms"
-        ]["p99"]
-        < LAG_LIMIT_MS,
+        "speech_stopped_lag_p99_under_100ms": result["speech_stopped_lag_ms"]["p99"]
+        <= LAG_LIMIT_MS,
+        "speech_stopped_lag_p50_under_40ms": result["speech_stopped_lag_ms"]["p50"]
+        <= LAG_P50_LIMIT_MS,
+        "no_sentence_missed": result["turns_missed"] == 0,
+        "unread_audio_under_200ms": result["unread_audio_max_ms"] <= BACKLOG_LIMIT_MS,
         "every_commit_transcribed": result["committed"] > 0
         and result["transcribed"] == result["committed"],
         "no_errors": not errors,
     }
     result["checks"] = checks
-    # The criterion as first stated, VAD decision delay included: reported, not used to stop,
-    # since that delay alone is near the limit at any N (see the docstring).
-    result["speech_stopped_lag_p99_under_100ms_including_vad"] = (
-        result["speech_stopped_lag_ms"]["p99"] < LAG_LIMIT_MS
-    )
     result["client_kept_up"] = client_ok
     result["passed"] = all(checks.values())
     return result
@@ -467,7 +481,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     f"{'' if result['client_kept_up'] else ' (client fell behind)'}",
                     flush=True,
                 )
-                if not result["client_kept_up"] or not result["passed"]:
+                if not args.keep_going and not (result["client_kept_up"] and result["passed"]):
                     break
             passing = [s["sessions"] for s in steps if s["passed"] and s["client_kept_up"]]
             out["runs"][stt] = {
@@ -502,8 +516,10 @@ def report(results: dict[str, Any]) -> None:
                     f"{s['transcribed']}/{s['committed']}",
                     f"{s['turns_detected']}/{s['turns_spoken']}",
                     f"{cpu['openrealtime']:.2f}/{cpu['client']:.2f}/{cpu['other_processes']:.2f}",
-                    f"{s['server_cpu_ms_per_session_second']:.1f}",
-                    f"{s['rss_per_session_kib']:.0f}",
+                    f"{s['server_cpu_percent_core_per_session']:.2f}",
+                    f"{s['unread_audio_max_ms']:.0f}",
+                    f"{s['turns_missed']}",
+                    f"{s['server_rss_idle_mib']:.0f}/{s['server_rss_peak_mib']:.0f}",
                 ]
             )
         print_table(
@@ -519,8 +535,10 @@ def report(results: dict[str, Any]) -> None:
                 "transcribed",
                 "turns found",
                 "CPU srv/cli/other",
-                "srv CPU ms/s/session",
-                "KiB/session",
+                "srv CPU %core/session",
+                "unread max",
+                "missed",
+                "RSS MiB idle/peak",
             ],
             rows,
             f"STT {stt}: largest passing N = {data['max_sessions_passing']} "
@@ -532,14 +550,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", default="1,5,10,25,50,75,100,150")
+    parser.add_argument(
+        "--sessions", "--steps", dest="steps", default="1,10,50,100,200,300", help="N levels"
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per step")
     parser.add_argument(
         "--gap", type=float, default=4.0, help="seconds of silence between sentences"
     )
     parser.add_argument("--grace", type=float, default=10.0, help="seconds to wait for transcripts")
     parser.add_argument(
-        "--stt", default="pocketsphinx,scripted", help="comma-separated: pocketsphinx, scripted"
+        "--stt", default="scripted", help="comma-separated: scripted (instant fake), pocketsphinx"
+    )
+    parser.add_argument(
+        "--embedded", action="store_true", help="also run with the embedded recognizer"
+    )
+    parser.add_argument(
+        "--keep-going", action="store_true", help="run every N even after one fails"
     )
     parser.add_argument(
         "--py-spy",
@@ -549,6 +575,8 @@ def main() -> None:
     add_common_arguments(parser)
     args = parser.parse_args()
     apply_common_arguments(args)
+    if args.embedded and "pocketsphinx" not in args.stt.split(","):
+        args.stt += ",pocketsphinx"
     results = run(bench(args))
     results["settings"] = vars(args)
     results["limits"] = {
@@ -561,6 +589,35 @@ def main() -> None:
     report(results)
     path = write_json("concurrent_voice.json", results)
     print(f"wrote {path}")
+    print(f"wrote {plot(results, path.with_suffix('.png'))}")
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    """`speech_stopped` lag (p50, p99) against N, one line pair per STT backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for stt, data in results["runs"].items():
+        steps = data["steps"]
+        n = [s["sessions"] for s in steps]
+        for q, style in (("p50", "o-"), ("p99", "s--")):
+            lag = [s["speech_stopped_lag_ms"][q] for s in steps]
+            ax.plot(n, lag, style, label=f"{stt} {q}")
+    ax.axhline(LAG_LIMIT_MS, color="red", linewidth=0.8, label="p99 limit")
+    ax.axhline(LAG_P50_LIMIT_MS, color="orange", linewidth=0.8, label="p50 limit")
+    ax.set_xlabel("concurrent speaking sessions")
+    ax.set_ylabel("speech_stopped lag after the silence setting (ms)")
+    ax.set_yscale("symlog", linthresh=100)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

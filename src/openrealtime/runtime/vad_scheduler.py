@@ -7,6 +7,10 @@ batch, because each frame's step needs the state the previous one left — while
 on serving. A batch of 8 costs about a third of 8 single steps, and the model releases the GIL
 while it runs, so the VAD uses the second core.
 
+A detector with an energy gate (`GatedDetector`) answers 0 for a frame too quiet to be speech
+without the model: such frames are answered on the loop, in order with the session's others,
+and never wait for the worker thread.
+
 One scheduler serves every session, so a fault stays with the sessions it touches: a batch
 that fails is reported to each session in it (their audio is dropped, their later audio is
 detected as usual), and a session's callback that raises is logged and affects no other.
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backends.vad.base import VadStream, VoiceActivityDetector
+from ..backends.vad.base import GatedDetector, VadStream, VoiceActivityDetector
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ class VadScheduler:
     def __init__(self, vad: VoiceActivityDetector) -> None:
         self._vad = vad
         self._max_batch = max(1, vad.capabilities.max_batch)
+        self._is_silent = vad.is_silent if isinstance(vad, GatedDetector) else None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
         # stream -> its submissions, in order
         self._queues: dict[VadStream, deque[_Submission]] = {}
@@ -72,6 +77,10 @@ class VadScheduler:
             await self._wake.wait()
             self._wake.clear()
             while self._queues:
+                if self._is_silent is not None:
+                    self._answer_silent_frames()
+                    if not self._queues:
+                        break
                 # One frame per stream, oldest submission first.
                 queues = itertools.islice(self._queues.items(), self._max_batch)
                 batch = [(stream, queue[0]) for stream, queue in queues]
@@ -99,6 +108,25 @@ class VadScheduler:
             sub.probabilities.append(probability)
             if len(sub.probabilities) == len(sub.frames) and self._finish(stream, sub):
                 self._deliver(sub, sub.probabilities)
+
+    def _answer_silent_frames(self) -> None:
+        """Answer 0 for every stream's next frames while they are below the energy gate,
+        until each stream's next frame needs the model (a delivery may submit more audio)."""
+        is_silent = self._is_silent
+        assert is_silent is not None
+        answered = True
+        while answered:
+            answered = False
+            for stream, queue in list(self._queues.items()):
+                while queue and self._queues.get(stream) is queue:
+                    sub = queue[0]
+                    done = len(sub.probabilities)
+                    if not is_silent(stream, sub.frames[done]):
+                        break
+                    answered = True
+                    sub.probabilities.append(0.0)
+                    if done + 1 == len(sub.frames) and self._finish(stream, sub):
+                        self._deliver(sub, sub.probabilities)
 
     def _finish(self, stream: VadStream, sub: _Submission) -> bool:
         """Take `sub` off its stream's queue; False if it is no longer there (forgotten)."""

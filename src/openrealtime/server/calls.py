@@ -38,7 +38,6 @@ from ..protocol.session import (
     merge_session_update,
 )
 from ..runtime.driver import SessionDriver
-from ..transports.webrtc import WebRtcPeer
 from .auth import Authenticator, AuthError, Principal, bearer_token
 from .errors import openai_error
 from .lifecycle import Lifecycle, NotAdmitted, Slot
@@ -87,6 +86,9 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
             driver = SessionDriver(
                 session, backends, metrics=request.app.state.metrics, transport="webrtc"
             )
+            # aiortc and av (~40 MiB) load with the first call, not at start.
+            from ..transports.webrtc import WebRtcPeer
+
             peer = WebRtcPeer(driver, name=call_id)
             try:
                 answer = await peer.answer(offer)

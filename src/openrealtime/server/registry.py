@@ -10,14 +10,16 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import WebSocket
 
 from ..runtime.driver import SessionDriver
-from ..transports.webrtc import WebRtcPeer
 from ..transports.websocket import EventSource
 from .auth import Principal
+
+if TYPE_CHECKING:  # aiortc and av load with the first call, not at start
+    from ..transports.webrtc import WebRtcPeer
 
 log = logging.getLogger(__name__)
 

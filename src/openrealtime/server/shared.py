@@ -21,9 +21,6 @@ from starlette.websockets import WebSocket, WebSocketState
 from ..config import Settings
 from .errors import SharedStateUnavailable, openai_error
 from .limits import MemorySessionLimiter, SessionLimiter
-from .redis_calls import RedisCallRegistry
-from .redis_limits import RedisSessionLimiter
-from .redis_state import RedisSecretStore, RedisState
 from .registry import CallRegistry, MemoryCallRegistry
 from .secrets import MemorySecretStore, SecretStore
 
@@ -71,6 +68,11 @@ def create_shared_state(settings: Settings) -> SharedState:
             MemorySessionLimiter(settings.max_sessions, settings.max_sessions_per_key),
             "in-process (one process; give --redis-url to share it between several)",
         )
+    # The Redis client loads only when it is used.
+    from .redis_calls import RedisCallRegistry
+    from .redis_limits import RedisSessionLimiter
+    from .redis_state import RedisSecretStore, RedisState
+
     redis = RedisState(settings.redis_url)
     calls = RedisCallRegistry(redis)
     limiter = RedisSessionLimiter(redis, settings.max_sessions, settings.max_sessions_per_key)

@@ -9,7 +9,7 @@ previous one left.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,4 +45,14 @@ class VoiceActivityDetector(Protocol):
         """One step for each stream: `frames[i]` is the next frame of `streams[i]`, each
         stream appears once. Returns a speech probability (0..1) per stream and advances
         their states; on an exception no state has changed. Called from a worker thread."""
+        ...
+
+
+@runtime_checkable
+class GatedDetector(Protocol):
+    """A detector that can tell, without its model, that a frame is too quiet to be speech:
+    the scheduler answers 0 for it and skips the model (and its state) for that frame."""
+
+    def is_silent(self, stream: VadStream, frame: np.ndarray) -> bool:
+        """`frame`, the next of `stream`, needs no model step: its probability is 0."""
         ...
