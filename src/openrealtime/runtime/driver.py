@@ -17,11 +17,14 @@ from ..backends.registry import Backends
 from ..backends.stt.base import TranscriptDelta, TranscriptDone
 from ..core.effects import (
     CancelResponse,
+    CancelSpeculation,
     ClearOutputAudio,
     DetectSpeech,
     FeedTranscript,
     FinishTranscript,
     GenerateResponse,
+    JudgeTurnEnd,
+    SpeculateTranscript,
     StartTranscript,
     Transcribe,
 )
@@ -30,6 +33,7 @@ from ..logs import bind_ids
 from ..protocol import server_events as ev
 from ..protocol.errors import SERVER_ERROR, ProtocolError
 from ..protocol.server_events import ServerEvent
+from . import turn_judge
 from .metrics import Metrics
 from .speech import SpeechPipeline
 from .telemetry import SessionTelemetry, fallback_metrics
@@ -197,6 +201,13 @@ class SessionDriver:
                     self._spawn(out.response_id, self._respond(out))
                 elif isinstance(out, Transcribe):
                     self._spawn(out.item_id, self._transcribe(out))
+                elif isinstance(out, SpeculateTranscript):
+                    self._spawn(out.speculation_id, self._speculate(out))
+                elif isinstance(out, CancelSpeculation):
+                    if (task := self._tasks.pop(out.speculation_id, None)) is not None:
+                        task.cancel()
+                elif isinstance(out, JudgeTurnEnd):
+                    self._spawn(f"judge/{out.item_id}/{out.speech_end_ms}", self._judge(out))
                 elif isinstance(out, StartTranscript):
                     self._start_feed(out)
                 elif isinstance(out, FeedTranscript):
@@ -345,6 +356,33 @@ class SessionDriver:
                 effect.item_id, effect.content_index, "server_error", TRANSCRIPTION_FAILED
             )
         self.flush()
+
+    async def _speculate(self, effect: SpeculateTranscript) -> None:
+        """An early decode of a turn (core/transcription.py): failures go back to the core,
+        which retries an adopted one whole and reports only that."""
+        try:
+            done: TranscriptDone | None = None
+            async for event in self.backends.stt.transcribe(effect.pcm16k, effect.options):
+                if isinstance(event, TranscriptDone):
+                    done = event
+            if done is None:
+                raise BackendError("stt", "the transcriber gave no result")
+            self.session.on_speculation_done(effect.speculation_id, done.text, done.audio_seconds)
+        except Exception as exc:
+            if not isinstance(exc, BackendError):
+                log.exception("early transcription failed unexpectedly")
+            self.session.on_speculation_failed(effect.speculation_id)
+        self.flush()
+
+    async def _judge(self, effect: JudgeTurnEnd) -> None:
+        try:
+            probability = await turn_judge.probability_complete(effect.pcm16k)
+        except Exception:  # a model fault: this pause falls back to the silence wait
+            log.exception("end-of-turn model failed")
+            probability = None
+        if not self._closed:
+            self.session.on_turn_judged(effect.item_id, effect.speech_end_ms, probability)
+            self.flush()
 
     def _start_feed(self, effect: StartTranscript) -> None:
         if self._closed:
