@@ -124,10 +124,10 @@ def server_vad(**options: Any) -> Core:
 def test_a_turn_is_decoded_from_its_pause_and_the_result_held_until_it_ends() -> None:
     core = server_vad()
     spoken(core)
-    out = core.vad(0.0, 1)
-    early = only(out, "SpeculateTranscript")
+    frames, early = until(core, "SpeculateTranscript")
     assert isinstance(early, SpeculateTranscript)
-    assert len(early.pcm16k) == 2 * 11 * FRAME_MS * 16  # up to the first quiet frame
+    # Reported once 150 ms long (speech ended at 272 ms): the turn up to that frame.
+    assert frames == 3 and len(early.pcm16k) == 2 * 13 * FRAME_MS * 16
     core.session.on_speculation_done(early.speculation_id, "hello there", 1.0)
     assert types(core.drain()) == []  # held until the turn ends
 
@@ -135,7 +135,7 @@ def test_a_turn_is_decoded_from_its_pause_and_the_result_held_until_it_ends() ->
 def test_the_transcript_is_ready_with_speech_stopped_when_the_decode_finished_first() -> None:
     core = server_vad()
     item_id = spoken(core)
-    early = only(core.vad(0.0, 1), "SpeculateTranscript")
+    early = until(core, "SpeculateTranscript")[1]
     core.session.on_speculation_done(early.speculation_id, "hello there", 1.0)
     core.drain()
     for _ in range(100):
@@ -152,15 +152,22 @@ def test_the_transcript_is_ready_with_speech_stopped_when_the_decode_finished_fi
     assert "GenerateResponse" in names  # nothing left to wait for
 
 
+def test_gaps_between_words_start_no_early_decode() -> None:
+    core = server_vad()
+    spoken(core)
+    out = core.vad(0.0, 2) + core.vad(0.9, 5) + core.vad(0.0, 2)
+    assert "SpeculateTranscript" not in types(out) and "CancelSpeculation" not in types(out)
+
+
 def test_resumed_speech_cancels_the_early_decode_and_the_next_pause_decodes_all() -> None:
     core = server_vad()
     item_id = spoken(core)
-    first = only(core.vad(0.0, 1), "SpeculateTranscript")
+    first = until(core, "SpeculateTranscript")[1]
     out = core.vad(0.9, 10)
     assert only(out, "CancelSpeculation").speculation_id == first.speculation_id
     core.session.on_speculation_done(first.speculation_id, "hello", 0.3)  # too late: ignored
     assert types(core.drain()) == []
-    second = only(core.vad(0.0, 1), "SpeculateTranscript")
+    second = until(core, "SpeculateTranscript")[1]
     assert len(second.pcm16k) > len(first.pcm16k)
     _, _ = until(core, "input_audio_buffer.speech_stopped")
     core.session.on_speculation_done(second.speculation_id, "hello and more", 0.8)
@@ -172,7 +179,7 @@ def test_resumed_speech_cancels_the_early_decode_and_the_next_pause_decodes_all(
 def test_a_manual_commit_does_not_adopt_the_early_decode() -> None:
     core = server_vad()
     spoken(core)
-    early = only(core.vad(0.0, 1), "SpeculateTranscript")
+    early = until(core, "SpeculateTranscript")[1]
     out = core.send({"type": "input_audio_buffer.commit"})
     assert only(out, "CancelSpeculation").speculation_id == early.speculation_id
     assert "Transcribe" in types(out)
@@ -181,7 +188,7 @@ def test_a_manual_commit_does_not_adopt_the_early_decode() -> None:
 def test_a_failed_adopted_decode_is_redone_whole() -> None:
     core = server_vad()
     spoken(core)
-    early = only(core.vad(0.0, 1), "SpeculateTranscript")
+    early = until(core, "SpeculateTranscript")[1]
     until(core, "input_audio_buffer.speech_stopped")
     core.session.on_speculation_failed(early.speculation_id)
     assert "Transcribe" in types(core.drain())

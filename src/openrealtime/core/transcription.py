@@ -11,7 +11,8 @@ Rules:
   `discard`, cleared). Partial transcripts go out as deltas; deltas can only append, so a
   revision of words already sent waits for `completed`.
 - Without streaming (a batch recognizer), a turn is decoded early, from each pause on
-  (`speculate`): the audio from its start to the frame where the pause began. Speech resuming
+  (`speculate`; a pause counts once EARLY_DECODE_AFTER_MS long, see turns.py): the audio from
+  its start to the frame where the pause was reported. Speech resuming
   cancels that decode (a new pause starts another). When turn detection commits the turn,
   the decode of its last pause is adopted: the committed audio is that audio plus only what
   followed it without speech resuming (frames below the VAD's exit threshold), so the words

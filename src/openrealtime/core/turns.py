@@ -6,8 +6,10 @@ Rules:
   start of the audio that goes to the model.
 - Speech ends where the last frame above `threshold - HYSTERESIS` ends, less RELEASE_MS:
   Silero stays above that for a frame or two after the last sound. A *pause* begins on the
-  first frame below that exit threshold (`PauseStarted`, with that end of speech); a frame
-  back above it ends the pause (`SpeechResumed`) and resets the silence count.
+  first frame below that exit threshold; a frame back above it ends the pause and resets the
+  silence count. Once a pause has lasted EARLY_DECODE_AFTER_MS it is reported
+  (`PauseStarted`, with its end of speech), and so is its end (`SpeechResumed`): shorter
+  gaps are between words, and an early decode started in each would mostly be wasted.
 - `server_vad` stops once the silence since the end of speech reaches `silence_duration_ms`,
   to the nearest frame (not the next one, which would add up to a frame of delay). The
   reported end (`audio_end_ms`) is the end of speech plus `silence_duration_ms` — OpenAI's
@@ -40,6 +42,8 @@ SEMANTIC_SILENCE_MS = {"low": 1500, "medium": 800, "auto": 800, "high": 400}
 # With the model: the probability of "finished" that ends the turn, and the longest wait.
 SEMANTIC_COMPLETE = {"low": 0.7, "medium": 0.5, "auto": 0.5, "high": 0.3}
 SEMANTIC_MAX_WAIT_MS = {"low": 8000, "medium": 4000, "auto": 4000, "high": 2000}
+# Silence before a pause is reported (and an early decode of the turn starts).
+EARLY_DECODE_AFTER_MS = 150
 # Silence before the model is asked: shorter pauses are mid-phrase breaths and stops.
 JUDGE_PAUSE_MS = 200
 SEMANTIC_THRESHOLD = 0.5
@@ -122,6 +126,7 @@ class TurnDetector:
         self._start_ms = 0.0
         self._last_speech_end_ms = 0.0
         self._pause_end_ms: float | None = None  # the end of speech of the pause under way
+        self._reported = False  # PauseStarted was sent for this pause
         self._asked = False  # the model was asked about this pause
         self._fallback = False  # no model answered: a plain silence wait
         self._frame_end_ms = 0.0
@@ -156,14 +161,16 @@ class TurnDetector:
         if probability >= params.threshold - HYSTERESIS:
             self._last_speech_end_ms = frame_end_ms
             pause, self._pause_end_ms = self._pause_end_ms, None
-            return SpeechResumed(pause) if pause is not None else None
+            return SpeechResumed(pause) if pause is not None and self._reported else None
         speech_end = max(self._start_ms, self._last_speech_end_ms - RELEASE_MS)
         silence = frame_end_ms + self.frame_ms / 2 - speech_end
         if silence >= self._wait_ms():
             return self._stop(speech_end + self._wait_ms())
         if self._pause_end_ms is None:
             self._pause_end_ms = speech_end
-            self._asked = self._fallback = False
+            self._reported = self._asked = self._fallback = False
+        if not self._reported and silence >= EARLY_DECODE_AFTER_MS:
+            self._reported = True
             return PauseStarted(round(self._start_ms), speech_end, frame_end_ms)
         judging = params.judging
         if judging is not None and not self._asked and silence >= judging.pause_ms:

@@ -93,6 +93,7 @@ class SessionDriver:
         self._awaiting_vad = 0  # VAD submissions in flight
         self._backlog: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
+        self._speculating: asyncio.Task[None] | None = None  # the latest early decode
         self._closed = False
         # The tasks it starts log under this session's id, whichever task's callback (the
         # VAD scheduler's, shared by every session) started them.
@@ -202,7 +203,10 @@ class SessionDriver:
                 elif isinstance(out, Transcribe):
                     self._spawn(out.item_id, self._transcribe(out))
                 elif isinstance(out, SpeculateTranscript):
-                    self._spawn(out.speculation_id, self._speculate(out))
+                    previous = self._speculating
+                    self._speculating = self._spawn(
+                        out.speculation_id, self._speculate(out, previous)
+                    )
                 elif isinstance(out, CancelSpeculation):
                     if (task := self._tasks.pop(out.speculation_id, None)) is not None:
                         task.cancel()
@@ -250,15 +254,16 @@ class SessionDriver:
                 method(argument)
                 self.flush()
 
-    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         if self._closed:
             work.close()
-            return
+            return None
         task = asyncio.get_running_loop().create_task(work, context=self._log_context.copy())
         self._tasks[key] = task
         task.add_done_callback(
             lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None
         )
+        return task
 
     async def _respond(self, effect: GenerateResponse) -> None:
         response_id = effect.response_id
@@ -357,10 +362,16 @@ class SessionDriver:
             )
         self.flush()
 
-    async def _speculate(self, effect: SpeculateTranscript) -> None:
+    async def _speculate(
+        self, effect: SpeculateTranscript, previous: asyncio.Task[None] | None
+    ) -> None:
         """An early decode of a turn (core/transcription.py): failures go back to the core,
-        which retries an adopted one whole and reports only that."""
+        which retries an adopted one whole and reports only that. One at a time per session:
+        a cancelled decode runs on in its thread until its segment ends, so the next waits
+        for it rather than decoding beside it."""
         try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
             done: TranscriptDone | None = None
             async for event in self.backends.stt.transcribe(effect.pcm16k, effect.options):
                 if isinstance(event, TranscriptDone):
