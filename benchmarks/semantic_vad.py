@@ -5,7 +5,7 @@ Prints two tables and writes benchmarks/results/semantic_vad.json. Takes ~2 minu
 defaults: audio is paced in real time (20 ms chunks at t0 + k x 20 ms).
 
 openrealtime runs in this process (uvicorn in a thread; no LLM is called: `create_response`
-is off). Each clip is a sentence spoken by one voice (espeak-ng en-us, hibari), complete or
+is off), with Whisper tiny.en (packaged weights) as its recognizer. Each clip is a sentence spoken by one voice (espeak-ng en-us, hibari), complete or
 cut mid-phrase (its last words dropped), then `--trailing-ms` of silence. Every clip goes to
 four sessions, one after another: server_vad (silence_duration_ms 500) and semantic_vad at each
 eagerness. Per session: end of speech (the clip's last sample, by construction) →
@@ -233,7 +233,10 @@ def main() -> None:
     ]
     load_before = os.getloadavg()
     print("turn ends (4 sessions per clip, one after another):")
-    with Server(settings()) as url:
+    # Whisper throughout (the default recognizer to be): its decodes release the GIL, where
+    # pocketsphinx's would stall this process's VAD and clients.
+    whisper = settings(stt="faster-whisper", stt_model=str(locate_model("tiny.en")))
+    with Server(whisper) as url:
         rows = asyncio.run(turn_ends(url, clips, args.trailing_ms))
     table = []
     summary: dict[str, Any] = {}
@@ -257,7 +260,6 @@ def main() -> None:
         title=f"Complete sentences: end of speech → speech_stopped; trailing {args.trailing_ms} ms",
     )
 
-    whisper = settings(stt="faster-whisper", stt_model=str(locate_model("tiny.en")))
     speech = [c[3] for c in clips if c[2]]
     ready: dict[str, Any] = {}
     for early in (True, False):
