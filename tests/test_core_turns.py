@@ -14,7 +14,7 @@ FRAME_MS = 32  # the session's default VAD frame
 
 
 def test_a_spoken_turn_is_committed_transcribed_and_answered_once_transcribed() -> None:
-    core = Core()
+    core = Core(early_transcripts=False)
     assert types(core.append(1000)) == ["DetectSpeech"]
     started = only(core.vad(0.9, 10), "input_audio_buffer.speech_started")
     out = core.vad(0.0, 20)

@@ -38,6 +38,32 @@ class Transcribe:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeculateTranscript:
+    """Transcribe the turn being spoken, up to a pause, before it ends: the core adopts the
+    result (`Session.on_speculation_done`) if the turn ends in that pause, else cancels it."""
+
+    speculation_id: str
+    pcm16k: bytes
+    options: TranscriptionOptions
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSpeculation:
+    speculation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeTurnEnd:
+    """Ask the end-of-turn model whether the turn in `pcm16k` (its last seconds, 16 kHz int16)
+    is finished; the driver answers with `Session.on_turn_judged(item_id, speech_end_ms, p)`,
+    p None when there is no model."""
+
+    item_id: str
+    speech_end_ms: float
+    pcm16k: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class DetectSpeech:
     """Run voice activity detection on the next 16 kHz samples of the input stream; the
     driver answers with `Session.on_speech_probabilities`."""
@@ -79,6 +105,9 @@ Effect = (
     GenerateResponse
     | CancelResponse
     | Transcribe
+    | SpeculateTranscript
+    | CancelSpeculation
+    | JudgeTurnEnd
     | DetectSpeech
     | StartTranscript
     | FeedTranscript

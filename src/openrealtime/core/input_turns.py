@@ -9,6 +9,11 @@ Rules:
   have; with `interrupt_response`, the session then barges in.
 - Speech stopping sends `speech_stopped` and commits the turn's audio as a user item; with
   `create_response`, the session responds unless its conversation already has a response.
+- At a pause in the turn (see turns.py), the session may start transcribing the turn so far
+  (`turn_paused`); speech resuming calls that off (`turn_resumed`).
+- With `semantic_vad`, the end-of-turn model is asked at each pause (`JudgeTurnEnd`, the
+  turn's last JUDGE_WINDOW_MS up to the frame analysed); the answer comes back through
+  `judged`, and a stale one (another turn, or speech resumed) is ignored.
 - `input_audio_buffer.commit` needs at least MIN_COMMIT_MS of audio; it and `clear` reset
   turn detection.
 - Between turns, only the prefix padding before the next speech is kept.
@@ -35,10 +40,19 @@ from ..protocol.server_events import ServerEvent
 from ..protocol.session import SemanticVad, ServerVad
 from .audio_input import InputAudioBuffer, to_vad_rate
 from .conversation import Conversation
-from .effects import Effect
-from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnParams
+from .effects import Effect, JudgeTurnEnd
+from .turns import (
+    JudgeTurn,
+    PauseStarted,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+    TurnParams,
+)
 
 MIN_COMMIT_MS = 100
+JUDGE_WINDOW_MS = 8000  # Smart Turn hears the last 8 s of a turn
 
 
 class TurnHost(Protocol):
@@ -51,8 +65,15 @@ class TurnHost(Protocol):
     def barge_in(self) -> None:
         """The user spoke over the assistant."""
 
-    def turn_committed(self, item_id: str) -> None:
-        """A user audio item was committed to the conversation."""
+    def turn_paused(self, item_id: str, pcm16k: np.ndarray) -> None:
+        """The turn being spoken paused; `pcm16k` is its audio so far."""
+
+    def turn_resumed(self, item_id: str) -> None:
+        """The speaker went on after a pause."""
+
+    def turn_committed(self, item_id: str, detected: bool) -> None:
+        """A user audio item was committed to the conversation; `detected`: its end was found
+        by turn detection (so it is the audio up to the last pause, and silence after it)."""
 
     def answering(self) -> bool:
         """The default conversation has a response under way."""
@@ -122,12 +143,37 @@ class InputTurns:
                 self._speech_started(turn, host)
             elif isinstance(turn, SpeechStopped):
                 self._speech_stopped(turn, host)
+            elif isinstance(turn, PauseStarted) and self._speech_item_id is not None:
+                pcm = self._turn_pcm16k(turn.audio_start_ms, turn.frame_end_ms)
+                host.turn_paused(self._speech_item_id, pcm)
+            elif isinstance(turn, SpeechResumed) and self._speech_item_id is not None:
+                host.turn_resumed(self._speech_item_id)
+            elif isinstance(turn, JudgeTurn) and self._speech_item_id is not None:
+                start = max(turn.audio_start_ms, turn.frame_end_ms - JUDGE_WINDOW_MS)
+                pcm = self._turn_pcm16k(start, turn.frame_end_ms)
+                self._emit(JudgeTurnEnd(self._speech_item_id, turn.speech_end_ms, pcm))
             elif not detector.speaking:
                 self._check_idle(frame_end_ms, host)
         if not detector.speaking:
             # Relative to what the VAD has seen, which may trail what has arrived.
             analysed_ms = self._vad_frames * self._vad_frame_ms
             self._buffer.trim_before(analysed_ms - detector.params.prefix_padding_ms)
+
+    def _turn_pcm16k(self, start_ms: float, end_ms: float) -> np.ndarray:
+        """The turn's audio from `start_ms` to `end_ms` (what the VAD has judged), at 16 kHz."""
+        pcm = self.held_pcm16k(start_ms)
+        return pcm[: max(0, round((end_ms - start_ms) * 16))]
+
+    def judged(
+        self, item_id: str, speech_end_ms: float, probability: float | None, host: TurnHost
+    ) -> None:
+        """The end-of-turn model's answer about the pause at `speech_end_ms` of `item_id`."""
+        detector = self._detector
+        if detector is None or item_id != self._speech_item_id:
+            return
+        turn = detector.judged(speech_end_ms, probability)
+        if turn is not None:
+            self._speech_stopped(turn, host)
 
     def _speech_started(self, turn: SpeechStarted, host: TurnHost) -> None:
         self._idle_deadline_ms = None
@@ -141,7 +187,9 @@ class InputTurns:
         item_id = self._speech_item_id or new_id("item")
         self._speech_item_id = None
         self._emit(ev.input_audio_buffer_speech_stopped(turn.audio_end_ms, item_id))
-        self._commit(item_id, host, start_ms=turn.audio_start_ms, end_ms=turn.audio_end_ms)
+        self._commit(
+            item_id, host, start_ms=turn.audio_start_ms, end_ms=turn.audio_end_ms, detected=True
+        )
         detection = self._detection
         if (
             detection is not None
@@ -204,6 +252,7 @@ class InputTurns:
         host: TurnHost,
         start_ms: float | None = None,
         end_ms: float | None = None,
+        detected: bool = False,
     ) -> None:
         audio = self._buffer.take(start_ms, end_ms)
         item = MessageItem(
@@ -219,4 +268,4 @@ class InputTurns:
         wire = dump_item(item)
         self._emit(ev.conversation_item_added(wire, previous_id))
         self._emit(ev.conversation_item_done(wire, previous_id))
-        host.turn_committed(item_id)
+        host.turn_committed(item_id, detected)

@@ -28,6 +28,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..audio.formats import AudioFormat
 from ..backends.llm.base import LlmEvent
 from ..ids import new_id
@@ -68,6 +70,7 @@ class Session:
         known_voice: Callable[[str], bool] = lambda voice: voice in OPENAI_VOICES,
         vad_frame_ms: float = 32.0,
         stream_transcripts: bool = False,
+        early_transcripts: bool = True,
         playback: bool = False,
         context_window: int | None = None,
     ) -> None:
@@ -91,6 +94,7 @@ class Session:
             self.conversation,
             streams=stream_transcripts or self.transcribes_only,
             always_reports=self.transcribes_only,
+            speculates=early_transcripts,
         )
         self._items = ItemEvents(emit, self.conversation)
         self._barge_in = BargeIn(emit, self.conversation, playback=playback)
@@ -272,6 +276,7 @@ class Session:
 
     def _audio_clear(self, event: ce.InputAudioBufferClear) -> None:
         self._transcription.discard_streaming()
+        self._transcription.cancel_speculation()
         self._turns.clear()
 
     def _output_audio_clear(self, event: ce.OutputAudioBufferClear) -> None:
@@ -289,14 +294,24 @@ class Session:
         if self._transcription.streams:
             self._transcription.start_streaming(item_id, self._turns.held_pcm16k(audio_start_ms))
 
+    def turn_paused(self, item_id: str, pcm16k: np.ndarray) -> None:
+        self._transcription.speculate(item_id, pcm16k)
+
+    def turn_resumed(self, item_id: str) -> None:
+        self._transcription.cancel_speculation()
+
+    def on_turn_judged(self, item_id: str, speech_end_ms: float, probability: float | None) -> None:
+        """The end-of-turn model's answer to a `JudgeTurnEnd` (None: no model to ask)."""
+        self._turns.judged(item_id, speech_end_ms, probability, self)
+
     def barge_in(self) -> None:
         self._barge_in.interrupt(
             self._lifecycle.in_conversation(),
             cancel=lambda response_id: self.cancel_response(response_id, "turn_detected"),
         )
 
-    def turn_committed(self, item_id: str) -> None:
-        self._transcription.committed(item_id)
+    def turn_committed(self, item_id: str, detected: bool) -> None:
+        self._transcription.committed(item_id, detected)
 
     def answering(self) -> bool:
         return self._lifecycle.in_conversation() is not None
@@ -305,6 +320,13 @@ class Session:
         self.create_response(ce.ResponseParams())
 
     # --- transcription ---------------------------------------------------------------------
+
+    def on_speculation_done(self, speculation_id: str, text: str, seconds: float) -> None:
+        self._transcription.speculation_done(speculation_id, text, seconds)
+        self._lifecycle.start_ready(transcribing=self._transcription.busy)
+
+    def on_speculation_failed(self, speculation_id: str) -> None:
+        self._transcription.speculation_failed(speculation_id)
 
     def on_transcript_delta(self, item_id: str, content_index: int, text: str) -> None:
         self._transcription.delta(item_id, content_index, text)

@@ -10,6 +10,14 @@ Rules:
   its start, then every 16 kHz chunk, then `FinishTranscript` when it is committed (or, with
   `discard`, cleared). Partial transcripts go out as deltas; deltas can only append, so a
   revision of words already sent waits for `completed`.
+- Without streaming (a batch recognizer), a turn is decoded early, from each pause on
+  (`speculate`; a pause counts once EARLY_DECODE_AFTER_MS long, see turns.py): the audio from
+  its start to the frame where the pause was reported. Speech resuming
+  cancels that decode (a new pause starts another). When turn detection commits the turn,
+  the decode of its last pause is adopted: the committed audio is that audio plus only what
+  followed it without speech resuming (frames below the VAD's exit threshold), so the words
+  are the same. A manual commit or clear cancels it and transcribes the item as committed.
+  If an adopted decode fails, the item is transcribed again, whole.
 """
 
 from __future__ import annotations
@@ -25,7 +33,15 @@ from ..protocol.server_events import ServerEvent
 from ..protocol.session import TranscriptionConfig
 from .audio_input import to_vad_rate
 from .conversation import Conversation
-from .effects import Effect, FeedTranscript, FinishTranscript, StartTranscript, Transcribe
+from .effects import (
+    CancelSpeculation,
+    Effect,
+    FeedTranscript,
+    FinishTranscript,
+    SpeculateTranscript,
+    StartTranscript,
+    Transcribe,
+)
 
 
 class Transcription:
@@ -36,9 +52,11 @@ class Transcription:
         *,
         streams: bool,
         always_reports: bool,
+        speculates: bool = True,
     ) -> None:
         """`streams`: transcribe turns while they are spoken. `always_reports`: send the
-        transcription events even when the session configures no transcription."""
+        transcription events even when the session configures no transcription.
+        `speculates`: without streaming, decode turns from their pauses on."""
         self._emit = emit
         self._conversation = conversation
         self.streams = streams
@@ -47,6 +65,12 @@ class Transcription:
         self._transcribing: set[str] = set()  # item ids
         self._streaming_item: str | None = None  # the turn being transcribed as it is spoken
         self._partials: dict[str, str] = {}  # item id -> transcript text already sent as deltas
+        self.speculates = speculates and not streams
+        # The decode under way of the turn being spoken: (speculation id, item id).
+        self._speculation: tuple[str, str] | None = None
+        self._speculations = 0
+        self._early: dict[str, tuple[str, float]] = {}  # speculation id -> finished result
+        self._adopted: dict[str, str] = {}  # speculation id -> item id awaiting its result
 
     def configure(self, config: TranscriptionConfig | None) -> None:
         """The session's `audio.input.transcription`, at start and after each update."""
@@ -86,8 +110,38 @@ class Transcription:
             self._emit(FinishTranscript(self._streaming_item, discard=True))
             self._streaming_item = None
 
-    def committed(self, item_id: str) -> None:
-        """A turn became a user item: finish its streamed transcript, or transcribe it."""
+    def speculate(self, item_id: str, pcm16k: np.ndarray) -> None:
+        """The turn `item_id` paused: decode it so far."""
+        if not self.speculates or not len(pcm16k):
+            return
+        self.cancel_speculation()
+        self._speculations += 1
+        speculation_id = f"{item_id}/early{self._speculations}"
+        self._speculation = (speculation_id, item_id)
+        self._emit(SpeculateTranscript(speculation_id, pcm16k.tobytes(), self._options()))
+
+    def cancel_speculation(self) -> None:
+        """Speech resumed, or the turn ended otherwise than in its pause."""
+        if self._speculation is not None:
+            speculation_id = self._speculation[0]
+            self._speculation = None
+            self._early.pop(speculation_id, None)
+            self._emit(CancelSpeculation(speculation_id))
+
+    def committed(self, item_id: str, detected: bool = False) -> None:
+        """A turn became a user item: adopt its early decode, finish its streamed transcript,
+        or transcribe it."""
+        speculation = self._speculation
+        if detected and speculation is not None and speculation[1] == item_id:
+            self._speculation = None
+            self._transcribing.add(item_id)
+            early = self._early.pop(speculation[0], None)
+            if early is None:
+                self._adopted[speculation[0]] = item_id
+            else:
+                self.done(item_id, 0, *early)
+            return
+        self.cancel_speculation()
         if item_id != self._streaming_item:
             self.transcribe(item_id, 0)
             return
@@ -102,6 +156,20 @@ class Transcription:
         self._emit(Transcribe(item_id, content_index, pcm16k.tobytes(), self._options()))
 
     # --- the transcriber's results -----------------------------------------------------------
+
+    def speculation_done(self, speculation_id: str, text: str, seconds: float) -> None:
+        if (item_id := self._adopted.pop(speculation_id, None)) is not None:
+            self.done(item_id, 0, text, seconds)
+        elif self._speculation is not None and self._speculation[0] == speculation_id:
+            self._early[speculation_id] = (text, seconds)
+
+    def speculation_failed(self, speculation_id: str) -> None:
+        """An early decode failed: an adopted one is redone whole, where failure is reported."""
+        if (item_id := self._adopted.pop(speculation_id, None)) is not None:
+            self._transcribing.discard(item_id)
+            self.transcribe(item_id, 0)
+        elif self._speculation is not None and self._speculation[0] == speculation_id:
+            self._speculation = None
 
     def delta(self, item_id: str, content_index: int, text: str) -> None:
         if self._reports and text:

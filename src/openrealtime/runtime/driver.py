@@ -17,11 +17,14 @@ from ..backends.registry import Backends
 from ..backends.stt.base import TranscriptDelta, TranscriptDone
 from ..core.effects import (
     CancelResponse,
+    CancelSpeculation,
     ClearOutputAudio,
     DetectSpeech,
     FeedTranscript,
     FinishTranscript,
     GenerateResponse,
+    JudgeTurnEnd,
+    SpeculateTranscript,
     StartTranscript,
     Transcribe,
 )
@@ -30,6 +33,7 @@ from ..logs import bind_ids
 from ..protocol import server_events as ev
 from ..protocol.errors import SERVER_ERROR, ProtocolError
 from ..protocol.server_events import ServerEvent
+from . import turn_judge
 from .metrics import Metrics
 from .speech import SpeechPipeline
 from .telemetry import SessionTelemetry, fallback_metrics
@@ -89,6 +93,7 @@ class SessionDriver:
         self._awaiting_vad = 0  # VAD submissions in flight
         self._backlog: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
+        self._speculating: asyncio.Task[None] | None = None  # the latest early decode
         self._closed = False
         # The tasks it starts log under this session's id, whichever task's callback (the
         # VAD scheduler's, shared by every session) started them.
@@ -197,6 +202,16 @@ class SessionDriver:
                     self._spawn(out.response_id, self._respond(out))
                 elif isinstance(out, Transcribe):
                     self._spawn(out.item_id, self._transcribe(out))
+                elif isinstance(out, SpeculateTranscript):
+                    previous = self._speculating
+                    self._speculating = self._spawn(
+                        out.speculation_id, self._speculate(out, previous)
+                    )
+                elif isinstance(out, CancelSpeculation):
+                    if (task := self._tasks.pop(out.speculation_id, None)) is not None:
+                        task.cancel()
+                elif isinstance(out, JudgeTurnEnd):
+                    self._spawn(f"judge/{out.item_id}/{out.speech_end_ms}", self._judge(out))
                 elif isinstance(out, StartTranscript):
                     self._start_feed(out)
                 elif isinstance(out, FeedTranscript):
@@ -239,15 +254,16 @@ class SessionDriver:
                 method(argument)
                 self.flush()
 
-    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         if self._closed:
             work.close()
-            return
+            return None
         task = asyncio.get_running_loop().create_task(work, context=self._log_context.copy())
         self._tasks[key] = task
         task.add_done_callback(
             lambda done: self._tasks.pop(key, None) if self._tasks.get(key) is done else None
         )
+        return task
 
     async def _respond(self, effect: GenerateResponse) -> None:
         response_id = effect.response_id
@@ -345,6 +361,39 @@ class SessionDriver:
                 effect.item_id, effect.content_index, "server_error", TRANSCRIPTION_FAILED
             )
         self.flush()
+
+    async def _speculate(
+        self, effect: SpeculateTranscript, previous: asyncio.Task[None] | None
+    ) -> None:
+        """An early decode of a turn (core/transcription.py): failures go back to the core,
+        which retries an adopted one whole and reports only that. One at a time per session:
+        a cancelled decode runs on in its thread until its segment ends, so the next waits
+        for it rather than decoding beside it."""
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            done: TranscriptDone | None = None
+            async for event in self.backends.stt.transcribe(effect.pcm16k, effect.options):
+                if isinstance(event, TranscriptDone):
+                    done = event
+            if done is None:
+                raise BackendError("stt", "the transcriber gave no result")
+            self.session.on_speculation_done(effect.speculation_id, done.text, done.audio_seconds)
+        except Exception as exc:
+            if not isinstance(exc, BackendError):
+                log.exception("early transcription failed unexpectedly")
+            self.session.on_speculation_failed(effect.speculation_id)
+        self.flush()
+
+    async def _judge(self, effect: JudgeTurnEnd) -> None:
+        try:
+            probability = await turn_judge.probability_complete(effect.pcm16k)
+        except Exception:  # a model fault: this pause falls back to the silence wait
+            log.exception("end-of-turn model failed")
+            probability = None
+        if not self._closed:
+            self.session.on_turn_judged(effect.item_id, effect.speech_end_ms, probability)
+            self.flush()
 
     def _start_feed(self, effect: StartTranscript) -> None:
         if self._closed:

@@ -1,9 +1,15 @@
 """Streaming transcription for any batch transcriber: re-transcribe the utterance so far every
 `interval_s` of new audio. Costs more CPU than a native stream; gives partial transcripts from
-backends that have none (HTTP endpoints, Whisper)."""
+backends that have none (HTTP endpoints, Whisper).
+
+CPU stays bounded: a stream re-decodes at most once per `interval_s` of new audio and never
+while its last decode runs (its feeder awaits each one and joins the audio queued meanwhile);
+and a partial is skipped altogether while MAX_PARTIALS_IN_FLIGHT other streams' partial
+decodes run in this process (the final decode at `finish` is never skipped)."""
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 
@@ -17,6 +23,8 @@ from .base import (
 )
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+MAX_PARTIALS_IN_FLIGHT = max(1, (os.cpu_count() or 1) // 2)
+_partials_in_flight = 0
 
 Transcribe = Callable[[bytes, TranscriptionOptions], AsyncIterator[TranscriptEvent]]
 
@@ -36,8 +44,15 @@ class BatchStream:
         self._audio += pcm16k
         if len(self._audio) - self._transcribed_at < self._interval:
             return None
+        global _partials_in_flight
+        if _partials_in_flight >= MAX_PARTIALS_IN_FLIGHT:
+            return None  # under load: this partial is skipped, the next one may run
         self._transcribed_at = len(self._audio)
-        done = await self._run()
+        _partials_in_flight += 1
+        try:
+            done = await self._run()
+        finally:
+            _partials_in_flight -= 1
         if done.text == self._last:
             return None
         self._last = done.text
