@@ -3,7 +3,7 @@ Prometheus' own parser; the JSON log format; and no audio or secrets in the logs
 debug level with uvicorn's and websockets' debug output on.
 
 The voice turn is real speech (espeak-ng) appended as fast as the socket takes it, through
-the real backends (Silero VAD, pocketsphinx, espeak-ng) and the scripted LLM.
+the real default backends (Silero VAD, Whisper, hibari) and the scripted LLM.
 """
 
 from __future__ import annotations
@@ -155,7 +155,9 @@ def captured_logs(level: str, log_format: str, secrets: list[str]) -> Iterator[i
 # --- /metrics ------------------------------------------------------------------------------
 
 
-def test_metrics_after_a_text_turn_a_voice_turn_and_a_failed_response(server, client, llm) -> None:
+def test_metrics_after_a_text_turn_a_voice_turn_and_a_failed_response(
+    server, client, llm, backends
+) -> None:
     before = scrape(server.url)
     llm.script(Text(["Hello", " there."]), Text([ANSWER]), Fail(status=500))
     with client.realtime.connect(model="gpt-realtime") as conn:
@@ -210,8 +212,12 @@ def test_metrics_after_a_text_turn_a_voice_turn_and_a_failed_response(server, cl
     llm_labels = {"stage": "llm", "backend": "openai-chat"}
     assert delta("openrealtime_backend_request_seconds_count", **llm_labels) == 2
     assert delta("openrealtime_backend_failures_total", **llm_labels, code="llm_error") == 1
-    assert delta("openrealtime_backend_request_seconds_count", stage="stt", backend="pocketsphinx")
-    assert delta("openrealtime_backend_request_seconds_count", stage="tts", backend="espeak")
+    assert delta(
+        "openrealtime_backend_request_seconds_count", stage="stt", backend=backends.stt.name
+    )
+    assert delta(
+        "openrealtime_backend_request_seconds_count", stage="tts", backend=backends.tts.name
+    )
     assert 0 < delta("openrealtime_backend_request_seconds_sum", **llm_labels) < 10
 
     # Stage latencies of the voice turn, each once, each sensible.

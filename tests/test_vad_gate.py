@@ -10,7 +10,7 @@ from speech_fixtures import speak, with_silence
 
 from benchmarks.lib.payloads import SENTENCES
 from openrealtime.backends.vad.silero import SileroVad
-from openrealtime.core.turns import SpeechStopped, TurnDetector, TurnEvent, TurnParams
+from openrealtime.core.turns import SpeechStarted, SpeechStopped, TurnDetector, TurnParams
 
 FRAME_MS = 32.0
 
@@ -34,16 +34,18 @@ def _ungated(vad: SileroVad, pcm: np.ndarray) -> list[float]:
     return [vad.infer_batch([stream], [frame])[0] for frame in stream.frames(pcm)]
 
 
-def _turns(probabilities: list[float]) -> list[TurnEvent]:
+def _turns(probabilities: list[float]) -> list[SpeechStarted | SpeechStopped]:
+    """Where turns start and stop (the pause events between are not turn boundaries)."""
     detector = TurnDetector(TurnParams(0.5, 300, 500), FRAME_MS)
     events = []
     for index, probability in enumerate(probabilities):
-        if (turn := detector.frame(probability, (index + 1) * FRAME_MS)) is not None:
+        turn = detector.frame(probability, (index + 1) * FRAME_MS)
+        if isinstance(turn, SpeechStarted | SpeechStopped):
             events.append(turn)
     return events
 
 
-def _boundary(turn: TurnEvent) -> int:
+def _boundary(turn: SpeechStarted | SpeechStopped) -> int:
     return turn.audio_end_ms if isinstance(turn, SpeechStopped) else turn.audio_start_ms
 
 

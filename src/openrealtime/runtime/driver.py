@@ -373,14 +373,18 @@ class SessionDriver:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])
             done: TranscriptDone | None = None
+            started = self.telemetry.now()
             async for event in self.backends.stt.transcribe(effect.pcm16k, effect.options):
                 if isinstance(event, TranscriptDone):
                     done = event
             if done is None:
                 raise BackendError("stt", "the transcriber gave no result")
+            self.telemetry.backend_done("stt", started)  # a real request, adopted or not
             self.session.on_speculation_done(effect.speculation_id, done.text, done.audio_seconds)
         except Exception as exc:
-            if not isinstance(exc, BackendError):
+            if isinstance(exc, BackendError):
+                self.telemetry.backend_failed("stt", exc.code)
+            else:
                 log.exception("early transcription failed unexpectedly")
             self.session.on_speculation_failed(effect.speculation_id)
         self.flush()
