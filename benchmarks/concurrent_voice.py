@@ -344,7 +344,7 @@ async def run_step(
         rss_task = asyncio.create_task(sample_rss(server, rss, stop_rss))
         lag = LoopLag()
         lag.start()
-        meter = CpuMeter({"openrealtime": server, "scripted": llm})
+        meter = CpuMeter({"openrealtime": server, "scripted": llm}, {"openrealtime": server.pid})
         meter.start()
         spy_out = None
         if args.py_spy:
@@ -428,6 +428,14 @@ async def run_step(
             # machine of its own (the event loop is one thread, so ~1000 ms/s in all).
             "server_cpu_ms_per_session_second": round(1000 * cpu["openrealtime"] / n, 2),
             "server_cpu_percent_core_per_session": round(100 * cpu["openrealtime"] / n, 3),
+            # The same by thread: the event loop (sockets, protocol, session core), the VAD
+            # thread (Silero), and the rest (executors, model threads): "models excluded" is
+            # the loop's share plus the rest less what the models use there.
+            "server_cpu_percent_core_per_session_by_thread": {
+                role.split(".", 1)[1]: round(100 * cores / n, 3)
+                for role, cores in cpu.items()
+                if role.startswith("openrealtime.")
+            },
             "client_cpu_cores": cpu["client"],
             # How far behind real time a session's unread audio got: the worst probe round
             # trip (the probe waits behind every chunk of that session not yet processed).
@@ -517,6 +525,7 @@ def report(results: dict[str, Any]) -> None:
                     f"{s['turns_detected']}/{s['turns_spoken']}",
                     f"{cpu['openrealtime']:.2f}/{cpu['client']:.2f}/{cpu['other_processes']:.2f}",
                     f"{s['server_cpu_percent_core_per_session']:.2f}",
+                    _by_thread(s["server_cpu_percent_core_per_session_by_thread"]),
                     f"{s['unread_audio_max_ms']:.0f}",
                     f"{s['turns_missed']}",
                     f"{s['server_rss_idle_mib']:.0f}/{s['server_rss_peak_mib']:.0f}",
@@ -536,6 +545,7 @@ def report(results: dict[str, Any]) -> None:
                 "turns found",
                 "CPU srv/cli/other",
                 "srv CPU %core/session",
+                "loop/vad/other",
                 "unread max",
                 "missed",
                 "RSS MiB idle/peak",
@@ -544,6 +554,10 @@ def report(results: dict[str, Any]) -> None:
             f"STT {stt}: largest passing N = {data['max_sessions_passing']} "
             f"(stopped by: {data['stopped_by']}); lags in ms",
         )
+
+
+def _by_thread(percent: dict[str, float]) -> str:
+    return "/".join(f"{percent.get(role, 0.0):.2f}" for role in ("loop", "vad", "other"))
 
 
 def main() -> None:
