@@ -103,9 +103,9 @@ class SileroStream:
         while pos < end:
             take = min(_FRAME - self._filled, end - pos)
             start = _CONTEXT + self._filled
-            np.multiply(
-                pcm16k[pos : pos + take], _SCALE, out=window[start : start + take], dtype=np.float32
-            )
+            part = window[start : start + take]
+            part[:] = pcm16k[pos : pos + take]
+            part *= _SCALE
             self._filled += take
             pos += take
             if self._filled == _FRAME:
