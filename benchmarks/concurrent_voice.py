@@ -2,6 +2,7 @@
 
 Run: python -m benchmarks.concurrent_voice [--sessions 10,50,100,200,300] [--duration 20]
                                           [--embedded] [--stt scripted,pocketsphinx]
+                                          [--client-procs 2]
 Prints a table per STT backend, writes benchmarks/results/concurrent_voice.json and a plot of
 the `speech_stopped` lag against N (concurrent_voice.png). Speech-to-text defaults to an instant
 HTTP fake (`scripted`); --embedded adds the embedded recognizer (pocketsphinx). Each step
@@ -39,11 +40,15 @@ N passes when, over --duration seconds:
   - every committed turn gets its transcript (`...transcription.completed`) before the stream
     ends plus --grace seconds;
   - no `error` event.
-The first N that fails ends the steps. The load generator is one uvloop process with the append
-events pre-encoded; its own lag (how late each chunk left against its schedule, and its event
+The first N that fails ends the steps. The load generator (`benchmarks/lib/voice_clients.py`)
+runs in --client-procs uvloop processes, each with one timer for its share of the sessions and
+the append events pre-framed; its own CPU is reported, and its lag (how late each chunk left against its schedule, and its event
 loop's wake-up lag) is reported separately: if it falls behind (send lag p50 > 5 ms or p95 >
 50 ms), the step is marked client-limited and does not count against the server. The server's
 event lag is measured from when each chunk actually left, so a late client does not inflate it.
+
+Server CPU is reported in all and per thread (/proc/<pid>/task/*/stat): the event loop (sockets,
+protocol, session core), the VAD thread (Silero) and the rest.
 
 Memory: the server's VmRSS (/proc/<pid>/status) before the sessions connect (after a warm-up
 that builds the recogniser's decoders) and its peak while they stream; the delta / N is the
