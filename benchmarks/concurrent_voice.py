@@ -42,8 +42,8 @@ N passes when, over --duration seconds:
   - no `error` event.
 The first N that fails ends the steps. The load generator (`benchmarks/lib/voice_clients.py`)
 runs in --client-procs uvloop processes, each with one timer for its share of the sessions and
-the append events pre-framed; its own CPU is reported, and its lag (how late each chunk left against its schedule, and its event
-loop's wake-up lag) is reported separately: if it falls behind (send lag p50 > 5 ms or p95 >
+the append events pre-framed. Its own CPU and lag (how late each chunk left against its
+schedule, and its event loops' wake-up lag) are reported separately: if it falls behind (send lag p50 > 5 ms or p95 >
 50 ms), the step is marked client-limited and does not count against the server. The server's
 event lag is measured from when each chunk actually left, so a late client does not inflate it.
 
