@@ -55,10 +55,18 @@ class Children(Generic[_M]):
         return child
 
 
+# Event types counted per chunk of audio (in, out): tallied, see Tally.
+HOT_EVENTS = frozenset({"input_audio_buffer.append", "response.output_audio.delta"})
+# A tally hands its count over at least this often, so a process whose registry is not the one
+# collected (e.g. one of several sharing a metrics directory) lags by at most so many events.
+TALLY_BATCH = 64
+
+
 class Tally:
-    """A counter child's increments added up in a plain int and handed over when the registry
-    is collected (`Tallies.collect`): `Counter.inc` takes a lock per call, a cost paid per
-    20 ms chunk of every session. Only the event loop's thread counts and collects."""
+    """A counter child's increments added up in a plain int and handed over every TALLY_BATCH
+    events and when the registry is collected (`Tallies.collect`): `Counter.inc` takes a lock
+    per call, a cost paid per 20 ms chunk of every session. Only the event loop's thread counts
+    and collects."""
 
     __slots__ = ("_child", "pending")
 
@@ -68,6 +76,8 @@ class Tally:
 
     def inc(self, amount: int = 1) -> None:
         self.pending += amount
+        if self.pending >= TALLY_BATCH:
+            self.flush()
 
     def flush(self) -> None:
         if self.pending:
@@ -76,25 +86,28 @@ class Tally:
 
 
 class Tallies:
-    """A counter's `Tally` per label value; registered before the counters, so a collection
-    (`/metrics`) hands every tally over before the counters are read. Yields no metric itself."""
+    """A counter's children by label value, a `Tally` for the HOT_EVENTS (the rest count at
+    once); registered before the counters, so a collection (`/metrics`) hands every tally over
+    before the counters are read. Yields no metric itself."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._tallies: list[Tally] = []
         registry.register(self)
 
-    def of(self, counter: Counter) -> Callable[[str], Tally]:
+    def of(self, counter: Counter) -> Callable[[str], Tally | Counter]:
         children = Children(counter)
         tallies: dict[str, Tally] = {}
 
-        def tally(label: str) -> Tally:
+        def child(label: str) -> Tally | Counter:
+            if label not in HOT_EVENTS:
+                return children(label)
             found = tallies.get(label)
             if found is None:
                 found = tallies[label] = Tally(children(label))
                 self._tallies.append(found)
             return found
 
-        return tally
+        return child
 
     def collect(self) -> Iterator[Metric]:
         for tally in self._tallies:
