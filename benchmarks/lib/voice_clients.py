@@ -169,9 +169,10 @@ async def drive(
     base: float,
     duration: float,
     gap_ms: float,
-    probes: bool = True,
+    probe_interval: float | None = PROBE_INTERVAL,
 ) -> None:
-    """Stream every session's plan from `base` on, one timer for all, with probes."""
+    """Stream every session's plan from `base` on, one timer for all, with a probe every
+    `probe_interval` seconds (None: no probes)."""
     frames = _Frames(utterances)
     chunks = int(duration * 50)
     order = sorted(range(len(conns)), key=lambda i: plans[i].offset_s)
@@ -180,7 +181,8 @@ async def drive(
         codes, spoken = plan(plans[i], utterances, chunks, gap_ms)
         logs[i].spoken = spoken
         schedule.append((i, conns[i].transport, codes, base + plans[i].offset_s))
-    next_probe = [base + PROBE_INTERVAL * (0.5 + random.random()) for _ in conns]
+    interval = probe_interval or duration
+    next_probe = [base + interval * (0.5 + random.random()) for _ in conns]
     probe_n = [0] * len(conns)
     end = base + duration
     for k in range(chunks):
@@ -194,10 +196,10 @@ async def drive(
             log.lags.append(max(0.0, sent - due))
             log.send_times.append(sent)
             transport.write(frames[codes[k]])
-            if probes and sent >= next_probe[i] and next_probe[i] < end:
+            if probe_interval and sent >= next_probe[i] and next_probe[i] < end:
                 event_id = f"p{probe_n[i]}"
                 probe_n[i] += 1
-                next_probe[i] += PROBE_INTERVAL
+                next_probe[i] += interval
                 log.probe_order.append(event_id)
                 log.probes_sent[event_id] = now()
                 transport.write(client_frame(_probe(event_id)))
@@ -229,6 +231,7 @@ async def _run_share(
     duration: float,
     gap_ms: float,
     grace: float,
+    probe_interval: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     conns = [await open_listening_session(url) for _ in plans]
@@ -239,7 +242,7 @@ async def _run_share(
     lag = LoopLag()
     lag.start()
     cpu = time.process_time()
-    await drive(conns, logs, plans, utterances, base, duration, gap_ms)
+    await drive(conns, logs, plans, utterances, base, duration, gap_ms, probe_interval)
     cpu = time.process_time() - cpu
     loop_lag = await lag.stop()
     deadline = now() + grace
@@ -273,13 +276,14 @@ class Shares:
         duration: float,
         gap_ms: float,
         grace: float,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipes: list[Connection] = []
         self._procs = []
         for share in range(procs):
             mine, theirs = context.Pipe()
-            args = (url, plans[share::procs], utterances, duration, gap_ms, grace)
+            args = (url, plans[share::procs], utterances, duration, gap_ms, grace, probe_interval)
             proc = context.Process(target=_share_main, args=(theirs, *args), daemon=True)
             proc.start()
             self._pipes.append(mine)
