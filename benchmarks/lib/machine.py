@@ -9,8 +9,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -178,7 +180,9 @@ class PySpy:
             formats = {".json": "speedscope", ".txt": "raw"}
             fmt = formats.get(Path(out).suffix, "flamegraph")
             duration = str(max(1, int(seconds)))
-            command = ["py-spy", "record", "-p", str(pid), "-o", out, "-d", duration]
+            # The one installed next to this interpreter (the venv's), if PATH has none.
+            spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "-p", str(pid), "-o", out, "-d", duration]
             self.proc = subprocess.Popen(
                 [*command, "-r", "200", "-f", fmt, "--nonblocking"],
                 stdout=subprocess.DEVNULL,
