@@ -67,7 +67,8 @@ def main() -> None:
     audio_b64 = parse_client_event(append).audio
     raw24k = decode_base64_audio(audio_b64, AudioFormat.PCM)
     buffer = InputAudioBuffer(AudioFormat.PCM)
-    pcm16k = buffer.append(raw24k, for_vad=True)
+    buffer.append(raw24k, for_vad=True)
+    pcm16k = (rng.standard_normal(320) * 3000).astype(np.int16)  # 20 ms at 16 kHz
     framer = silero.new_stream()
     quiet_frame = framer.frames(np.zeros(512, np.int16))[0]
 
@@ -78,6 +79,10 @@ def main() -> None:
         "g711 alaw_decode (160 bytes)": (lambda: g711.alaw_decode(alaw), n),
         "resample 24k->16k (480 samples)": (lambda: resampler.process(pcm24k), n),
         "append: parse JSON event (pydantic)": (lambda: parse_client_event(append), n),
+        "append: base64.b64decode(validate=True), as before": (
+            lambda: base64.b64decode(audio_b64, validate=True),
+            n,
+        ),
         "append: base64 decode (960 bytes)": (
             lambda: decode_base64_audio(audio_b64, AudioFormat.PCM),
             n,

@@ -2,6 +2,7 @@
 
 Run: python -m benchmarks.concurrent_voice [--sessions 10,50,100,200,300] [--duration 20]
                                           [--embedded] [--stt scripted,pocketsphinx]
+                                          [--client-procs 2]
 Prints a table per STT backend, writes benchmarks/results/concurrent_voice.json and a plot of
 the `speech_stopped` lag against N (concurrent_voice.png). Speech-to-text defaults to an instant
 HTTP fake (`scripted`); --embedded adds the embedded recognizer (pocketsphinx). Each step
@@ -39,11 +40,15 @@ N passes when, over --duration seconds:
   - every committed turn gets its transcript (`...transcription.completed`) before the stream
     ends plus --grace seconds;
   - no `error` event.
-The first N that fails ends the steps. The load generator is one uvloop process with the append
-events pre-encoded; its own lag (how late each chunk left against its schedule, and its event
-loop's wake-up lag) is reported separately: if it falls behind (send lag p50 > 5 ms or p95 >
+The first N that fails ends the steps. The load generator (`benchmarks/lib/voice_clients.py`)
+runs in --client-procs uvloop processes, each with one timer for its share of the sessions and
+the append events pre-framed. Its own CPU and lag (how late each chunk left against its
+schedule, and its event loops' wake-up lag) are reported separately: if it falls behind (send lag p50 > 5 ms or p95 >
 50 ms), the step is marked client-limited and does not count against the server. The server's
 event lag is measured from when each chunk actually left, so a late client does not inflate it.
+
+Server CPU is reported in all and per thread (/proc/<pid>/task/*/stat): the event loop (sockets,
+protocol, session core), the VAD thread (Silero) and the rest.
 
 Memory: the server's VmRSS (/proc/<pid>/status) before the sessions connect (after a warm-up
 that builds the recogniser's decoders) and its peak while they stream; the delta / N is the
@@ -61,14 +66,12 @@ import asyncio
 import math
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection
 
-from benchmarks.lib.clients import LoopLag, open_session, recv_until, run
+from benchmarks.lib.clients import run
 from benchmarks.lib.machine import (
     CpuMeter,
     PySpy,
@@ -76,18 +79,20 @@ from benchmarks.lib.machine import (
     apply_common_arguments,
     wait_for_quiet,
 )
-from benchmarks.lib.payloads import (
-    SENTENCES,
-    SILENCE_CHUNK,
-    SILENCE_MS,
-    Utterance,
-    encode,
-    prepare,
-    session_update,
-    user_message,
-)
+from benchmarks.lib.payloads import SENTENCES, SILENCE_MS, Utterance, prepare
 from benchmarks.lib.processes import LlmProcess, OpenRealtimeProcess, sample_rss, start_llm
 from benchmarks.lib.stats import print_table, summary_ms, write_json
+from benchmarks.lib.voice_clients import (
+    CHUNK_S,
+    PROBE_INTERVAL,
+    SessionLog,
+    Shares,
+    StreamPlan,
+    drive,
+    open_listening_session,
+    outstanding,
+    receive,
+)
 
 VAD_FRAME_MS = 32  # Silero v5 at 16 kHz: 512 samples
 LAG_LIMIT_MS = 100.0
@@ -102,138 +107,6 @@ CLIENT_LAG_LIMIT_MS = 50.0
 
 now = time.monotonic
 loads = orjson.loads
-
-
-# The responsiveness probe: a tiny text item, retrieved every PROBE_INTERVAL seconds. The server
-# handles a connection's events in order, so the reply waits behind any audio not yet processed:
-# its round trip is how far behind real time the server is for that session.
-PROBE_ITEM = user_message("probe", "item_probe")
-PROBE_INTERVAL = 0.25
-
-
-def probe_event(n: int) -> str:
-    return encode(
-        {"type": "conversation.item.retrieve", "item_id": "item_probe", "event_id": f"p{n}"}
-    )
-
-
-@dataclass
-class Spoken:
-    """One sentence as streamed: where it sits on the session's audio clock, when it ended."""
-
-    start_ms: float
-    end_of_speech_ms: float
-    end_of_speech_sent: float = 0.0
-
-
-@dataclass
-class SessionLog:
-    send_times: list[float] = field(default_factory=list)  # by chunk index
-    lags: list[float] = field(default_factory=list)
-    spoken: list[Spoken] = field(default_factory=list)
-    stopped: list[tuple[float, int, str]] = field(default_factory=list)  # arrival, end_ms, item
-    committed: set[str] = field(default_factory=set)
-    transcribed: dict[str, float] = field(default_factory=dict)
-    failed: set[str] = field(default_factory=set)
-    errors: list[str] = field(default_factory=list)
-    probes_sent: dict[str, float] = field(default_factory=dict)  # event_id -> send time
-    probe_rtt: list[float] = field(default_factory=list)
-    probe_order: list[str] = field(default_factory=list)
-
-
-async def open_listening_session(url: str) -> ClientConnection:
-    """A session that listens and does not reply, with the probe's item in place."""
-    ws = await open_session(url, session_update(listen=True, create_response=False), 60)
-    await ws.send(PROBE_ITEM)
-    await recv_until(ws, "conversation.item.done")
-    return ws
-
-
-async def receive(ws: ClientConnection, log: SessionLog) -> None:
-    async for raw in ws:
-        t = now()
-        event = loads(raw)
-        kind = event["type"]
-        if kind == "input_audio_buffer.speech_stopped":
-            log.stopped.append((t, event["audio_end_ms"], event["item_id"]))
-        elif kind == "input_audio_buffer.committed":
-            log.committed.add(event["item_id"])
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            log.transcribed[event["item_id"]] = t
-        elif kind == "conversation.item.input_audio_transcription.failed":
-            log.failed.add(event["item_id"])
-        elif kind == "conversation.item.retrieved":
-            # A reply's `event_id` is the server's own; probes are answered in order.
-            if log.probe_order:
-                log.probe_rtt.append(t - log.probes_sent.pop(log.probe_order.pop(0)))
-        elif kind == "error":
-            log.errors.append(str(event["error"]))
-
-
-async def probe(ws: ClientConnection, log: SessionLog, t0: float, duration: float) -> None:
-    """Send a probe every PROBE_INTERVAL seconds (offset from the audio's chunk schedule)."""
-    n = 0
-    end = t0 + duration
-    next_at = t0 + PROBE_INTERVAL * (0.5 + random.random())
-    while next_at < end:
-        await asyncio.sleep(max(0.0, next_at - now()))
-        event_id = f"p{n}"
-        log.probe_order.append(event_id)
-        log.probes_sent[event_id] = now()
-        await ws.send(probe_event(n))
-        n += 1
-        next_at += PROBE_INTERVAL
-
-
-async def stream(
-    ws: ClientConnection,
-    log: SessionLog,
-    utterances: list[Utterance],
-    t0: float,
-    duration: float,
-    gap_ms: float,
-    first_utterance: int,
-    lead_chunks: int,
-    silence: str,
-) -> None:
-    """Pace one microphone for `duration` seconds: silence, sentence, gap, sentence, ..."""
-    total = int(duration * 50)
-    k = 0
-    gap_chunks = round(gap_ms / 20)
-    u = first_utterance
-    send = ws.send
-    plan_silence = lead_chunks
-
-    async def send_at(message: str) -> float:
-        nonlocal k
-        due = t0 + k * 0.02
-        delay = due - now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent = now()
-        log.lags.append(sent - due)
-        log.send_times.append(sent)
-        k += 1
-        await send(message)
-        return sent
-
-    while k < total:
-        for _ in range(min(plan_silence, total - k)):
-            await send_at(silence)
-        utterance = utterances[u % len(utterances)]
-        u += 1
-        # Start a sentence only if it and its turn's end fit before the stream stops.
-        if k + len(utterance.chunks) + (SILENCE_MS + 1000) // 20 > total:
-            while k < total:
-                await send_at(silence)
-            break
-        spoken = Spoken(start_ms=k * 20, end_of_speech_ms=k * 20 + utterance.last_speech_ms)
-        for index, chunk in enumerate(utterance.chunks):
-            sent = await send_at(chunk)
-            if index == utterance.last_speech_chunk:
-                spoken.end_of_speech_sent = sent
-        log.spoken.append(spoken)
-        plan_silence = gap_chunks
 
 
 def analyse(logs: list[SessionLog]) -> dict[str, Any]:
@@ -293,23 +166,17 @@ def analyse(logs: list[SessionLog]) -> dict[str, Any]:
     }
 
 
-async def warm_up(url: str, utterance: Utterance, silence: str, sessions: int = 4) -> None:
+async def warm_up(url: str, utterance: Utterance, sessions: int = 4) -> None:
     """Speak once in a few sessions at the same time, so the recogniser builds its decoders
     (one per concurrent decode) before memory is measured."""
     conns = [await open_listening_session(url) for _ in range(sessions)]
     logs = [SessionLog() for _ in conns]
     receivers = [asyncio.create_task(receive(ws, log)) for ws, log in zip(conns, logs, strict=True)]
-    t0 = now() + 0.05
-    await asyncio.gather(
-        *(
-            stream(
-                ws, log, [utterance], t0, 1 + len(utterance.chunks) / 50 + 1.5, 1e9, 0, 10, silence
-            )
-            for ws, log in zip(conns, logs, strict=True)
-        )
-    )
+    plans = [StreamPlan(0.0, 0, 10) for _ in conns]
+    seconds = 1 + len(utterance.chunks) / 50 + 1.5
+    await drive(conns, logs, plans, [utterance], now() + 0.05, seconds, 1e9, probe_interval=None)
     deadline = now() + 30
-    while now() < deadline and any(len(log.transcribed) < len(log.committed) for log in logs):
+    while now() < deadline and outstanding(logs):
         await asyncio.sleep(0.1)
     for ws in conns:
         await ws.close()
@@ -321,74 +188,63 @@ async def warm_up(url: str, utterance: Utterance, silence: str, sessions: int = 
 async def run_step(
     n: int, stt: str, args: argparse.Namespace, utterances: list[Utterance], llm: LlmProcess
 ) -> dict[str, Any]:
-    silence = SILENCE_CHUNK
     server = OpenRealtimeProcess(llm, args.server_log_level, stt)
+    shares: Shares | None = None
     try:
         url = server.ws_url
-        await warm_up(url, utterances[0], silence)
+        await warm_up(url, utterances[0])
         await asyncio.sleep(0.5)
         rss_idle = server.rss_kib()
         threads_idle = server.threads()
-        conns = []
-        for _ in range(n):
-            conns.append(await open_listening_session(url))
-        logs = [SessionLog() for _ in range(n)]
-        receivers = [
-            asyncio.create_task(receive(ws, log)) for ws, log in zip(conns, logs, strict=True)
-        ]
         rng = random.Random(n)
         cycle_chunks = round(args.gap * 50) + 80
-        base = now() + 0.2
+        plans = [
+            # Staggered across one chunk period; the sentences spread over the cycle.
+            StreamPlan(CHUNK_S * i / n, i, rng.randrange(5, cycle_chunks))
+            for i in range(n)
+        ]
+        procs = max(1, min(args.client_procs, n))
+        shares = Shares(
+            procs,
+            url,
+            plans,
+            utterances,
+            args.duration,
+            args.gap * 1000,
+            args.grace,
+            args.probe_interval,
+        )
+        await shares.ready()
+        base = now() + 0.3
         rss: list[int] = []
         stop_rss = asyncio.Event()
         rss_task = asyncio.create_task(sample_rss(server, rss, stop_rss))
-        lag = LoopLag()
-        lag.start()
-        meter = CpuMeter({"openrealtime": server, "scripted": llm})
+        meter = CpuMeter({"openrealtime": server, "scripted": llm}, {"openrealtime": server.pid})
+        shares.start(base)
+        await asyncio.sleep(max(0.0, base - now()))
         meter.start()
         spy_out = None
         if args.py_spy:
             stem, dot, ext = args.py_spy.rpartition(".")
             spy_out = f"{stem}.{stt}.{n}.{ext}" if dot else f"{args.py_spy}.{stt}.{n}.svg"
         spy = PySpy(server.pid, spy_out, args.duration)
-        await asyncio.gather(
-            *(
-                stream(
-                    ws,
-                    log,
-                    utterances,
-                    base + 0.02 * i / n,  # staggered across one chunk period
-                    args.duration,
-                    args.gap * 1000,
-                    i,
-                    rng.randrange(5, cycle_chunks),  # spread the sentences over the cycle
-                    silence,
-                )
-                for i, (ws, log) in enumerate(zip(conns, logs, strict=True))
-            ),
-            *(probe(ws, log, base, args.duration) for ws, log in zip(conns, logs, strict=True)),
-        )
+        await asyncio.sleep(max(0.0, base + args.duration - now()))
         cpu = meter.stop()
-        loop_lag = await lag.stop()
         spy.wait()
         # Every committed turn should get its transcript, and every probe its reply, within
-        # the grace period (the last probes leave just before the stream ends).
-        deadline = now() + args.grace
-        while now() < deadline and any(
-            len(log.committed - log.failed) > len(log.transcribed.keys() & log.committed)
-            or log.probe_order
-            for log in logs
-        ):
-            await asyncio.sleep(0.1)
+        # the grace period (the last probes leave just before the stream ends): each client
+        # process waits so long before it reports.
+        logs, loop_lag, client_cpu = await shares.results()
+        cpu["client"] = round(cpu["client"] + client_cpu / args.duration, 3)
+        cpu["other_processes"] = round(
+            max(0.0, cpu["other_processes"] - client_cpu / args.duration), 3
+        )
         stop_rss.set()
         await rss_task
         threads_peak = server.threads()
-        for ws in conns:
-            await ws.close()
-        for task in receivers:
-            task.cancel()
-        await asyncio.gather(*receivers, return_exceptions=True)
     finally:
+        if shares is not None:
+            shares.stop()
         server.stop()
     result = analyse(logs)
     send_lags = [x for log in logs for x in log.lags]
@@ -428,6 +284,14 @@ async def run_step(
             # machine of its own (the event loop is one thread, so ~1000 ms/s in all).
             "server_cpu_ms_per_session_second": round(1000 * cpu["openrealtime"] / n, 2),
             "server_cpu_percent_core_per_session": round(100 * cpu["openrealtime"] / n, 3),
+            # The same by thread: the event loop (sockets, protocol, session core), the VAD
+            # thread (Silero), and the rest (executors, model threads): "models excluded" is
+            # the loop's share plus the rest less what the models use there.
+            "server_cpu_percent_core_per_session_by_thread": {
+                role.split(".", 1)[1]: round(100 * cores / n, 3)
+                for role, cores in cpu.items()
+                if role.startswith("openrealtime.")
+            },
             "client_cpu_cores": cpu["client"],
             # How far behind real time a session's unread audio got: the worst probe round
             # trip (the probe waits behind every chunk of that session not yet processed).
@@ -517,6 +381,7 @@ def report(results: dict[str, Any]) -> None:
                     f"{s['turns_detected']}/{s['turns_spoken']}",
                     f"{cpu['openrealtime']:.2f}/{cpu['client']:.2f}/{cpu['other_processes']:.2f}",
                     f"{s['server_cpu_percent_core_per_session']:.2f}",
+                    _by_thread(s["server_cpu_percent_core_per_session_by_thread"]),
                     f"{s['unread_audio_max_ms']:.0f}",
                     f"{s['turns_missed']}",
                     f"{s['server_rss_idle_mib']:.0f}/{s['server_rss_peak_mib']:.0f}",
@@ -536,6 +401,7 @@ def report(results: dict[str, Any]) -> None:
                 "turns found",
                 "CPU srv/cli/other",
                 "srv CPU %core/session",
+                "loop/vad/other",
                 "unread max",
                 "missed",
                 "RSS MiB idle/peak",
@@ -544,6 +410,10 @@ def report(results: dict[str, Any]) -> None:
             f"STT {stt}: largest passing N = {data['max_sessions_passing']} "
             f"(stopped by: {data['stopped_by']}); lags in ms",
         )
+
+
+def _by_thread(percent: dict[str, float]) -> str:
+    return "/".join(f"{percent.get(role, 0.0):.2f}" for role in ("loop", "vad", "other"))
 
 
 def main() -> None:
@@ -572,6 +442,18 @@ def main() -> None:
         metavar="PREFIX",
         help="profile each step with py-spy to PREFIX.<stt>.<N>.svg (.txt: raw, .json: speedscope)",
     )
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=PROBE_INTERVAL,
+        help="seconds between a session's probes (its server-side cost is the benchmark's own)",
+    )
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=2,
+        help="client processes sharing the sessions (each with one timer for all its sessions)",
+    )
     add_common_arguments(parser)
     args = parser.parse_args()
     apply_common_arguments(args)
@@ -582,7 +464,7 @@ def main() -> None:
     results["limits"] = {
         "lag_ms": LAG_LIMIT_MS,
         "client_send_lag_p50_ms": CLIENT_LAG_P50_LIMIT_MS,
-        "probe_interval_s": PROBE_INTERVAL,
+        "probe_interval_s": args.probe_interval,
         "client_send_lag_p95_ms": CLIENT_LAG_LIMIT_MS,
         "silence_duration_ms": SILENCE_MS,
     }

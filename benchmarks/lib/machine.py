@@ -9,8 +9,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +29,28 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time so far of each live thread of a process, summed by role: "loop" (the main
+    thread, where uvicorn's event loop runs), the threads named by the server (e.g. "vad"),
+    and "other" (unnamed workers: executors, model threads)."""
+    by_role: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended since the listing
+            continue
+        head, tail = stat.rsplit(")", 1)
+        name = head.split("(", 1)[1]
+        fields = tail.split()
+        role = "loop" if task.name == str(pid) else name if name in THREAD_ROLES else "other"
+        by_role[role] = by_role.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return by_role
+
+
+# Thread names (/proc/<pid>/task/<tid>/comm) the server gives its own worker threads.
+THREAD_ROLES = ("vad",)
 
 
 def child_setup() -> None:
@@ -89,15 +113,24 @@ def _machine_busy_seconds() -> float:
 
 
 class CpuMeter:
-    """CPU used by each process, by this client, and by everything else on the machine
-    (other users' work competes for the same cores), between start() and stop(), in cores."""
+    """CPU used by each process, by this client, and by
+    everything else on the machine (other users' work competes for the same cores), between
+    start() and stop(), in cores. With `threads_of`, that process's CPU is also split by
+    thread role (`thread_cpu_seconds`), as "<name>.<role>"; a thread that ended in between
+    is counted in the total only."""
 
-    def __init__(self, processes: dict[str, Measured]) -> None:
+    def __init__(
+        self,
+        processes: dict[str, Measured],
+        threads_of: dict[str, int] | None = None,
+    ) -> None:
         self.processes = processes
+        self.threads_of = threads_of or {}
 
     def start(self) -> None:
         self._t = time.monotonic()
         self._cpu = {name: p.cpu_seconds() for name, p in self.processes.items()}
+        self._threads = {name: thread_cpu_seconds(pid) for name, pid in self.threads_of.items()}
         self._self = time.process_time()
         self._machine = _machine_busy_seconds()
 
@@ -106,9 +139,14 @@ class CpuMeter:
         used = {
             name: (p.cpu_seconds() - self._cpu[name]) / wall for name, p in self.processes.items()
         }
+        for name, pid in self.threads_of.items():
+            before = self._threads[name]
+            for role, seconds in thread_cpu_seconds(pid).items():
+                used[f"{name}.{role}"] = (seconds - before.get(role, 0.0)) / wall
         used["client"] = (time.process_time() - self._self) / wall
         machine = (_machine_busy_seconds() - self._machine) / wall
-        used["other_processes"] = max(0.0, machine - sum(used.values()))
+        own = sum(v for name, v in used.items() if "." not in name)
+        used["other_processes"] = max(0.0, machine - own)
         return {name: round(v, 3) for name, v in used.items()}
 
 
@@ -142,7 +180,9 @@ class PySpy:
             formats = {".json": "speedscope", ".txt": "raw"}
             fmt = formats.get(Path(out).suffix, "flamegraph")
             duration = str(max(1, int(seconds)))
-            command = ["py-spy", "record", "-p", str(pid), "-o", out, "-d", duration]
+            # The one installed next to this interpreter (the venv's), if PATH has none.
+            spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "-p", str(pid), "-o", out, "-d", duration]
             self.proc = subprocess.Popen(
                 [*command, "-r", "200", "-f", fmt, "--nonblocking"],
                 stdout=subprocess.DEVNULL,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from websockets.frames import Frame, Opcode
 
 RATE = 24000  # the sessions' audio/pcm rate, both ways
 CHUNK = RATE // 50  # 20 ms
@@ -53,6 +54,12 @@ SENTENCES = [
 
 def encode(event: dict[str, Any]) -> str:
     return orjson.dumps(event).decode()
+
+
+def client_frame(text: str) -> bytes:
+    """`text` as a whole client WebSocket frame (text, masked), ready for a socket's transport:
+    built once, it spares the client its per-message framing and masking."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True)
 
 
 RESPONSE_CREATE = encode({"type": "response.create"})

@@ -29,6 +29,7 @@ _RATE = 16000
 _FRAME = 512  # 32 ms: the only frame size v5 accepts at 16 kHz
 _CONTEXT = 64
 _STATE_SHAPE = (2, 1, 128)
+_SCALE = np.float32(1 / 32768)  # int16 -> [-1, 1)
 # The energy gate: a frame whose RMS is below -60 dBFS (about 33 of 32768) is not speech — a
 # whisper a metre away is ~-40 dBFS — so its probability is 0 without running the model. Most
 # of a conversation's input is silence between turns, so this skips most model steps. Only
@@ -91,21 +92,25 @@ class SileroStream:
         ]
 
     def frames(self, pcm16k: np.ndarray) -> list[np.ndarray]:
-        """The model inputs ([context | frame], float32) completed by this audio, in order."""
+        """The model inputs ([context | frame], float32) completed by this audio, in order.
+        Called per 20 ms chunk on the event loop: the samples are scaled straight into the
+        window, with no temporary arrays."""
         if pcm16k.dtype != np.int16:
             raise TypeError(f"silero needs 16 kHz int16 samples; got {pcm16k.dtype}")
-        audio = pcm16k.astype(np.float32) / 32768.0
+        window = self._window[0]
         ready: list[np.ndarray] = []
-        pos = 0
-        while pos < len(audio):
-            take = min(_FRAME - self._filled, len(audio) - pos)
+        pos, end = 0, len(pcm16k)
+        while pos < end:
+            take = min(_FRAME - self._filled, end - pos)
             start = _CONTEXT + self._filled
-            self._window[0, start : start + take] = audio[pos : pos + take]
+            part = window[start : start + take]
+            part[:] = pcm16k[pos : pos + take]
+            part *= _SCALE
             self._filled += take
             pos += take
             if self._filled == _FRAME:
-                ready.append(self._window[0].copy())
-                self._window[0, :_CONTEXT] = self._window[0, -_CONTEXT:]
+                ready.append(window.copy())
+                window[:_CONTEXT] = window[-_CONTEXT:]
                 self._filled = 0
         return ready
 
