@@ -73,11 +73,12 @@ class Session:
         early_transcripts: bool = True,
         playback: bool = False,
         context_window: int | None = None,
+        vision: bool = True,
     ) -> None:
         self.id = session_id or new_id("sess")
         self.config: RealtimeSession | TranscriptionSession = config or RealtimeSession()
         self.config.id = self.id
-        self.conversation = Conversation()
+        self.conversation = Conversation(vision=vision)
         self.conversation_id = new_id("conv")
         # Server events and effects not yet drained. The parts append to this very list. They
         # get what they need, never the session: a cycle would keep a closed session alive

@@ -39,6 +39,9 @@ MESSAGE_TOO_LARGE = "message_too_large"
 SESSION_EXPIRED = "session_expired"
 SERVER_SHUTTING_DOWN = "server_shutting_down"
 SEND_QUEUE_FULL = "send_queue_full"
+INVALID_IMAGE = "invalid_image"
+IMAGE_TOO_LARGE = "image_too_large"
+IMAGE_NOT_SUPPORTED = "image_input_not_supported"
 
 
 @dataclass(slots=True)
