@@ -94,6 +94,16 @@ def unknown_voice(voice: str, param: str) -> ProtocolError:
     )
 
 
+def unknown_custom_voice(voice_id: str, param: str) -> ProtocolError:
+    return ProtocolError(
+        f"Custom voice '{voice_id}' is not a voice of this server's speech backend: custom "
+        "voices are not stored here, so an id must name a backend voice (or an OpenAI voice "
+        "name). Use one of those, or a plain voice name.",
+        INVALID_VALUE,
+        param,
+    )
+
+
 def _clean_loc(loc: tuple[int | str, ...], data: Any, *, missing: bool) -> list[int | str]:
     """Drop the union tags pydantic puts in `loc`, by walking the client's input along it.
 
