@@ -285,6 +285,10 @@ class Session:
         accepted as a no-op."""
         self._barge_in.stop_playback()
 
+    def on_timer(self, timer_id: int) -> None:
+        """A `WakeAfter` timer fired."""
+        self._turns.on_timer(timer_id, self)
+
     def on_playback(self, item_id: str, played_ms: float, playing: bool) -> None:
         """The player's position in an assistant audio item (server-side playback only)."""
         self._barge_in.on_playback(item_id, played_ms, playing)
