@@ -57,8 +57,12 @@ class BargeIn:
         self.stop_playback()
 
     def stop_playback(self) -> None:
-        """Stops server-side playback; without any, nothing is playing and this does nothing."""
+        """Stops server-side playback; without any, nothing is playing and this does nothing.
+        Audio queued but not yet playing (no position reported) is dropped too: nothing of it
+        was heard, so there is nothing to truncate."""
         if self._playing is None:
+            if self._playback:
+                self._emit(ClearOutputAudio())
             return
         item_id, played_ms = self._playing
         self._playing = None
