@@ -11,9 +11,11 @@ from collections.abc import Iterator
 import openai
 import pytest
 from conftest import API_KEY, recv, recv_until
+from raw_http import RawHTTPServer, delta, sse
 from scripted_llm import ScriptedLLM, Text
 from servers import ServerThread
 
+from openrealtime.backends.llm.base import ChatTurn, Finished, LlmRequest, Usage
 from openrealtime.backends.llm.openai_chat import OpenAIChatModel
 from openrealtime.backends.registry import Backends
 from openrealtime.cli import parse_settings
@@ -231,3 +233,24 @@ def test_cli_llm_vision_flag() -> None:
     assert parse_settings(["serve"]).llm_vision is True
     with pytest.raises(SystemExit):
         parse_settings(["serve", "--llm-vision", "maybe"])
+
+
+async def test_image_tokens_the_backend_reports_are_read() -> None:
+    usage = {
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 900,
+            "completion_tokens": 3,
+            "prompt_tokens_details": {"cached_tokens": 0, "image_tokens": 765},
+        },
+    }
+    body = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    body += b"".join(sse(delta("Red."), delta("", "stop"), usage, "[DONE]"))
+    async with RawHTTPServer([body]) as server:
+        model = OpenAIChatModel(server.url + "/v1", "m", None)
+        request = LlmRequest(instructions="", context=(ChatTurn("user", "Hi"),))
+        try:
+            events = [event async for event in model.stream(request)]
+        finally:
+            await model.aclose()
+    assert events[-1] == Finished("stop", Usage(900, 3, 0, 765))
