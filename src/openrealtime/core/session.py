@@ -231,7 +231,9 @@ class Session:
     def cancel_response(self, response_id: str, reason: CancelReason) -> Response | None:
         """`reason` None: the server ends the session (its `error` event says why); OpenAI's
         reasons name only what the client or the turn detector did."""
-        return self._lifecycle.cancel(response_id, reason)
+        cancelled = self._lifecycle.cancel(response_id, reason)
+        self._barge_in.audio_settled()
+        return cancelled
 
     # --- backend results: the LLM and the synthesizer -------------------------------------------
 
@@ -250,9 +252,11 @@ class Session:
 
     def on_response_failed(self, response_id: str, code: str, message: str) -> None:
         self._lifecycle.fail(response_id, code, message)
+        self._barge_in.audio_settled()
 
     def _answered(self, ended: Response | None) -> None:
         """A response ended by itself: the idle timeout counts from its end."""
+        self._barge_in.audio_settled()
         if ended is not None and ended.settings.conversation:
             self._turns.answer_played(ended.audio_out_ms)
 
