@@ -28,8 +28,8 @@ from ..protocol.items import MessageItem
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 _MEDIA_TYPES = ("image/png", "image/jpeg", "image/jpg")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Enough of the decoded file to reach a JPEG's frame header past its EXIF/ICC segments.
-_HEADER_PREFIX_CHARS = 4 * 64 * 1024
+# Enough of the decoded file to reach a JPEG's frame header past an EXIF segment (64 KiB).
+_HEADER_PREFIX_CHARS = 4 * 24 * 1024
 _LOW_DETAIL_TOKENS = 85
 _TILE_TOKENS = 170
 
@@ -65,7 +65,8 @@ def check_image_url(url: str | None, param: str) -> tuple[int, int]:
     if len(data) * 3 // 4 > MAX_IMAGE_BYTES + 2:
         raise _too_large(param)
     try:
-        raw = base64.b64decode(data, validate=True)
+        # strict_mode: binascii's own check (b64decode's `validate` runs a regex, ~100x slower)
+        raw = binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError):
         raise _invalid(param, "its base64 data does not decode") from None
     if len(raw) > MAX_IMAGE_BYTES:
@@ -123,8 +124,8 @@ def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
 
 def _header_size(url: str) -> tuple[int, int] | None:
     """The size from the start of a data URL's bytes, without decoding all of them."""
-    _, _, data = url.partition(",")
-    prefix = data[:_HEADER_PREFIX_CHARS]
+    start = url.find(",") + 1  # slicing, not partition: no copy of a 10 MiB string
+    prefix = url[start : start + _HEADER_PREFIX_CHARS]
     try:
         return image_size(base64.b64decode(prefix[: len(prefix) // 4 * 4]))
     except (binascii.Error, ValueError):
