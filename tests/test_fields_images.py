@@ -46,7 +46,7 @@ def data_url(raw: bytes, media_type: str = "image/png") -> str:
     return f"data:{media_type};base64,{base64.b64encode(raw).decode()}"
 
 
-def image_message(url: str, text: str = "What is in this picture?", detail: str = "low") -> dict:
+def image_message(url: str | None, text: str = "What is in this picture?", detail: str = "low") -> dict:
     return {
         "type": "message",
         "role": "user",
@@ -123,8 +123,9 @@ def test_image_only_message_and_estimated_usage(client, llm) -> None:
         ("data:image/png;base64,@@not base64@@", "invalid_image", "does not decode"),
         (data_url(png(2, 2), "image/gif"), "invalid_image", "PNG or JPEG"),
         ("https://example.com/cat.png", "invalid_image", "data URL"),
+        (None, "missing_required_parameter", "needs 'image_url'"),
     ],
-    ids=["not_an_image", "bad_base64", "unsupported_type", "remote_url"],
+    ids=["not_an_image", "bad_base64", "unsupported_type", "remote_url", "no_url"],
 )
 def test_unreadable_image_is_refused_and_nothing_is_stored(client, llm, url, code, says) -> None:
     with client.realtime.connect(model="gpt-realtime") as conn:
