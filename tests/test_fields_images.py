@@ -46,7 +46,9 @@ def data_url(raw: bytes, media_type: str = "image/png") -> str:
     return f"data:{media_type};base64,{base64.b64encode(raw).decode()}"
 
 
-def image_message(url: str | None, text: str = "What is in this picture?", detail: str = "low") -> dict:
+def image_message(
+    url: str | None, text: str = "What is in this picture?", detail: str = "low"
+) -> dict:
     return {
         "type": "message",
         "role": "user",
