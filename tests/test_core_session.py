@@ -444,7 +444,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             },
             "output": {
                 "format": {"type": "audio/pcm", "rate": 24000},
-                "voice": {"id": "voice_1234"},
+                "voice": {"id": "marin"},  # an id must name a known voice
             },
         },
     },

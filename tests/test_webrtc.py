@@ -526,7 +526,10 @@ async def test_output_audio_buffer_clear_stops_playback(rtc_server, llm) -> None
         client.send({"type": "output_audio_buffer.clear"})
         events += await client.until("conversation.item.truncated", timeout=10)
         types = [e.type for e in events]
-        assert types[-2:] == ["output_audio_buffer.cleared", "conversation.item.truncated"]
+        # Still being synthesized (a loaded machine), the cut waits for the item's audio, so
+        # the response's own events may come between.
+        assert types[-1] == "conversation.item.truncated"
+        assert "output_audio_buffer.cleared" in types
         assert events[-1].item_id == item_id and 500 < events[-1].audio_end_ms < 5000
         client.send({"type": "conversation.item.retrieve", "item_id": item_id})
         retrieved = (await client.until("conversation.item.retrieved"))[-1].item

@@ -13,6 +13,15 @@ from .backends.errors import BackendError
 from .backends.registry import DETECTORS, LLMS, SYNTHESIZERS, TRANSCRIBERS, check_settings
 from .config import Settings
 
+
+def _true_or_false(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not '{value}'")
+
+
 # flag -> Settings field; each also reads OPENREALTIME_<FIELD>.
 _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--host", "host", {"help": "address to listen on (default 127.0.0.1)"}),
@@ -77,6 +86,15 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "--llm-context-tokens",
         "llm_context_tokens",
         {"type": int, "help": "the LLM's context window in tokens (default 32768)"},
+    ),
+    (
+        "--llm-vision",
+        "llm_vision",
+        {
+            "type": _true_or_false,
+            "metavar": "true|false",
+            "help": "whether the LLM reads images; false refuses input_image items (default true)",
+        },
     ),
     ("--stt", "stt", {"help": f"speech-to-text backend: {', '.join(TRANSCRIBERS)}"}),
     ("--stt-base-url", "stt_base_url", {"help": "base URL for --stt openai"}),

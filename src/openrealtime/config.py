@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # The model's context window, for truncation (`session.truncation`): OpenAI's realtime
     # models have 32k; set it to what the served model has (Ollama's num_ctx, vLLM's max_model_len).
     llm_context_tokens: int = 32768
+    # Whether the served model reads images (`input_image` content). Off: image items are
+    # refused with `image_input_not_supported` rather than sent to a model that drops them.
+    llm_vision: bool = True
 
     # Whisper tiny.en (faster-whisper, weights from a pinned package) and hibari: embedded,
     # nothing downloaded. pocketsphinx and espeak remain for the smallest installs.

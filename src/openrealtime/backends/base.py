@@ -20,6 +20,8 @@ class Capabilities:
     max_batch: int = 1
     # STT, TTS: the languages it handles (ISO 639-1 codes); None: any.
     languages: frozenset[str] | None = None
+    # LLM: reads `image_url` content parts (the served model is a vision model).
+    vision: bool = False
 
     def handles_language(self, language: str | None) -> bool:
         """Whether a requested language (e.g. "en", "en-US"; None: unspecified) is handled."""

@@ -146,6 +146,7 @@ def _openai_chat(settings: Settings) -> LanguageModel:
         settings.llm_api_key,
         settings.llm_timeout,
         settings.llm_context_tokens,
+        vision=settings.llm_vision,
     )
 
 

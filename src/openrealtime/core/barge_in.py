@@ -7,6 +7,10 @@ Rules:
   (WebSocket) the client plays, and the cut is at what was sent.
 - Even at the end of its audio, the transcript may run ahead of what was spoken (the LLM
   writes faster than speech), so the cut is always made.
+- With server-side playback, a pause in playing (the synthesizer behind real time) keeps the
+  position: a cut then is still at what was heard. A cut made while the item's audio is still
+  being produced (`output_audio_buffer.clear` without `response.cancel`) is applied when that
+  audio is complete (`audio_settled`), since only then is there audio to cut.
 - `conversation.item.truncate` cuts only an assistant message's audio, within its length.
 - The transcript keeps the words spoken by the cut (`SpokenAudio.words_heard`), so the LLM
   then sees only what the user heard.
@@ -42,9 +46,12 @@ class BargeIn:
         self._conversation = conversation
         self._playback = playback
         self._playing: tuple[str, float] | None = None  # (item id, ms played) while playing
+        self._pending_cut: tuple[str, int] | None = None  # a cut waiting for its item's audio
 
     def on_playback(self, item_id: str, played_ms: float, playing: bool) -> None:
-        self._playing = (item_id, played_ms) if playing else None
+        # Stopped with the item's audio incomplete: paused, not finished.
+        paused = item_id in self._conversation and item_id not in self._conversation.output_audio
+        self._playing = (item_id, played_ms) if playing or paused else None
 
     def interrupt(self, active: Response | None, cancel: Callable[[str], Any]) -> None:
         """The user spoke over `active` (the conversation's response): `cancel` it, then cut
@@ -57,13 +64,30 @@ class BargeIn:
         self.stop_playback()
 
     def stop_playback(self) -> None:
-        """Stops server-side playback; without any, nothing is playing and this does nothing."""
+        """Stops server-side playback; without any, nothing is playing and this does nothing.
+        Audio queued but not yet playing (no position reported) is dropped too: nothing of it
+        was heard, so there is nothing to truncate."""
         if self._playing is None:
+            if self._playback:
+                self._emit(ClearOutputAudio())
             return
         item_id, played_ms = self._playing
         self._playing = None
         self._emit(ClearOutputAudio())
-        self._truncate_heard(item_id, int(played_ms))
+        if item_id in self._conversation.output_audio:
+            self._truncate_heard(item_id, int(played_ms))
+        else:
+            self._pending_cut = (item_id, int(played_ms))
+
+    def audio_settled(self) -> None:
+        """A response's audio may have been completed (it ended, or was cancelled): make the
+        cut that waited for it."""
+        if self._pending_cut is None:
+            return
+        item_id, end_ms = self._pending_cut
+        if item_id in self._conversation.output_audio or item_id not in self._conversation:
+            self._pending_cut = None
+            self._truncate_heard(item_id, end_ms)
 
     def _truncate_heard(self, item_id: str, end_ms: int) -> None:
         spoken = self._conversation.output_audio.get(item_id)

@@ -2,7 +2,9 @@
 
 Rules:
 - `session.type` cannot change; the read-only `object`, `id` and `expires_at` are ignored.
-- A voice must be one the speech backend can speak (`known_voice`).
+- A voice must be one the speech backend can speak (`known_voice`). A custom voice
+  (`{"id": ...}`) is mapped by its id: it must name a backend voice; nothing is stored here
+  that could give an other id a meaning.
 - Once assistant audio exists, the voice is locked: it may be re-sent, not changed.
 - The update is merged into the current configuration and validated whole; a refused update
   changes nothing.
@@ -28,7 +30,13 @@ AnyConfig = RealtimeSession | TranscriptionSession
 
 
 def check_voice(voice: Any, param: str, known_voice: Callable[[str], bool]) -> None:
-    if isinstance(voice, str) and not known_voice(voice):
+    """`voice` as sent: a name, a `VoiceId`, or its JSON (`{"id": ...}`)."""
+    if isinstance(voice, dict) and isinstance(voice.get("id"), str):
+        voice = VoiceId(id=voice["id"])
+    if isinstance(voice, VoiceId):
+        if not known_voice(voice.id):
+            raise errors.unknown_custom_voice(voice.id, f"{param}.id")
+    elif isinstance(voice, str) and not known_voice(voice):
         raise errors.unknown_voice(voice, param)
 
 

@@ -16,12 +16,14 @@ from ..backends.llm.base import (
     ChatTurn,
     ContextEntry,
     FunctionSpec,
+    ImageInput,
     LlmRequest,
     ToolCall,
     ToolResult,
 )
 from ..protocol.items import FunctionCallItem, FunctionCallOutputItem, MessageItem, item_text
 from ..protocol.session import FunctionTool, RetentionRatioTruncation
+from .images import image_tokens
 from .usage import input_audio_tokens, tokens_for_chars
 
 # Room kept for the answer when max_output_tokens is "inf" (OpenAI's maximum).
@@ -33,8 +35,13 @@ def context_entries(items: list[Any]) -> tuple[ContextEntry, ...]:
     for item in items:
         if isinstance(item, MessageItem):
             text = item_text(item)
-            if text:
-                entries.append(ChatTurn(item.role, text))
+            images = tuple(
+                ImageInput(part.image_url, part.detail)
+                for part in item.content
+                if part.type == "input_image" and part.image_url
+            )
+            if text or images:
+                entries.append(ChatTurn(item.role, text, images))
         elif isinstance(item, FunctionCallItem):
             entries.append(ToolCall(item.call_id or item.id or "", item.name, item.arguments))
         elif isinstance(item, FunctionCallOutputItem):
@@ -51,6 +58,7 @@ def build_request(
     temperature: float | None,
     max_output_tokens: int | str,
     parallel_tool_calls: bool | None,
+    reasoning_effort: str | None = None,
     truncation: Any = "auto",
     context_window: int | None = None,
 ) -> LlmRequest:
@@ -77,12 +85,14 @@ def build_request(
         temperature=temperature,
         max_output_tokens=None if max_output_tokens == "inf" else int(max_output_tokens),
         parallel_tool_calls=parallel_tool_calls,
+        reasoning_effort=reasoning_effort,
     )
 
 
 def entry_tokens(entry: ContextEntry) -> int:
     if isinstance(entry, ChatTurn):
-        return tokens_for_chars(len(entry.text)) + 4  # + the message's own framing
+        pictures = sum(image_tokens(image.url, image.detail) for image in entry.images)
+        return tokens_for_chars(len(entry.text)) + pictures + 4  # + the message's own framing
     if isinstance(entry, ToolCall):
         return tokens_for_chars(len(entry.name) + len(entry.arguments)) + 4
     return tokens_for_chars(len(entry.output)) + 4
@@ -117,11 +127,15 @@ def truncate(
 def estimate_input(request: LlmRequest, input_audio_ms: float) -> dict[str, int]:
     """Input token estimate for usage when the backend reports no counts."""
     chars = len(request.instructions)
+    images = 0
     for entry in request.context:
+        if isinstance(entry, ChatTurn):
+            images += sum(image_tokens(image.url, image.detail) for image in entry.images)
         chars += len(entry.text) if isinstance(entry, ChatTurn) else 0
         chars += len(entry.arguments) if isinstance(entry, ToolCall) else 0
         chars += len(entry.output) if isinstance(entry, ToolResult) else 0
     return {
         "text_tokens": tokens_for_chars(chars),
         "audio_tokens": input_audio_tokens(input_audio_ms),
+        "image_tokens": images,
     }

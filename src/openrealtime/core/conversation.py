@@ -1,6 +1,7 @@
 """The ordered items of one conversation: insert after an item or at the root, find, delete;
 and the audio of its items, which events don't echo but `conversation.item.retrieve` gives
-back and `conversation.item.truncate` cuts."""
+back and `conversation.item.truncate` cuts. An item whose images the LLM cannot take is
+refused before it is stored (`images.py`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from ..audio import formats
 from ..audio.formats import AudioFormat
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
+from .images import check_item_images
 from .spoken import SpokenAudio
 
 
 class Conversation:
-    def __init__(self) -> None:
+    def __init__(self, *, vision: bool = True) -> None:
+        self.vision = vision  # the LLM reads images
         self._order: list[str] = []
         self._items: dict[str, Any] = {}
         self.input_audio: dict[str, tuple[AudioFormat, bytes]] = {}  # user audio by item id
@@ -44,6 +47,7 @@ class Conversation:
 
         Returns the id of the item now before it, which the added/done events carry.
         """
+        check_item_images(item, "item", vision=self.vision)
         if item.id in self._items:
             raise ProtocolError(
                 f"An item with id '{item.id}' already exists in the conversation; "

@@ -101,6 +101,16 @@ class ClearOutputAudio:
     """Stop playing assistant audio now (transports with server-side playback: WebRTC)."""
 
 
+@dataclass(frozen=True, slots=True)
+class WakeAfter:
+    """Call `Session.on_timer(timer_id)` after `delay_ms` of wall-clock time. The core keeps
+    its clock in input audio; this is for rules that must fire when no audio arrives (the
+    idle timeout). A timer the core no longer wants is ignored when it fires."""
+
+    timer_id: int
+    delay_ms: float
+
+
 Effect = (
     GenerateResponse
     | CancelResponse
@@ -113,4 +123,5 @@ Effect = (
     | FeedTranscript
     | FinishTranscript
     | ClearOutputAudio
+    | WakeAfter
 )

@@ -20,6 +20,8 @@ Rules:
 - `idle_timeout_ms` counts from when the client will have played the last answer (its end
   plus its audio's length). When it passes with no speech and no response under way, the
   session sends `timeout_triggered`, commits what the buffer holds (if enough) and responds.
+  It passes on the audio clock, or on a timer (`WakeAfter`) when the client sends no audio:
+  then the session's time is taken to have run on in real time since the answer ended.
   A transcription session never times out: it does not respond.
 """
 
@@ -40,7 +42,7 @@ from ..protocol.server_events import ServerEvent
 from ..protocol.session import SemanticVad, ServerVad
 from .audio_input import InputAudioBuffer, to_vad_rate
 from .conversation import Conversation
-from .effects import Effect, JudgeTurnEnd
+from .effects import Effect, JudgeTurnEnd, WakeAfter
 from .turns import (
     JudgeTurn,
     PauseStarted,
@@ -104,6 +106,7 @@ class InputTurns:
         self._vad_frames = 0  # frames judged by the VAD since the session began
         self._speech_item_id: str | None = None  # the item the turn being spoken will be
         self._idle_deadline_ms: float | None = None
+        self._idle_timer = 0  # the id of the latest idle timer asked for
 
     def configure(self, detection: ServerVad | SemanticVad | None, fmt: AudioFormat) -> None:
         """The session's input format and turn detection, at start and after each update."""
@@ -204,8 +207,19 @@ class InputTurns:
     def answer_played(self, audio_out_ms: float) -> None:
         """A conversation's answer ended by itself, with so much audio still to be played."""
         idle = self._idle_timeout_ms()
-        if idle is not None:
+        if idle is not None and self._responds:
             self._idle_deadline_ms = self._buffer.position_ms + audio_out_ms + idle
+            self._idle_timer += 1
+            self._emit(WakeAfter(self._idle_timer, audio_out_ms + idle))
+
+    def on_timer(self, timer_id: int, host: TurnHost) -> None:
+        """The idle timer: fires the timeout if the audio clock has not yet (no audio came)."""
+        deadline = self._idle_deadline_ms
+        if timer_id == self._idle_timer and deadline is not None and not self._speaking():
+            self._check_idle(max(deadline, self._buffer.position_ms), host)
+
+    def _speaking(self) -> bool:
+        return self._detector is not None and self._detector.speaking
 
     def _idle_timeout_ms(self) -> int | None:
         return getattr(self._detection, "idle_timeout_ms", None)

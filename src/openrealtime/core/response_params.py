@@ -14,6 +14,7 @@ from ..protocol.session import RealtimeSession, VoiceId
 from .context import build_request, estimate_input
 from .conversation import Conversation
 from .effects import GenerateResponse
+from .images import check_item_images
 from .responses import Response, ResponseSettings
 
 
@@ -56,13 +57,22 @@ def response_settings(
 
 
 def resolve_input(conversation: Conversation, entries: list[Any]) -> list[Any]:
-    """`response.input`, with item references replaced by the items."""
-    return [
-        conversation.get(entry.id, param="response.input")
-        if isinstance(entry, ItemReference)
-        else entry
-        for entry in entries
-    ]
+    """`response.input`, with item references replaced by the items; inline items are checked
+    as a created item would be (their images)."""
+    resolved = []
+    for index, entry in enumerate(entries):
+        param = f"response.input[{index}]"
+        if isinstance(entry, ItemReference):
+            resolved.append(conversation.get(entry.id, param="response.input"))
+        else:
+            check_item_images(entry, param, vision=conversation.vision)
+            resolved.append(entry)
+    return resolved
+
+
+def _reasoning_effort(params: ce.ResponseParams, config: RealtimeSession) -> str | None:
+    reasoning = params.reasoning if params.reasoning is not None else config.reasoning
+    return reasoning.effort if reasoning is not None else None
 
 
 def generation(
@@ -94,6 +104,7 @@ def generation(
             parallel_tool_calls=params.parallel_tool_calls
             if params.parallel_tool_calls is not None
             else config.parallel_tool_calls,
+            reasoning_effort=_reasoning_effort(params, config),
             truncation=config.truncation,
             context_window=context_window,
         )

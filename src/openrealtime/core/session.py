@@ -73,11 +73,12 @@ class Session:
         early_transcripts: bool = True,
         playback: bool = False,
         context_window: int | None = None,
+        vision: bool = True,
     ) -> None:
         self.id = session_id or new_id("sess")
         self.config: RealtimeSession | TranscriptionSession = config or RealtimeSession()
         self.config.id = self.id
-        self.conversation = Conversation()
+        self.conversation = Conversation(vision=vision)
         self.conversation_id = new_id("conv")
         # Server events and effects not yet drained. The parts append to this very list. They
         # get what they need, never the session: a cycle would keep a closed session alive
@@ -230,7 +231,9 @@ class Session:
     def cancel_response(self, response_id: str, reason: CancelReason) -> Response | None:
         """`reason` None: the server ends the session (its `error` event says why); OpenAI's
         reasons name only what the client or the turn detector did."""
-        return self._lifecycle.cancel(response_id, reason)
+        cancelled = self._lifecycle.cancel(response_id, reason)
+        self._barge_in.audio_settled()
+        return cancelled
 
     # --- backend results: the LLM and the synthesizer -------------------------------------------
 
@@ -249,9 +252,11 @@ class Session:
 
     def on_response_failed(self, response_id: str, code: str, message: str) -> None:
         self._lifecycle.fail(response_id, code, message)
+        self._barge_in.audio_settled()
 
     def _answered(self, ended: Response | None) -> None:
         """A response ended by itself: the idle timeout counts from its end."""
+        self._barge_in.audio_settled()
         if ended is not None and ended.settings.conversation:
             self._turns.answer_played(ended.audio_out_ms)
 
@@ -283,6 +288,10 @@ class Session:
         """Stops server-side playback (WebRTC); WebSocket sessions have none, so there it is
         accepted as a no-op."""
         self._barge_in.stop_playback()
+
+    def on_timer(self, timer_id: int) -> None:
+        """A `WakeAfter` timer fired."""
+        self._turns.on_timer(timer_id, self)
 
     def on_playback(self, item_id: str, played_ms: float, playing: bool) -> None:
         """The player's position in an assistant audio item (server-side playback only)."""

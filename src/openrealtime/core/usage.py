@@ -1,7 +1,9 @@
 """Token usage, as OpenAI reports it: backend counts where given, estimates otherwise.
 
 Audio is counted as OpenAI bills it: user audio 1 token per 100 ms, assistant audio 1 token per
-50 ms. Text without a backend count is estimated at 4 characters per token.
+50 ms. Text without a backend count is estimated at 4 characters per token. Images count as the
+backend reports them; a backend that reports only a total prompt count has the estimate
+(`images.py`) taken out of that total, so the total stays the backend's.
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ def response_usage(
 ) -> dict[str, Any]:
     """`backend` is the LLM's `Usage`, or None when it reported none."""
     input_audio = input_estimate.get("audio_tokens", 0)
+    input_image = input_estimate.get("image_tokens", 0)
     if backend is not None:
-        input_text = backend.input_tokens
+        if backend.image_tokens is not None:
+            input_image = backend.image_tokens
+        input_image = min(input_image, backend.input_tokens)
+        input_text = backend.input_tokens - input_image
         output_text_tokens = backend.output_tokens
         cached = backend.cached_tokens
     else:
@@ -43,7 +49,7 @@ def response_usage(
         output_text_tokens = estimate_text_tokens(output_text)
         cached = 0
     output_audio = output_audio_tokens(output_audio_ms)
-    input_tokens = input_text + input_audio
+    input_tokens = input_text + input_audio + input_image
     output_tokens = output_text_tokens + output_audio
     return {
         "total_tokens": input_tokens + output_tokens,
@@ -52,7 +58,7 @@ def response_usage(
         "input_token_details": {
             "text_tokens": input_text,
             "audio_tokens": input_audio,
-            "image_tokens": 0,
+            "image_tokens": input_image,
             "cached_tokens": cached,
             "cached_tokens_details": {"text_tokens": cached, "audio_tokens": 0, "image_tokens": 0},
         },

@@ -39,6 +39,9 @@ MESSAGE_TOO_LARGE = "message_too_large"
 SESSION_EXPIRED = "session_expired"
 SERVER_SHUTTING_DOWN = "server_shutting_down"
 SEND_QUEUE_FULL = "send_queue_full"
+INVALID_IMAGE = "invalid_image"
+IMAGE_TOO_LARGE = "image_too_large"
+IMAGE_NOT_SUPPORTED = "image_input_not_supported"
 
 
 @dataclass(slots=True)
@@ -86,6 +89,16 @@ def unknown_voice(voice: str, param: str) -> ProtocolError:
         f"Invalid value: '{voice}'. Supported values are: "
         + ", ".join(f"'{v}'" for v in OPENAI_VOICES)
         + ", or a voice name of the configured speech backend.",
+        INVALID_VALUE,
+        param,
+    )
+
+
+def unknown_custom_voice(voice_id: str, param: str) -> ProtocolError:
+    return ProtocolError(
+        f"Custom voice '{voice_id}' is not a voice of this server's speech backend: custom "
+        "voices are not stored here, so an id must name a backend voice (or an OpenAI voice "
+        "name). Use one of those, or a plain voice name.",
         INVALID_VALUE,
         param,
     )

@@ -27,6 +27,7 @@ from ..core.effects import (
     SpeculateTranscript,
     StartTranscript,
     Transcribe,
+    WakeAfter,
 )
 from ..core.session import Session
 from ..logs import bind_ids
@@ -94,6 +95,7 @@ class SessionDriver:
         self._backlog: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._speculating: asyncio.Task[None] | None = None  # the latest early decode
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # the core's WakeAfter, by id
         self._closed = False
         # The tasks it starts log under this session's id, whichever task's callback (the
         # VAD scheduler's, shared by every session) started them.
@@ -180,6 +182,8 @@ class SessionDriver:
             self._vad_scheduler.forget(self._vad)
         for feed in self._feeds.values():
             feed.close()
+        for timer in self._timers.values():
+            timer.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -230,6 +234,17 @@ class SessionDriver:
                         task.cancel()
                 elif isinstance(out, ClearOutputAudio) and self.player is not None:
                     self.player.clear()
+                elif isinstance(out, WakeAfter):
+                    self._wake_after(out)
+
+    def _wake_after(self, wake: WakeAfter) -> None:
+        def woken() -> None:
+            self._timers.pop(wake.timer_id, None)
+            if not self._closed:
+                self._apply(self.session.on_timer, wake.timer_id)
+
+        loop = asyncio.get_running_loop()
+        self._timers[wake.timer_id] = loop.call_later(wake.delay_ms / 1000, woken)
 
     def _detect_speech(self, pcm16k: Any) -> None:
         """Batched with every other session's frames on the VAD thread (see vad_scheduler)."""

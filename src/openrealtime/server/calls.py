@@ -27,6 +27,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from ..core.configuration import check_voice
 from ..ids import new_id
 from ..logs import bind_ids
 from ..protocol import errors
@@ -255,9 +256,16 @@ def _configure(
         config = RealtimeSession.model_validate(
             merge_session_update(base.model_dump(mode="json"), update)
         )
-    voice = config.audio.output.voice if isinstance(config, RealtimeSession) else None
-    if isinstance(voice, str) and request.app.state.backends.tts.resolve_voice(voice) is None:
-        raise _invalid(errors.unknown_voice(voice, "session.audio.output.voice"))
+    if isinstance(config, RealtimeSession):
+        tts = request.app.state.backends.tts
+        try:
+            check_voice(
+                config.audio.output.voice,
+                "session.audio.output.voice",
+                lambda v: tts.resolve_voice(v) is not None,
+            )
+        except ProtocolError as error:
+            raise _invalid(error) from None
     return config
 
 

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
+from ..core.configuration import check_voice
 from ..ids import new_id
 from ..protocol import errors
 from ..protocol.base import WireModel
@@ -286,10 +287,11 @@ def _check_voice(request: Request, config: Config, param: str) -> None:
     """A voice the speech backend cannot speak is refused now, not when the session opens."""
     if not isinstance(config, RealtimeSession):
         return
-    voice = config.audio.output.voice
     tts = request.app.state.backends.tts
-    if isinstance(voice, str) and tts.resolve_voice(voice) is None:
-        raise _invalid(errors.unknown_voice(voice, param))
+    try:
+        check_voice(config.audio.output.voice, param, lambda v: tts.resolve_voice(v) is not None)
+    except ProtocolError as error:
+        raise _invalid(error) from None
 
 
 async def mint(secrets: SecretStore, config: Config, ttl_s: int) -> tuple[str, int, dict[str, Any]]:

@@ -35,4 +35,5 @@ def new_session(
         stream_transcripts=backends.stt.capabilities.streaming,
         playback=playback,
         context_window=backends.llm.context_window,
+        vision=backends.llm.capabilities.vision,
     )

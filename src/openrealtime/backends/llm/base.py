@@ -10,9 +10,16 @@ from ..base import Capabilities
 
 
 @dataclass(frozen=True, slots=True)
+class ImageInput:
+    url: str  # a data URL, checked by the core
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
     role: Literal["system", "user", "assistant"]
     text: str
+    images: tuple[ImageInput, ...] = ()  # user turns only; sent after the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,8 @@ class LlmRequest:
     temperature: float | None = None
     max_output_tokens: int | None = None
     parallel_tool_calls: bool | None = None
+    # "minimal" ... "xhigh": for reasoning models; None: the endpoint's default.
+    reasoning_effort: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,7 @@ class Usage:
     input_tokens: int
     output_tokens: int
     cached_tokens: int = 0
+    image_tokens: int | None = None  # of input_tokens; None: the backend did not say
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,9 +95,22 @@ def chat_messages(request: LlmRequest) -> list[dict[str, Any]]:
                 )
         elif isinstance(entry, ChatTurn):
             answer_pending()
-            messages.append({"role": entry.role, "content": entry.text})
+            messages.append({"role": entry.role, "content": _content(entry)})
     answer_pending()
     return messages
+
+
+def _content(turn: ChatTurn) -> str | list[dict[str, Any]]:
+    """A plain string, or with images the Chat Completions parts: the text, then each image."""
+    if not turn.images:
+        return turn.text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": turn.text}] if turn.text else []
+    for image in turn.images:
+        url: dict[str, Any] = {"url": image.url}
+        if image.detail is not None:
+            url["detail"] = image.detail
+        parts.append({"type": "image_url", "image_url": url})
+    return parts
 
 
 def chat_arguments(request: LlmRequest, model: str) -> dict[str, Any]:
@@ -128,14 +141,18 @@ def chat_arguments(request: LlmRequest, model: str) -> dict[str, Any]:
             args["parallel_tool_calls"] = request.parallel_tool_calls
     if request.temperature is not None:
         args["temperature"] = request.temperature
+    if request.reasoning_effort is not None:
+        args["reasoning_effort"] = request.reasoning_effort
     if request.max_output_tokens is not None:
-        args["max_tokens"] = request.max_output_tokens
+        # Reasoning models refuse the older `max_tokens`; servers that predate them (Ollama,
+        # llama.cpp) read only `max_tokens`, so it stays the default.
+        key = "max_completion_tokens" if request.reasoning_effort else "max_tokens"
+        args[key] = request.max_output_tokens
     return args
 
 
 class OpenAIChatModel:
     name = "openai-chat"
-    capabilities = Capabilities(streaming=True)
 
     def __init__(
         self,
@@ -144,7 +161,10 @@ class OpenAIChatModel:
         api_key: str | None,
         timeout: float = 60.0,
         context_window: int | None = None,
+        vision: bool = True,
     ) -> None:
+        # vision: the served model reads images (`--llm-vision`); the endpoint cannot tell us.
+        self.capabilities = Capabilities(streaming=True, vision=vision)
         self.base_url = base_url
         self.model = model
         self.context_window = context_window
@@ -263,6 +283,7 @@ async def _chat_events(read: Callable[[], Awaitable[bytes]], url: URL) -> AsyncI
                     reported.get("prompt_tokens") or 0,
                     reported.get("completion_tokens") or 0,
                     details.get("cached_tokens") or 0,
+                    details.get("image_tokens"),  # reported by some servers, not OpenAI's
                 )
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
