@@ -1,0 +1,216 @@
+"""MCP servers over HTTP, with the official `mcp` SDK: streamable HTTP, or SSE for older
+servers (a `server_url` whose path ends in `/sse`).
+
+The SDK's transports are async context managers that must be entered and left in one task,
+while a session's calls come from other tasks: each connection has an owner task that opens
+it, waits until it is closed, then leaves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from .base import McpError, McpServer, McpToolInfo
+from .hosts import HostPolicy
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = -32001  # MCP's JSON-RPC code for a request that timed out
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The one cause inside the task groups' exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def as_mcp_error(error: BaseException, server: McpServer) -> McpError:
+    """What went wrong, in words for the client; the exception itself goes to `detail`."""
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+
+    error = _leaf(error)
+    if isinstance(error, McpError):
+        return error
+    detail = f"{type(error).__name__}: {error}"
+    if isinstance(error, MCPError):
+        return McpError("protocol_error", error.message, code=error.code, detail=detail)
+    if isinstance(error, httpx2.HTTPStatusError):
+        status = error.response.status_code
+        return McpError(
+            "http_error",
+            f"The MCP server {server.label!r} answered HTTP {status}.",
+            code=status,
+            detail=detail,
+        )
+    if isinstance(error, httpx2.HTTPError | OSError):
+        return McpError(
+            "http_error",
+            f"Could not reach the MCP server {server.label!r} at its server_url.",
+            detail=detail,
+        )
+    if isinstance(error, TimeoutError):
+        return McpError(
+            "protocol_error",
+            f"The MCP server {server.label!r} did not answer in time.",
+            code=REQUEST_TIMEOUT,
+            detail=detail,
+        )
+    return McpError(
+        "protocol_error",
+        f"The MCP server {server.label!r} failed: it does not speak MCP as expected.",
+        code=-32603,
+        detail=detail,
+    )
+
+
+def _output_text(result: Any) -> str:
+    """A call's content as text: its text parts, else its structured content as JSON."""
+    texts = [block.text for block in result.content if getattr(block, "type", "") == "text"]
+    if texts:
+        return "\n".join(texts)
+    if result.structured_content is not None:
+        return json.dumps(result.structured_content)
+    return json.dumps([block.model_dump(mode="json") for block in result.content])
+
+
+class SdkConnection:
+    def __init__(self, server: McpServer, *, call_timeout: float, connect_timeout: float) -> None:
+        self.server = server
+        self.call_timeout = call_timeout
+        self.connect_timeout = connect_timeout
+        self._session: Any = None
+        self._closing = asyncio.Event()
+        self._owner: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._owner = asyncio.create_task(self._own(ready))
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), self.connect_timeout)
+        except BaseException as exc:
+            await self.aclose()
+            raise as_mcp_error(exc, self.server) from None
+
+    async def _own(self, ready: asyncio.Future[None]) -> None:
+        from mcp.client.session import ClientSession
+        from mcp.client.sse import sse_client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        server = self.server
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if urlsplit(server.url).path.rstrip("/").endswith("/sse"):
+                    streams = await stack.enter_async_context(
+                        sse_client(server.url, headers=server.http_headers())
+                    )
+                else:
+                    http = await stack.enter_async_context(
+                        create_mcp_http_client(headers=server.http_headers())
+                    )
+                    streams = await stack.enter_async_context(
+                        streamable_http_client(server.url, http_client=http)
+                    )
+                read, write = streams[0], streams[1]
+                session = await stack.enter_async_context(ClientSession(read, write))
+                await session.initialize()
+                self._session = session
+                ready.set_result(None)
+                await self._closing.wait()
+        except BaseException as exc:  # the SDK's task groups raise groups; open() maps them
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+            elif not isinstance(exc, asyncio.CancelledError):
+                log.info("MCP connection to %s ended: %s", server.label, _leaf(exc))
+        finally:
+            self._session = None
+
+    def _live(self) -> Any:
+        if self._session is None:
+            raise McpError(
+                "http_error", f"The connection to the MCP server {self.server.label!r} was lost."
+            )
+        return self._session
+
+    async def list_tools(self) -> list[McpToolInfo]:
+        tools: list[McpToolInfo] = []
+        cursor: str | None = None
+        try:
+            from mcp.types import PaginatedRequestParams
+
+            for _ in range(100):  # a server that pages forever cannot hang the session
+                params = PaginatedRequestParams(cursor=cursor) if cursor else None
+                result = await asyncio.wait_for(
+                    self._live().list_tools(params=params), self.call_timeout
+                )
+                for tool in result.tools:
+                    annotations = tool.annotations
+                    tools.append(
+                        McpToolInfo(
+                            name=tool.name,
+                            input_schema=dict(tool.input_schema),
+                            description=tool.description,
+                            annotations=annotations.model_dump(by_alias=True, exclude_none=True)
+                            if annotations is not None
+                            else None,
+                        )
+                    )
+                cursor = result.next_cursor
+                if not cursor:
+                    break
+        except Exception as exc:
+            raise as_mcp_error(exc, self.server) from None
+        return tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> str:
+        try:
+            result = await asyncio.wait_for(
+                self._live().call_tool(name, arguments), self.call_timeout
+            )
+        except Exception as exc:
+            raise as_mcp_error(exc, self.server) from None
+        if result.is_error:
+            raise McpError("tool_execution_error", _output_text(result))
+        return _output_text(result)
+
+    async def aclose(self) -> None:
+        self._closing.set()
+        owner = self._owner
+        if owner is None or owner.done():
+            return
+        try:  # leaving the session sends its DELETE; a dead server must not hold us up
+            await asyncio.wait_for(asyncio.shield(owner), 5.0)
+        except BaseException:
+            owner.cancel()
+            with contextlib.suppress(BaseException):
+                await owner
+
+
+class SdkConnector:
+    """Connections to MCP servers, refused for hosts the operator does not allow."""
+
+    def __init__(
+        self,
+        allow_hosts: list[str] | None = None,
+        *,
+        call_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.policy = HostPolicy(allow_hosts or [])
+        self.call_timeout = call_timeout
+        self.connect_timeout = connect_timeout
+
+    async def connect(self, server: McpServer) -> SdkConnection:
+        await self.policy.check(server.url)
+        connection = SdkConnection(
+            server, call_timeout=self.call_timeout, connect_timeout=self.connect_timeout
+        )
+        await connection.open()
+        return connection
