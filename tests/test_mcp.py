@@ -12,14 +12,18 @@ from typing import Any
 import openai
 import pytest
 from conftest import API_KEY, recv_until
+from core_harness import Core, only, types
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from scripted_llm import ScriptedLLM, Text, ToolCalls
 from servers import ServerThread, free_port
 
+from openrealtime.backends.llm.base import Finished, TextDelta, ToolCall, ToolCallDelta, ToolResult
+from openrealtime.backends.mcp.base import McpToolInfo
 from openrealtime.backends.mcp.client import SdkConnector
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
+from openrealtime.core.effects import CancelResponse, ListMcpTools, RunMcpCall
 from openrealtime.core.mcp import function_name
 from openrealtime.server.app import create_app
 
@@ -294,7 +298,9 @@ def test_a_server_that_dies_fails_the_call_cleanly(mcp_client, llm: ScriptedLLM)
     )
     with mcp_client.realtime.connect(model="gpt-realtime") as conn:
         recv_until(conn, "session.created")
-        with ServerThread(_tools_server().streamable_http_app()) as thread:
+        # Its open event stream would hold a graceful shutdown: stop it at once.
+        app = _tools_server().streamable_http_app()
+        with ServerThread(app, timeout_graceful_shutdown=0.1) as thread:
             _configure(conn, _mcp_tool(thread.url + "/mcp", require_approval="never"))
         _ask(conn, "Add.")
         events = recv_until(conn, "response.done")
@@ -338,10 +344,12 @@ def test_refused_mcp_tools_get_a_clear_error(
 
 
 def test_lists_an_older_server_over_sse(mcp_client) -> None:
-    with ServerThread(_tools_server().sse_app()) as thread:
-        with mcp_client.realtime.connect(model="gpt-realtime") as conn:
-            recv_until(conn, "session.created")
-            events = _configure(conn, _mcp_tool(thread.url + "/sse"))
+    with (
+        ServerThread(_tools_server().sse_app()) as thread,
+        mcp_client.realtime.connect(model="gpt-realtime") as conn,
+    ):
+        recv_until(conn, "session.created")
+        events = _configure(conn, _mcp_tool(thread.url + "/sse"))
     assert "mcp_list_tools.completed" in [e.type for e in events]
     assert [t.name for t in events[-1].item.tools] == ["add", "explode"]
 
@@ -357,3 +365,97 @@ def test_arguments_that_are_not_json_fail_the_call(mcp_client, mcp_http, llm) ->
     error = done.output[0].error
     assert (error.type, error.code) == ("protocol_error", -32602)
     assert json.loads(json.dumps(done.output[0].arguments)) == "{not json"
+
+
+# --- the core, driven directly (sans-I/O): the paths the socket tests do not reach ------------
+
+SPEC = {"type": "mcp", "server_label": "calc", "server_url": "https://mcp.example.com/mcp"}
+ADD = McpToolInfo("add", {"type": "object", "properties": {"a": {"type": "integer"}}})
+
+
+def _listed_core(**session: Any) -> Core:
+    core = Core()
+    out = core.send(
+        {"type": "session.update", "session": {"type": "realtime", "tools": [SPEC], **session}}
+    )
+    listing = only(out, "ListMcpTools")
+    assert isinstance(listing, ListMcpTools) and listing.server.url == SPEC["server_url"]
+    core.session.on_mcp_tools_listed(listing.item_id, [ADD])
+    assert types(core.drain()) == ["mcp_list_tools.completed", "conversation.item.done"]
+    return core
+
+
+def test_a_spoken_response_calls_the_llm_again_only_once_its_audio_has_played_out() -> None:
+    core = _listed_core(tools=[{**SPEC, "require_approval": "never"}])
+    response_id = only(core.send({"type": "response.create"}), "GenerateResponse").response_id
+    core.session.on_llm_event(response_id, TextDelta("Let me check."))
+    core.session.on_llm_event(response_id, ToolCallDelta(0, "call_1", "calc__add", '{"a": 1}'))
+    core.session.on_llm_event(response_id, Finished("tool_calls"))
+    run = only(core.drain(), "RunMcpCall")
+    assert isinstance(run, RunMcpCall) and (run.tool, run.arguments) == ("add", '{"a": 1}')
+    assert core.session.responses[response_id].phase == "calling_tools"
+
+    core.session.on_response_audio(response_id, b"\0" * 4800, 100.0)  # the text still speaks
+    core.session.on_mcp_call_done(response_id, run.item_id, "1", None)
+    out = core.drain()
+    assert "GenerateResponse" not in types(out) and "response.mcp_call.completed" in types(out)
+
+    core.session.on_response_audio_done(response_id)
+    again = only(core.drain(), "GenerateResponse")
+    assert again.response_id == response_id
+    assert ToolResult(run.item_id, "1") in again.request.context
+    core.session.on_llm_event(response_id, TextDelta("It is one."))
+    core.session.on_llm_event(response_id, Finished())
+    core.session.on_response_audio_done(response_id)
+    done = only(core.drain(), "response.done")["response"]
+    assert done["status"] == "completed"
+    assert [item["type"] for item in done["output"]] == ["message", "mcp_call", "message"]
+    assert done["output"][2]["content"][0]["transcript"] == "It is one."
+
+
+def test_cancelling_a_response_stops_its_calls_and_drops_late_results() -> None:
+    core = _listed_core(tools=[{**SPEC, "require_approval": "never"}], output_modalities=["text"])
+    response_id = only(core.send({"type": "response.create"}), "GenerateResponse").response_id
+    core.session.on_llm_event(response_id, ToolCallDelta(0, "call_1", "calc__add", "{}"))
+    core.session.on_llm_event(response_id, Finished("tool_calls"))
+    run = only(core.drain(), "RunMcpCall")
+    out = core.send({"type": "response.cancel"})
+    assert out[0] == CancelResponse(response_id)
+    assert only(out, "response.done")["response"]["status"] == "cancelled"
+    core.session.on_mcp_call_done(response_id, run.item_id, "late", None)
+    assert core.drain() == []
+
+
+def test_an_out_of_band_response_calls_the_llm_again_with_its_own_items() -> None:
+    core = _listed_core(tools=[{**SPEC, "require_approval": "never"}], output_modalities=["text"])
+    out = core.send({"type": "response.create", "response": {"conversation": "none"}})
+    response_id = only(out, "GenerateResponse").response_id
+    core.session.on_llm_event(response_id, ToolCallDelta(0, "call_1", "calc__add", "{}"))
+    core.session.on_llm_event(response_id, Finished("tool_calls"))
+    run = only(core.drain(), "RunMcpCall")
+    core.session.on_mcp_call_done(
+        response_id, run.item_id, None, {"type": "http_error", "code": 502, "message": "down"}
+    )
+    again = only(core.drain(), "GenerateResponse")
+    assert again.request.context[-2:] == (
+        ToolCall(run.item_id, "calc__add", "{}"),
+        ToolResult(run.item_id, "Error: down"),
+    )
+    assert all(item.type != "mcp_call" for item in core.session.conversation.items())
+
+
+def test_a_listing_answered_after_a_reconfiguration_is_dropped() -> None:
+    core = Core()
+    first = only(
+        core.send({"type": "session.update", "session": {"type": "realtime", "tools": [SPEC]}}),
+        "ListMcpTools",
+    )
+    moved = {**SPEC, "server_url": "https://other.example.com/mcp"}
+    second = only(
+        core.send({"type": "session.update", "session": {"type": "realtime", "tools": [moved]}}),
+        "ListMcpTools",
+    )
+    core.session.on_mcp_tools_listed(first.item_id, [ADD])
+    assert core.drain() == []
+    core.session.on_mcp_list_failed(second.item_id, "unreachable")
+    assert types(core.drain()) == ["mcp_list_tools.failed", "error", "conversation.item.done"]
