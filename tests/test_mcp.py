@@ -4,6 +4,7 @@ calling its tools, every server event validated against the SDK's types (conftes
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ from scripted_llm import ScriptedLLM, Text, ToolCalls
 from servers import ServerThread, free_port
 
 from openrealtime.backends.llm.base import Finished, TextDelta, ToolCall, ToolCallDelta, ToolResult
-from openrealtime.backends.mcp.base import McpToolInfo
+from openrealtime.backends.mcp.base import McpError, McpServer, McpToolInfo
 from openrealtime.backends.mcp.client import SdkConnector
+from openrealtime.backends.mcp.hosts import HostPolicy
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.core.effects import CancelResponse, ListMcpTools, RunMcpCall
@@ -459,3 +461,53 @@ def test_a_listing_answered_after_a_reconfiguration_is_dropped() -> None:
     assert core.drain() == []
     core.session.on_mcp_list_failed(second.item_id, "unreachable")
     assert types(core.drain()) == ["mcp_list_tools.failed", "error", "conversation.item.done"]
+
+
+# --- the client backend: timeouts and the host policy ---------------------------------------
+
+
+async def test_a_call_slower_than_the_timeout_fails_as_a_protocol_error() -> None:
+    server = MCPServer("slow")
+
+    @server.tool()
+    async def wait(seconds: float) -> str:
+        """Sleep, then answer."""
+        await asyncio.sleep(seconds)
+        return "woke"
+
+    app = server.streamable_http_app()
+    with ServerThread(app, timeout_graceful_shutdown=0.1) as thread:
+        connector = SdkConnector(["127.0.0.1"], call_timeout=0.5)
+        connection = await connector.connect(McpServer("slow", thread.url + "/mcp"))
+        try:
+            assert await connection.call_tool("wait", {"seconds": 0}) == "woke"
+            with pytest.raises(McpError) as failed:
+                await connection.call_tool("wait", {"seconds": 5})
+        finally:
+            await connection.aclose()
+    assert (failed.value.kind, failed.value.code) == ("protocol_error", -32001)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "url", "ok"),
+    [
+        ([], "https://8.8.8.8/mcp", True),
+        ([], "http://127.0.0.1:9000/mcp", False),
+        ([], "http://[::1]/mcp", False),
+        ([], "http://[::ffff:127.0.0.1]/mcp", False),  # loopback spelled as IPv6
+        ([], "http://169.254.169.254/latest", False),  # a cloud metadata service
+        ([], "http://10.1.2.3/mcp", False),
+        ([], "http://localhost:9000/mcp", False),  # a name that resolves to loopback
+        (["10.0.0.0/8"], "http://10.1.2.3/mcp", True),
+        (["localhost"], "http://localhost:9000/mcp", True),
+        (["*"], "http://127.0.0.1/mcp", True),
+        (["*"], "ftp://example.com/mcp", False),
+    ],
+)
+async def test_the_host_policy(allowed: list[str], url: str, ok: bool) -> None:
+    policy = HostPolicy(allowed)
+    if ok:
+        await policy.check(url)
+    else:
+        with pytest.raises(McpError):
+            await policy.check(url)

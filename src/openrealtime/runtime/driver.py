@@ -304,7 +304,10 @@ class SessionDriver:
             if speech is not None:
                 stage = "tts"
                 await speech.finish()
-                session.on_response_audio_done(response_id)
+                # After MCP calls a new task goes on with the response: this one's speech
+                # ending is not the response's audio ending.
+                if self._tasks.get(response_id) is asyncio.current_task():
+                    session.on_response_audio_done(response_id)
         except BackendError as exc:
             log.warning("response %s failed: %s", response_id, exc)
             telemetry.backend_failed(

@@ -49,17 +49,17 @@ def as_mcp_error(error: BaseException, server: McpServer) -> McpError:
             code=status,
             detail=detail,
         )
-    if isinstance(error, httpx2.HTTPError | OSError):
-        return McpError(
-            "http_error",
-            f"Could not reach the MCP server {server.label!r} at its server_url.",
-            detail=detail,
-        )
     if isinstance(error, TimeoutError):
         return McpError(
             "protocol_error",
             f"The MCP server {server.label!r} did not answer in time.",
             code=REQUEST_TIMEOUT,
+            detail=detail,
+        )
+    if isinstance(error, httpx2.HTTPError | OSError):  # (after TimeoutError, an OSError)
+        return McpError(
+            "http_error",
+            f"Could not reach the MCP server {server.label!r} at its server_url.",
             detail=detail,
         )
     return McpError(
