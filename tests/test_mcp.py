@@ -21,7 +21,7 @@ from servers import ServerThread, free_port
 
 from openrealtime.backends.llm.base import Finished, TextDelta, ToolCall, ToolCallDelta, ToolResult
 from openrealtime.backends.mcp.base import McpError, McpServer, McpToolInfo
-from openrealtime.backends.mcp.client import SdkConnector
+from openrealtime.backends.mcp.client import SdkConnector, checked_http_client
 from openrealtime.backends.mcp.hosts import HostPolicy
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
@@ -511,3 +511,14 @@ async def test_the_host_policy(allowed: list[str], url: str, ok: bool) -> None:
     else:
         with pytest.raises(McpError):
             await policy.check(url)
+
+
+async def test_every_connection_is_checked_not_only_the_url(mcp_http) -> None:
+    """What a DNS answer that changes after the URL's check would reach is checked again at
+    connect time, on the address actually connected to."""
+    url, _ = mcp_http
+    async with checked_http_client(HostPolicy([])) as http:
+        with pytest.raises(McpError, match="not allowed"):
+            await http.post(url, json={})
+    async with checked_http_client(HostPolicy(["127.0.0.1"])) as http:
+        assert (await http.get(url)).status_code < 500  # allowed: the request reaches it

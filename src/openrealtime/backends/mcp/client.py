@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .base import McpError, McpServer, McpToolInfo
-from .hosts import HostPolicy
+from .hosts import CheckedNetwork, HostPolicy
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,36 @@ def _output_text(result: Any) -> str:
     return json.dumps([block.model_dump(mode="json") for block in result.content])
 
 
+def checked_http_client(
+    policy: HostPolicy,
+    headers: dict[str, str] | None = None,
+    timeout: Any = None,
+    auth: Any = None,
+) -> Any:
+    """The SDK's HTTP client, whose every connection `policy` checks (hosts.py); with a proxy
+    from the environment, the SDK's own."""
+    import httpx2
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+    assert isinstance(client, httpx2.AsyncClient)
+    pool = getattr(client._transport, "_pool", None)  # no public hook for the network layer
+    if type(pool).__name__ == "AsyncConnectionPool":  # not a proxy, which connects itself
+        pool._network_backend = CheckedNetwork(pool._network_backend, policy)  # type: ignore[union-attr]
+    return client
+
+
 class SdkConnection:
-    def __init__(self, server: McpServer, *, call_timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        server: McpServer,
+        policy: HostPolicy,
+        *,
+        call_timeout: float,
+        connect_timeout: float,
+    ) -> None:
         self.server = server
+        self.policy = policy
         self.call_timeout = call_timeout
         self.connect_timeout = connect_timeout
         self._session: Any = None
@@ -102,19 +129,24 @@ class SdkConnection:
         from mcp.client.session import ClientSession
         from mcp.client.sse import sse_client
         from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
 
-        server = self.server
+        server, policy = self.server, self.policy
+
+        def client(
+            headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+        ) -> Any:
+            return checked_http_client(policy, headers, timeout, auth)
+
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if urlsplit(server.url).path.rstrip("/").endswith("/sse"):
                     streams = await stack.enter_async_context(
-                        sse_client(server.url, headers=server.http_headers())
+                        sse_client(
+                            server.url, headers=server.http_headers(), httpx_client_factory=client
+                        )
                     )
                 else:
-                    http = await stack.enter_async_context(
-                        create_mcp_http_client(headers=server.http_headers())
-                    )
+                    http = await stack.enter_async_context(client(headers=server.http_headers()))
                     streams = await stack.enter_async_context(
                         streamable_http_client(server.url, http_client=http)
                     )
@@ -210,7 +242,10 @@ class SdkConnector:
     async def connect(self, server: McpServer) -> SdkConnection:
         await self.policy.check(server.url)
         connection = SdkConnection(
-            server, call_timeout=self.call_timeout, connect_timeout=self.connect_timeout
+            server,
+            self.policy,
+            call_timeout=self.call_timeout,
+            connect_timeout=self.connect_timeout,
         )
         await connection.open()
         return connection

@@ -7,8 +7,10 @@ global, so a public name that resolves to an internal address is refused too. Th
 allows more with `--mcp-allow-hosts`: host names (matched exactly), IP addresses, networks
 (`10.0.0.0/8`), or `*` for any host.
 
-Left open: the HTTP client resolves the name again when it connects, so a DNS server that
-answers differently within seconds (rebinding) is not stopped by this check alone.
+The check runs twice: on the URL before connecting (a clear error early), and on every
+connection the HTTP client opens (`CheckedNetwork`), which connects to the very address it
+checked, so a DNS answer that changes in between (rebinding) cannot slip an internal address
+in. Through an HTTP proxy (`HTTPS_PROXY`) only the first check applies: the proxy connects.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 from .base import McpError
@@ -54,9 +57,15 @@ class HostPolicy:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _refused("The MCP server_url must be an http:// or https:// URL with a host.")
-        host = parts.hostname.lower().rstrip(".")
+        await self.address(parts.hostname, parts.port or 443)
+
+    async def address(self, host: str, port: int) -> str:
+        """The address to connect to for `host`: itself when the operator allows it by name
+        (or allows any), else the first address it resolves to, once every one is allowed.
+        Raises McpError."""
+        host = host.lower().rstrip(".")
         if self.any_host or host in self.names:
-            return
+            return host
         try:
             literal: IpAddress | None = ipaddress.ip_address(host)
         except ValueError:
@@ -66,7 +75,7 @@ class HostPolicy:
         else:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, parts.port or 443, type=socket.SOCK_STREAM
+                    host, port, type=socket.SOCK_STREAM
                 )
             except OSError as exc:
                 raise McpError(
@@ -82,3 +91,24 @@ class HostPolicy:
                     "loopback, private or link-local address. The server's operator can allow "
                     "it with --mcp-allow-hosts."
                 )
+        return str(addresses[0])
+
+
+class CheckedNetwork:
+    """An httpcore network backend that checks each connection's host with the policy and
+    connects to the address it checked; TLS still verifies the host name (httpcore gives it
+    to `start_tls` apart from the address)."""
+
+    def __init__(self, inner: Any, policy: HostPolicy) -> None:
+        self._inner = inner
+        self._policy = policy
+
+    async def connect_tcp(self, host: str, port: int, **options: Any) -> Any:
+        address = await self._policy.address(host, port)
+        return await self._inner.connect_tcp(address, port, **options)
+
+    async def connect_unix_socket(self, path: str, **options: Any) -> Any:
+        raise _refused("MCP servers are reached over TCP only.")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
