@@ -522,3 +522,21 @@ async def test_every_connection_is_checked_not_only_the_url(mcp_http) -> None:
             await http.post(url, json={})
     async with checked_http_client(HostPolicy(["127.0.0.1"])) as http:
         assert (await http.get(url)).status_code < 500  # allowed: the request reaches it
+
+
+def test_with_a_client_function_called_too_the_response_ends_after_the_mcp_call() -> None:
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    core = _listed_core(
+        tools=[{**SPEC, "require_approval": "never"}, weather], output_modalities=["text"]
+    )
+    response_id = only(core.send({"type": "response.create"}), "GenerateResponse").response_id
+    core.session.on_llm_event(response_id, ToolCallDelta(0, "call_1", "calc__add", "{}"))
+    core.session.on_llm_event(response_id, ToolCallDelta(1, "call_2", "get_weather", "{}"))
+    core.session.on_llm_event(response_id, Finished("tool_calls"))
+    run = only(core.drain(), "RunMcpCall")
+    core.session.on_mcp_call_done(response_id, run.item_id, "0", None)
+    out = core.drain()
+    assert "GenerateResponse" not in types(out)  # the function's output is the client's
+    done = only(out, "response.done")["response"]
+    assert done["status"] == "completed"
+    assert [item["type"] for item in done["output"]] == ["mcp_call", "function_call"]

@@ -23,7 +23,9 @@ Rules:
   answer. Once every call has its result, every request its answer, and the audio of the text
   before them has played out, the LLM is called again in the same response (`resume`: a new
   `GenerateResponse` for the same response id, whose request holds the results), at most
-  `mcp.MAX_TOOL_ROUNDS` times; after that the LLM is offered no MCP tools.
+  `mcp.MAX_TOOL_ROUNDS` times; after that the LLM is offered no MCP tools. If the LLM also
+  called the client's functions in that turn, the response ends there instead (`completed`):
+  their outputs are the client's to give.
 - It ends `completed`, or `incomplete` when the LLM stopped at `max_output_tokens`; `cancelled` by
   `response.cancel` (the named response, or else the default conversation's: out-of-band
   ones go on), barge-in, or the server ending the session; `failed` when a backend fails.
@@ -123,28 +125,37 @@ class ResponseLifecycle:
 
     def mcp_call_done(
         self, response_id: str, item_id: str, output: str | None, error: dict[str, Any] | None
-    ) -> None:
+    ) -> Response | None:
+        """Returns the response if this ended it."""
         response = self.active.get(response_id)
-        if response is not None:
-            response.mcp_call_done(item_id, output, error)
-            self._resume_if_ready(response)
+        if response is None:
+            return None
+        response.mcp_call_done(item_id, output, error)
+        return self._resume_if_ready(response)
 
-    def approval_answered(self, answer: McpApprovalResponseItem) -> None:
-        """An `mcp_approval_response` item: the response that asked goes on."""
+    def approval_answered(self, answer: McpApprovalResponseItem) -> Response | None:
+        """An `mcp_approval_response` item: the response that asked goes on. Returns the
+        response if this ended it."""
         for response in list(self.active.values()):
             if response.awaits_approval(answer.approval_request_id):
                 run = response.approval_answered(answer)
                 if run is not None:
                     self._emit(run)
-                self._resume_if_ready(response)
-                return
+                return self._resume_if_ready(response)
+        return None
 
-    def _resume_if_ready(self, response: Response) -> None:
+    def _resume_if_ready(self, response: Response) -> Response | None:
+        """Returns the response if it ended instead: the LLM also called the client's
+        functions, whose outputs only the client can give (then `response.create`)."""
         if response.phase != "calling_tools" or response.calling_tools or response.awaiting_audio:
-            return
+            return None
+        if response.called_functions:
+            self._end(response, "complete", None)
+            return response
         response.resume()
         advance(response, "resume")
         self._emit(self._generations[response.id]())
+        return None
 
     def audio(self, response_id: str, encoded: bytes, duration_ms: float) -> bool:
         """Returns whether the audio was taken (the response is still active)."""
@@ -167,8 +178,7 @@ class ResponseLifecycle:
             return None
         response.audio_finished()
         if response.phase == "calling_tools":
-            self._resume_if_ready(response)
-            return None
+            return self._resume_if_ready(response)
         return self._end_if_done(response)
 
     def _end_if_done(self, response: Response) -> Response | None:

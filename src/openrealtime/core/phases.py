@@ -72,6 +72,7 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
     "calling_tools": {
         "output_audio": "calling_tools",
         "resume": "generating",
+        "complete": "completed",  # the client's function calls in the same turn: its turn
         "cancel": "cancelled",
         "fail": "failed",
     },

@@ -112,6 +112,7 @@ class Response:
         self._approvals: dict[str, _OpenCall] = {}
         self.approval_answers: list[McpApprovalResponseItem] = []
         self.rounds = 0  # times the LLM was called again with tool results
+        self.called_functions = False  # the LLM called the client's functions this round
         self._previous_ids: dict[str, str | None] = {}
         self.llm_done = False
         self.finish_reason = "stop"
@@ -235,6 +236,7 @@ class Response:
         item_id, call_id = new_id("item"), call_id or new_id("call")
         item: FunctionCallItem | McpCallItem | McpApprovalRequestItem
         if target is None:
+            self.called_functions = True
             item = FunctionCallItem(
                 id=item_id,
                 object="realtime.item",
@@ -347,6 +349,7 @@ class Response:
         self.llm_done = False
         self.finish_reason = "stop"
         self.rounds += 1
+        self.called_functions = False
 
     # --- ending ----------------------------------------------------------------------------
 

@@ -195,7 +195,7 @@ class Session:
         if audio_index is not None:
             self._transcription.transcribe(event.item.id or "", audio_index)
         if isinstance(event.item, McpApprovalResponseItem):
-            self._lifecycle.approval_answered(event.item)
+            self._answered(self._lifecycle.approval_answered(event.item))
 
     def _item_retrieve(self, event: ce.ConversationItemRetrieve) -> None:
         self._items.retrieve(event)
@@ -283,7 +283,7 @@ class Session:
         self, response_id: str, item_id: str, output: str | None, error: dict[str, Any] | None
     ) -> None:
         """A `RunMcpCall` ended: its output, or its error (`type`, `message`, maybe `code`)."""
-        self._lifecycle.mcp_call_done(response_id, item_id, output, error)
+        self._answered(self._lifecycle.mcp_call_done(response_id, item_id, output, error))
 
     def _answered(self, ended: Response | None) -> None:
         """A response ended by itself: the idle timeout counts from its end."""
