@@ -540,3 +540,25 @@ def test_with_a_client_function_called_too_the_response_ends_after_the_mcp_call(
     done = only(out, "response.done")["response"]
     assert done["status"] == "completed"
     assert [item["type"] for item in done["output"]] == ["mcp_call", "function_call"]
+
+
+def test_a_client_secrets_mcp_tools_are_listed_when_the_session_opens(mcp_client, mcp_http) -> None:
+    url, _ = mcp_http
+    minted = mcp_client.realtime.client_secrets.create(
+        session={"type": "realtime", "tools": [_mcp_tool(url)]}
+    )
+    browser = openai.OpenAI(
+        base_url=str(mcp_client.base_url).rstrip("/"),
+        websocket_base_url=str(mcp_client.base_url).rstrip("/").replace("http://", "ws://"),
+        api_key=minted.value,
+    )
+    with browser.realtime.connect(model="gpt-realtime") as conn:
+        events = recv_until(conn, "conversation.item.done")
+    assert [e.type for e in events] == [
+        "session.created",
+        "conversation.item.added",
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        "conversation.item.done",
+    ]
+    assert [t.name for t in events[-1].item.tools] == ["add", "explode"]
