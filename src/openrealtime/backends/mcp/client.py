@@ -121,7 +121,10 @@ class SdkConnection:
         self._owner = asyncio.create_task(self._own(ready))
         try:
             await asyncio.wait_for(asyncio.shield(ready), self.connect_timeout)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
+        except Exception as exc:
             await self.aclose()
             raise as_mcp_error(exc, self.server) from None
 
@@ -158,7 +161,10 @@ class SdkConnection:
                 await self._closing.wait()
         except BaseException as exc:  # the SDK's task groups raise groups; open() maps them
             if not ready.done():
-                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                if isinstance(exc, Exception):
+                    ready.set_exception(exc)
+                else:  # cancelled while connecting: open() has given up already
+                    ready.cancel()
             elif not isinstance(exc, asyncio.CancelledError):
                 log.info("MCP connection to %s ended: %s", server.label, _leaf(exc))
         finally:
