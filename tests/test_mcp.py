@@ -562,3 +562,21 @@ def test_a_client_secrets_mcp_tools_are_listed_when_the_session_opens(mcp_client
         "conversation.item.done",
     ]
     assert [t.name for t in events[-1].item.tools] == ["add", "explode"]
+
+
+def test_response_tools_choose_the_mcp_servers_and_their_approval_rule() -> None:
+    core = _listed_core(output_modalities=["text"])  # the session's rule: always approve
+    out = core.send(
+        {
+            "type": "response.create",
+            "response": {"conversation": "none", "tools": [{**SPEC, "require_approval": "never"}]},
+        }
+    )
+    generate = only(out, "GenerateResponse")
+    assert [f.name for f in generate.request.tools] == ["calc__add"]
+    core.session.on_llm_event(generate.response_id, ToolCallDelta(0, "c", "calc__add", "{}"))
+    core.session.on_llm_event(generate.response_id, Finished("tool_calls"))
+    assert isinstance(only(core.drain(), "RunMcpCall"), RunMcpCall)  # no approval asked
+
+    out = core.send({"type": "response.create", "response": {"conversation": "none", "tools": []}})
+    assert only(out, "GenerateResponse").request.tools == ()
