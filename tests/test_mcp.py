@@ -580,3 +580,15 @@ def test_response_tools_choose_the_mcp_servers_and_their_approval_rule() -> None
 
     out = core.send({"type": "response.create", "response": {"conversation": "none", "tools": []}})
     assert only(out, "GenerateResponse").request.tools == ()
+
+
+async def test_a_server_that_refuses_streamable_http_is_reached_over_sse() -> None:
+    app = _tools_server().sse_app(sse_path="/events")
+    with ServerThread(app, timeout_graceful_shutdown=0.1) as thread:
+        connector = SdkConnector(["127.0.0.1"])
+        connection = await connector.connect(McpServer("old", thread.url + "/events"))
+        try:
+            assert [tool.name for tool in await connection.list_tools()] == ["add", "explode"]
+            assert await connection.call_tool("add", {"a": 2, "b": 2}) == "4"
+        finally:
+            await connection.aclose()

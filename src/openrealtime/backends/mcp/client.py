@@ -1,5 +1,6 @@
 """MCP servers over HTTP, with the official `mcp` SDK: streamable HTTP, or SSE for older
-servers (a `server_url` whose path ends in `/sse`).
+servers: a `server_url` whose path ends in `/sse`, or one that refuses the streamable HTTP
+`initialize` (the fallback the MCP specification describes).
 
 The SDK's transports are async context managers that must be entered and left in one task,
 while a session's calls come from other tasks: each connection has an owner task that opens
@@ -21,6 +22,14 @@ from .hosts import CheckedNetwork, HostPolicy
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = -32001  # MCP's JSON-RPC code for a request that timed out
+
+
+def _refused_streamable(error: McpError) -> bool:
+    """The server answered the streamable HTTP `initialize`, but not as one: an HTTP 4xx
+    (which the SDK reports as a JSON-RPC error, without the status) or a JSON-RPC error."""
+    if error.kind == "http_error":
+        return error.code in (400, 404, 405)
+    return error.kind == "protocol_error" and error.code != REQUEST_TIMEOUT
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -105,11 +114,13 @@ class SdkConnection:
         server: McpServer,
         policy: HostPolicy,
         *,
+        sse: bool,
         call_timeout: float,
         connect_timeout: float,
     ) -> None:
         self.server = server
         self.policy = policy
+        self.sse = sse
         self.call_timeout = call_timeout
         self.connect_timeout = connect_timeout
         self._session: Any = None
@@ -142,7 +153,7 @@ class SdkConnection:
 
         try:
             async with contextlib.AsyncExitStack() as stack:
-                if urlsplit(server.url).path.rstrip("/").endswith("/sse"):
+                if self.sse:
                     streams = await stack.enter_async_context(
                         sse_client(
                             server.url, headers=server.http_headers(), httpx_client_factory=client
@@ -247,9 +258,22 @@ class SdkConnector:
 
     async def connect(self, server: McpServer) -> SdkConnection:
         await self.policy.check(server.url)
+        sse = urlsplit(server.url).path.rstrip("/").endswith("/sse")
+        try:
+            return await self._open(server, sse)
+        except McpError as exc:
+            if sse or not _refused_streamable(exc):
+                raise
+            try:
+                return await self._open(server, True)  # an older server: SSE at that URL
+            except McpError:
+                raise exc from None  # not SSE either: the first answer says more
+
+    async def _open(self, server: McpServer, sse: bool) -> SdkConnection:
         connection = SdkConnection(
             server,
             self.policy,
+            sse=sse,
             call_timeout=self.call_timeout,
             connect_timeout=self.connect_timeout,
         )
