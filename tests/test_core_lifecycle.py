@@ -13,7 +13,7 @@ from openrealtime.backends.llm.base import ChatTurn, Finished, TextDelta
 from openrealtime.core.effects import CancelResponse, GenerateResponse
 from openrealtime.core.phases import STATUS, TRANSITIONS, LifecycleError, Phase, Trigger, advance
 
-LIVE: list[Phase] = ["waiting", "generating", "speaking"]
+LIVE: list[Phase] = ["waiting", "generating", "speaking", "calling_tools"]
 ENDED: list[Phase] = ["completed", "incomplete", "cancelled", "failed"]
 
 # --- the table ---------------------------------------------------------------------------------
@@ -42,6 +42,8 @@ def test_an_ended_response_accepts_nothing_and_its_status_is_its_phase() -> None
         ("generating", "generate"),  # generation is asked for once
         ("speaking", "output_text"),  # the LLM has finished
         ("speaking", "llm_finished"),
+        ("calling_tools", "output_text"),  # the LLM waits for the tool results
+        ("speaking", "call_tools"),
         ("completed", "cancel"),  # ended is ended
         ("cancelled", "output_audio"),
         ("failed", "fail"),

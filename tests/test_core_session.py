@@ -560,12 +560,15 @@ def test_mcp_tools_cover_every_sdk_field() -> None:
 
 
 def test_mcp_tools_with_every_sdk_field_are_accepted_and_echoed(raw: Harness) -> None:
+    served = MCP_TOOLS[:1]  # a server_url: listed next (test_mcp.py)
     out = raw.update(
-        tools=MCP_TOOLS, tool_choice={"type": "mcp", "server_label": "docs", "name": "search"}
+        tools=served, tool_choice={"type": "mcp", "server_label": "docs", "name": "search"}
     )
-    assert types(out) == ["session.updated"], out[0].get("error")
-    echoed = out[0]["session"]
-    assert_echoed(MCP_TOOLS, echoed["tools"], "session.tools")
+    assert types(out)[0] == "session.updated", out[0].get("error")
+    assert_echoed(served, out[0]["session"]["tools"], "session.tools")
+    for hosted in MCP_TOOLS[1:]:  # connectors and tunnels: refused, saying what is supported
+        error = only(raw.update(tools=[hosted]), "error")["error"]
+        assert error["code"] == "not_supported" and "server_url" in error["message"]
 
 
 def test_tool_choice_is_replaced_whole(raw: Harness) -> None:

@@ -206,6 +206,7 @@ class OpenRealtimeProcess(ServerProcess):
         tts: str = "espeak",
         control: bool = False,
         collect_every: float | None = None,
+        mcp_allow_hosts: str | None = None,
     ) -> None:
         record_source()
         self.control_path: str | None = None
@@ -218,6 +219,8 @@ class OpenRealtimeProcess(ServerProcess):
             args += ["--control", self.control_path]
         if collect_every:
             args += ["--collect-every", str(collect_every)]
+        if mcp_allow_hosts:
+            args += ["--mcp-allow-hosts", mcp_allow_hosts]
         super().__init__("openrealtime", *args, ready_path="/healthz")
 
     @property

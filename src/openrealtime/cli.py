@@ -73,6 +73,20 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
             "(https://app.example.com); * for any (default: *)"
         },
     ),
+    (
+        "--mcp-allow-hosts",
+        "mcp_allow_hosts",
+        {
+            "help": "comma-separated MCP server hosts sessions may reach besides public "
+            "addresses: names, IPs or networks (10.0.0.0/8); * for any (default: none, so "
+            "loopback, private and link-local addresses are refused)"
+        },
+    ),
+    (
+        "--mcp-timeout",
+        "mcp_timeout",
+        {"type": float, "help": "seconds before an MCP tool call fails (default 30)"},
+    ),
     ("--llm", "llm", {"help": f"language model backend: {', '.join(LLMS)}"}),
     ("--llm-base-url", "llm_base_url", {"help": "OpenAI-compatible Chat Completions base URL"}),
     ("--llm-model", "llm_model", {"help": "model name sent to the LLM endpoint"}),

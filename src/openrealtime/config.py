@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     # Origins of browser pages that may call the API (CORS) and open WebSockets; "*": any.
     # Comma-separated in OPENREALTIME_CORS_ALLOW_ORIGINS. Why "*" is the default: server/cors.py.
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    # MCP servers sessions may reach beyond public addresses: host names, IPs, networks, or "*".
+    # Comma-separated in OPENREALTIME_MCP_ALLOW_HOSTS. Why the default is none: backends/mcp/hosts.py.
+    mcp_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mcp_timeout: float = 30.0  # seconds for one MCP tool call (or listing)
 
     # Limits (OpenAI's where it documents them).
     max_session_minutes: float = 60.0
@@ -72,7 +76,7 @@ class Settings(BaseSettings):
     tts_api_key: str | None = None
     tts_timeout: float = 30.0  # --tts openai
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "mcp_allow_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

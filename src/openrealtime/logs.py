@@ -33,7 +33,8 @@ _session_id: ContextVar[str | None] = ContextVar("session_id", default=None)
 _call_id: ContextVar[str | None] = ContextVar("call_id", default=None)
 
 IDS = ("session_id", "call_id")
-QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aioice", "websockets")
+# httpx2 and httpcore2: the MCP client's HTTP (backends/mcp/), a line per request otherwise.
+QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2", "mcp", "hpack", "aioice", "websockets")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # What a LogRecord holds anyway; anything else on one came in `extra=` and is a field

@@ -12,12 +12,14 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ..config import Settings
 from .errors import BackendError, MissingDependencyError
 from .llm.base import LanguageModel
+from .mcp.base import McpConnector
+from .mcp.client import SdkConnector
 from .stt.base import Transcriber
 from .tts.base import Synthesizer
 from .vad.base import VoiceActivityDetector
@@ -34,6 +36,7 @@ class Backends:
     stt: Transcriber
     tts: Synthesizer
     vad: VoiceActivityDetector
+    mcp: McpConnector = field(default_factory=SdkConnector)  # no hosts beyond public ones
 
     def describe(self) -> dict[str, str]:
         return {
@@ -85,6 +88,7 @@ def create_backends(settings: Settings) -> Backends:
         stt=_transcriber(settings),
         tts=_chosen("tts", settings.tts, SYNTHESIZERS).build(settings),
         vad=_chosen("vad", settings.vad, DETECTORS).build(settings),
+        mcp=SdkConnector(settings.mcp_allow_hosts, call_timeout=settings.mcp_timeout),
     )
 
 

@@ -21,9 +21,17 @@ from ..backends.llm.base import (
     ToolCall,
     ToolResult,
 )
-from ..protocol.items import FunctionCallItem, FunctionCallOutputItem, MessageItem, item_text
+from ..protocol.items import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    McpApprovalResponseItem,
+    MessageItem,
+    item_text,
+)
+from ..protocol.mcp import McpApprovalRequestItem, McpCallItem
 from ..protocol.session import FunctionTool, RetentionRatioTruncation
 from .images import image_tokens
+from .mcp import function_name
 from .usage import input_audio_tokens, tokens_for_chars
 
 # Room kept for the answer when max_output_tokens is "inf" (OpenAI's maximum).
@@ -31,7 +39,15 @@ DEFAULT_OUTPUT_RESERVE = 4096
 
 
 def context_entries(items: list[Any]) -> tuple[ContextEntry, ...]:
+    """MCP calls reach the LLM as a tool call and its result (the output, or the error); a
+    declined approval request as a call whose result says it was declined; one not (yet)
+    answered, or answered yes (its `mcp_call` follows), not at all."""
     entries: list[ContextEntry] = []
+    declined = {
+        item.approval_request_id: item.reason
+        for item in items
+        if isinstance(item, McpApprovalResponseItem) and not item.approve
+    }
     for item in items:
         if isinstance(item, MessageItem):
             text = item_text(item)
@@ -46,6 +62,25 @@ def context_entries(items: list[Any]) -> tuple[ContextEntry, ...]:
             entries.append(ToolCall(item.call_id or item.id or "", item.name, item.arguments))
         elif isinstance(item, FunctionCallOutputItem):
             entries.append(ToolResult(item.call_id, item.output))
+        elif isinstance(item, McpCallItem) and (item.output is not None or item.error):
+            entries.append(
+                ToolCall(item.id, function_name(item.server_label, item.name), item.arguments)
+            )
+            error = item.error or {}
+            result = item.output if item.output is not None else f"Error: {error.get('message')}"
+            entries.append(ToolResult(item.id, result))
+        elif isinstance(item, McpApprovalRequestItem) and item.id in declined:
+            entries.append(
+                ToolCall(item.id, function_name(item.server_label, item.name), item.arguments)
+            )
+            reason = declined[item.id]
+            entries.append(
+                ToolResult(
+                    item.id,
+                    "The user declined this call; it was not run."
+                    + (f" Reason: {reason}" if reason else ""),
+                )
+            )
     return tuple(entries)
 
 
@@ -54,6 +89,7 @@ def build_request(
     instructions: str,
     items: list[Any],
     tools: list[Any],
+    extra_functions: tuple[FunctionSpec, ...] = (),
     tool_choice: Any,
     temperature: float | None,
     max_output_tokens: int | str,
@@ -62,10 +98,13 @@ def build_request(
     truncation: Any = "auto",
     context_window: int | None = None,
 ) -> LlmRequest:
-    functions = tuple(
-        FunctionSpec(tool.name, tool.description, tool.parameters)
-        for tool in tools
-        if isinstance(tool, FunctionTool)
+    functions = (
+        tuple(
+            FunctionSpec(tool.name, tool.description, tool.parameters)
+            for tool in tools
+            if isinstance(tool, FunctionTool)
+        )
+        + extra_functions
     )
     forced = None
     choice = tool_choice if isinstance(tool_choice, str) else "required"

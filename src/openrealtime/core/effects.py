@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends.llm.base import LlmRequest
+from ..backends.mcp.base import McpServer
 from ..backends.stt.base import TranscriptionOptions
 
 
@@ -111,6 +112,27 @@ class WakeAfter:
     delay_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class ListMcpTools:
+    """List an MCP server's tools; the driver answers with `Session.on_mcp_tools_listed` or
+    `Session.on_mcp_list_failed`."""
+
+    item_id: str
+    server: McpServer
+
+
+@dataclass(frozen=True, slots=True)
+class RunMcpCall:
+    """Call an MCP tool for a response; the driver answers with `Session.on_mcp_call_done`.
+    `CancelResponse` for the response stops it."""
+
+    response_id: str
+    item_id: str
+    server: McpServer
+    tool: str
+    arguments: str
+
+
 Effect = (
     GenerateResponse
     | CancelResponse
@@ -124,4 +146,6 @@ Effect = (
     | FinishTranscript
     | ClearOutputAudio
     | WakeAfter
+    | ListMcpTools
+    | RunMcpCall
 )

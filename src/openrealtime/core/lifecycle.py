@@ -18,6 +18,14 @@ Rules:
 - While `generating`, the LLM's text and tool calls and the synthesizer's audio are output.
   When the LLM finishes, a spoken message whose audio is still being synthesized moves the
   response to `speaking`, where only audio is output; otherwise the response ends.
+- When the LLM finishes with MCP calls (`responses.py`, `mcp.py`), the response moves to
+  `calling_tools`: the calls run (`RunMcpCall`), approval requests wait for the client's
+  answer. Once every call has its result, every request its answer, and the audio of the text
+  before them has played out, the LLM is called again in the same response (`resume`: a new
+  `GenerateResponse` for the same response id, whose request holds the results), at most
+  `mcp.MAX_TOOL_ROUNDS` times; after that the LLM is offered no MCP tools. If the LLM also
+  called the client's functions in that turn, the response ends there instead (`completed`):
+  their outputs are the client's to give.
 - It ends `completed`, or `incomplete` when the LLM stopped at `max_output_tokens`; `cancelled` by
   `response.cancel` (the named response, or else the default conversation's: out-of-band
   ones go on), barge-in, or the server ending the session; `failed` when a backend fails.
@@ -36,6 +44,7 @@ from typing import Any
 from ..backends.llm.base import Finished, LlmEvent, TextDelta, ToolCallDelta
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
+from ..protocol.items import McpApprovalResponseItem
 from .effects import CancelResponse, Effect, GenerateResponse
 from .phases import CancelReason, Trigger, advance
 from .responses import Response
@@ -49,6 +58,8 @@ class ResponseLifecycle:
         self.active: dict[str, Response] = {}  # by id, until `response.done`
         # Responses in WAITING, with what builds their request once they may generate.
         self._waiting: dict[str, Callable[[], GenerateResponse]] = {}
+        # What builds each active response's request, for calling the LLM again after tools.
+        self._generations: dict[str, Callable[[], GenerateResponse]] = {}
 
     def in_conversation(self) -> Response | None:
         """The default conversation's active response (there is at most one)."""
@@ -74,6 +85,7 @@ class ResponseLifecycle:
         self.active[response.id] = response
         response.start()
         self._waiting[response.id] = generation
+        self._generations[response.id] = generation
         self.start_ready(transcribing=transcribing)
 
     def start_ready(self, *, transcribing: bool) -> None:
@@ -99,10 +111,51 @@ class ResponseLifecycle:
             advance(response, "output_text")
             response.tool_call_delta(event.index, event.call_id, event.name, event.arguments)
         elif isinstance(event, Finished):
+            runs = response.llm_finished(event.finish_reason, event.usage)
+            if response.calling_tools:
+                advance(response, "call_tools")
+                for run in runs:
+                    self._emit(run)
+                return None
             if response.awaiting_audio:
                 advance(response, "llm_finished")
-            response.llm_finished(event.finish_reason, event.usage)
         return self._end_if_done(response)
+
+    # --- MCP calls -----------------------------------------------------------------------------
+
+    def mcp_call_done(
+        self, response_id: str, item_id: str, output: str | None, error: dict[str, Any] | None
+    ) -> Response | None:
+        """Returns the response if this ended it."""
+        response = self.active.get(response_id)
+        if response is None:
+            return None
+        response.mcp_call_done(item_id, output, error)
+        return self._resume_if_ready(response)
+
+    def approval_answered(self, answer: McpApprovalResponseItem) -> Response | None:
+        """An `mcp_approval_response` item: the response that asked goes on. Returns the
+        response if this ended it."""
+        for response in list(self.active.values()):
+            if response.awaits_approval(answer.approval_request_id):
+                run = response.approval_answered(answer)
+                if run is not None:
+                    self._emit(run)
+                return self._resume_if_ready(response)
+        return None
+
+    def _resume_if_ready(self, response: Response) -> Response | None:
+        """Returns the response if it ended instead: the LLM also called the client's
+        functions, whose outputs only the client can give (then `response.create`)."""
+        if response.phase != "calling_tools" or response.calling_tools or response.awaiting_audio:
+            return None
+        if response.called_functions:
+            self._end(response, "complete", None)
+            return response
+        response.resume()
+        advance(response, "resume")
+        self._emit(self._generations[response.id]())
+        return None
 
     def audio(self, response_id: str, encoded: bytes, duration_ms: float) -> bool:
         """Returns whether the audio was taken (the response is still active)."""
@@ -124,6 +177,8 @@ class ResponseLifecycle:
         if response is None:
             return None
         response.audio_finished()
+        if response.phase == "calling_tools":
+            return self._resume_if_ready(response)
         return self._end_if_done(response)
 
     def _end_if_done(self, response: Response) -> Response | None:
@@ -184,9 +239,11 @@ class ResponseLifecycle:
         advance(response, trigger)
         del self.active[response.id]
         self._waiting.pop(response.id, None)
+        self._generations.pop(response.id, None)
         response.finish(details)
 
     def close(self) -> None:
         """The connection is gone: drop what is in flight, ending nothing."""
         self.active.clear()
         self._waiting.clear()
+        self._generations.clear()

@@ -1,8 +1,10 @@
 """The phases of a response and the only moves between them: the transition table.
 
     waiting ──generate──> generating ──llm_finished──> speaking
-                              │                            │
-                              └──complete / stop_at_limit──┴──> completed / incomplete
+                           │    ▲ │                         │
+                call_tools │    │ └─complete / stop_at_limit┴──> completed / incomplete
+                           ▼    │ resume
+                       calling_tools
     any live phase ──cancel / fail──> cancelled / failed
 
 A phase changes only through `advance`, by a trigger the table allows. When each trigger fires
@@ -31,6 +33,7 @@ Phase = Literal[
     "waiting",  # created; its context is still being transcribed
     "generating",  # the LLM (and the synthesizer) at work
     "speaking",  # the LLM has finished; the synthesizer has not
+    "calling_tools",  # MCP calls run or await approval; then the LLM is called again
     "completed",
     "incomplete",  # the LLM stopped at max_output_tokens
     "cancelled",
@@ -41,6 +44,8 @@ Trigger = Literal[
     "output_text",  # an LLM text or tool-call delta
     "output_audio",  # synthesized audio
     "llm_finished",  # ... while the synthesizer is still speaking
+    "call_tools",  # the LLM finished with MCP calls to run or approve
+    "resume",  # their results are in (and the audio before them played out)
     "complete",
     "stop_at_limit",  # the LLM stopped at max_output_tokens
     "cancel",
@@ -60,7 +65,16 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
         "output_text": "generating",
         "output_audio": "generating",
         "llm_finished": "speaking",
+        "call_tools": "calling_tools",
         **_ENDINGS,
+    },
+    # Audio of the text before the calls may still be arriving.
+    "calling_tools": {
+        "output_audio": "calling_tools",
+        "resume": "generating",
+        "complete": "completed",  # the client's function calls in the same turn: its turn
+        "cancel": "cancelled",
+        "fail": "failed",
     },
     "speaking": {"output_audio": "speaking", **_ENDINGS},
     "completed": {},
@@ -73,6 +87,7 @@ STATUS: dict[Phase, ResponseStatus] = {
     "waiting": "in_progress",
     "generating": "in_progress",
     "speaking": "in_progress",
+    "calling_tools": "in_progress",
     "completed": "completed",
     "incomplete": "incomplete",
     "cancelled": "cancelled",

@@ -15,6 +15,7 @@ from .context import build_request, estimate_input
 from .conversation import Conversation
 from .effects import GenerateResponse
 from .images import check_item_images
+from .mcp import MAX_TOOL_ROUNDS, McpServers
 from .responses import Response, ResponseSettings
 
 
@@ -83,19 +84,35 @@ def generation(
     conversation: Conversation,
     inputs: list[Any] | None,
     context_window: int | None,
+    mcp: McpServers | None = None,
 ) -> Callable[[], GenerateResponse]:
     """What asks for the response's generation. Called when generation starts, so that the
-    request sees the transcripts it waited for; `inputs` None means the whole conversation."""
+    request sees the transcripts it waited for; `inputs` None means the whole conversation.
+    Called again after MCP calls: the request then holds the response's own items too."""
     speed = config.audio.output.speed
 
     def generate() -> GenerateResponse:
-        items = conversation.items() if inputs is None else inputs
+        items = conversation.items() if inputs is None else list(inputs)
+        if response.rounds and not (inputs is None and response.settings.conversation):
+            seen = {getattr(item, "id", None) for item in items}
+            items += [
+                item
+                for item in [*response.output, *response.approval_answers]
+                if item.id not in seen
+            ]
+        tools = config.tools if params.tools is None else params.tools
+        mcp_functions: tuple[Any, ...] = ()
+        if mcp is not None and response.rounds < MAX_TOOL_ROUNDS:
+            mcp_functions, response.mcp_targets = mcp.offered(tools)
+        else:
+            response.mcp_targets = {}
         request = build_request(
             instructions=config.instructions
             if params.instructions is None
             else params.instructions,
             items=items,
-            tools=config.tools if params.tools is None else params.tools,
+            tools=tools,
+            extra_functions=mcp_functions,
             tool_choice=params.tool_choice or config.tool_choice,
             temperature=params.temperature
             if params.temperature is not None

@@ -12,6 +12,13 @@ what each step sends. Rules:
   synthesizer) have finished.
 - Closing emits, in order: `*.done` for the text/transcript/audio, `response.content_part.done`,
   `response.output_item.done`, `conversation.item.done`.
+- A tool call whose name maps to an MCP tool (`mcp.py`) opens an `mcp_call` item instead,
+  whose arguments stream as `response.mcp_call_arguments.delta`; or, when the tool needs
+  approval, an `mcp_approval_request` item, which closes when the LLM finishes. When the LLM
+  finishes, each `mcp_call` gets `response.mcp_call_arguments.done` and
+  `response.mcp_call.in_progress`, and stays open until its result: then its `output` or
+  `error`, `response.mcp_call.completed` or `.failed`, and the item is done. An approved
+  request opens its `mcp_call` then (with `approval_request_id`); a declined one opens none.
 - `finish` closes every open item (as `incomplete` unless the response completed) and emits
   `response.done` with the status of the phase it ended in.
 """
@@ -25,10 +32,21 @@ from typing import Any
 
 from ..audio.formats import AudioFormat
 from ..ids import new_id
+from ..protocol import mcp as mev
 from ..protocol import server_events as ev
-from ..protocol.items import ContentPart, FunctionCallItem, ItemStatus, MessageItem, dump_item
+from ..protocol.items import (
+    ContentPart,
+    FunctionCallItem,
+    ItemStatus,
+    McpApprovalResponseItem,
+    MessageItem,
+    dump_item,
+)
+from ..protocol.mcp import McpApprovalRequestItem, McpCallItem
 from ..protocol.server_events import ServerEvent
 from .conversation import Conversation
+from .effects import RunMcpCall
+from .mcp import McpTarget
 from .phases import STATUS, Phase, ResponseStatus
 from .spoken import SpokenAudio
 from .usage import response_usage
@@ -60,9 +78,10 @@ class _OpenMessage:
 class _OpenCall:
     id: str
     call_id: str
-    item: FunctionCallItem
+    item: FunctionCallItem | McpCallItem | McpApprovalRequestItem
     output_index: int
     arguments: list[str] = field(default_factory=list)
+    mcp: McpTarget | None = None
 
 
 class Response:
@@ -86,6 +105,14 @@ class Response:
         self.output: list[Any] = []
         self._message: _OpenMessage | None = None
         self._calls: dict[int, _OpenCall] = {}
+        # MCP: function names the LLM may call that are MCP tools (set with each request),
+        # calls running, approval requests awaiting an answer (by item id), answers received.
+        self.mcp_targets: dict[str, McpTarget] = {}
+        self._mcp_running: dict[str, _OpenCall] = {}
+        self._approvals: dict[str, _OpenCall] = {}
+        self.approval_answers: list[McpApprovalResponseItem] = []
+        self.rounds = 0  # times the LLM was called again with tool results
+        self.called_functions = False  # the LLM called the client's functions this round
         self._previous_ids: dict[str, str | None] = {}
         self.llm_done = False
         self.finish_reason = "stop"
@@ -186,35 +213,143 @@ class Response:
         if call is None:
             if not self.speaks:  # spoken text may still be synthesizing; it closes at the end
                 self._close_message("completed")
-            item_id, call_id = new_id("item"), call_id or new_id("call")
+            call = self._calls[index] = self._open_call(call_id, name or "")
+        elif name and not call.item.name:
+            call.item.name = name
+        if arguments:
+            call.arguments.append(arguments)
+            if isinstance(call.item, FunctionCallItem):
+                self._emit(
+                    ev.response_function_call_arguments_delta(
+                        self.id, call.id, call.output_index, call.call_id, arguments
+                    )
+                )
+            elif isinstance(call.item, McpCallItem):
+                self._emit(
+                    mev.response_mcp_call_arguments_delta(
+                        self.id, call.id, call.output_index, arguments
+                    )
+                )
+
+    def _open_call(self, call_id: str | None, name: str) -> _OpenCall:
+        target = self.mcp_targets.get(name)
+        item_id, call_id = new_id("item"), call_id or new_id("call")
+        item: FunctionCallItem | McpCallItem | McpApprovalRequestItem
+        if target is None:
+            self.called_functions = True
             item = FunctionCallItem(
                 id=item_id,
                 object="realtime.item",
                 status="in_progress",
                 call_id=call_id,
-                name=name or "",
+                name=name,
                 arguments="",
             )
-            call = self._calls[index] = _OpenCall(item_id, call_id, item, len(self.output))
-            self._open_item(item)
-        elif name and not call.item.name:
-            call.item.name = name
-        if arguments:
-            call.arguments.append(arguments)
-            self._emit(
-                ev.response_function_call_arguments_delta(
-                    self.id, call.id, call.output_index, call.call_id, arguments
-                )
+        elif target.needs_approval:
+            item_id = new_id("mcpr")
+            item = McpApprovalRequestItem(
+                id=item_id, server_label=target.server.label, name=target.tool, arguments=""
             )
+        else:
+            item_id = new_id("mcp")
+            item = McpCallItem(
+                id=item_id, server_label=target.server.label, name=target.tool, arguments=""
+            )
+        call = _OpenCall(item_id, call_id, item, len(self.output), mcp=target)
+        self._open_item(item)
+        return call
 
-    def llm_finished(self, finish_reason: str, usage: Any) -> None:
+    def llm_finished(self, finish_reason: str, usage: Any) -> list[RunMcpCall]:
+        """Closes the tool calls; returns the MCP calls to run now."""
         self.llm_done = True
         self.finish_reason = finish_reason
         self._usage = usage
         # Arguments cut off by the token limit must not look runnable.
         call_status: ItemStatus = "incomplete" if finish_reason == "length" else "completed"
+        runs: list[RunMcpCall] = []
         for index in sorted(self._calls):
-            self._close_call(self._calls.pop(index), call_status)
+            call = self._calls.pop(index)
+            if call.mcp is None or finish_reason == "length":
+                self._close_call(call, call_status)
+            elif isinstance(call.item, McpApprovalRequestItem):
+                call.item.arguments = "".join(call.arguments)
+                self._approvals[call.id] = call
+                self._close_item(call.item, call.output_index, "completed")
+            else:
+                runs.append(self._run(call))
+        return runs
+
+    # --- MCP calls ---------------------------------------------------------------------------
+
+    @property
+    def calling_tools(self) -> bool:
+        """MCP calls are running or approval requests are unanswered."""
+        return bool(self._mcp_running or self._approvals)
+
+    def _run(self, call: _OpenCall) -> RunMcpCall:
+        assert call.mcp is not None and isinstance(call.item, McpCallItem)
+        item = call.item
+        item.arguments = "".join(call.arguments)
+        self._emit(
+            mev.response_mcp_call_arguments_done(
+                self.id, call.id, call.output_index, item.arguments
+            )
+        )
+        self._emit(mev.response_mcp_call("in_progress", call.id, call.output_index))
+        self._mcp_running[call.id] = call
+        return RunMcpCall(self.id, call.id, call.mcp.server, call.mcp.tool, item.arguments)
+
+    def approval_answered(self, answer: McpApprovalResponseItem) -> RunMcpCall | None:
+        """The client's answer to one of this response's approval requests: approved, the
+        call runs now (returned); declined, the LLM reads that from the answer item."""
+        request = self._approvals.pop(answer.approval_request_id, None)
+        if request is None:
+            return None
+        self.approval_answers.append(answer)
+        if not answer.approve:
+            return None
+        assert request.mcp is not None
+        item = McpCallItem(
+            id=new_id("mcp"),
+            server_label=request.mcp.server.label,
+            name=request.mcp.tool,
+            arguments="",
+            approval_request_id=request.id,
+        )
+        call = _OpenCall(item.id, item.id, item, len(self.output), request.arguments, request.mcp)
+        self._open_item(item)
+        arguments = "".join(request.arguments)
+        if arguments:
+            self._emit(
+                mev.response_mcp_call_arguments_delta(
+                    self.id, item.id, call.output_index, arguments
+                )
+            )
+        return self._run(call)
+
+    def awaits_approval(self, request_id: str) -> bool:
+        return request_id in self._approvals
+
+    def mcp_call_done(self, item_id: str, output: str | None, error: dict[str, Any] | None) -> None:
+        call = self._mcp_running.pop(item_id, None)
+        if call is None:
+            return
+        item = call.item
+        assert isinstance(item, McpCallItem)
+        item.output, item.error = output, error
+        if error is not None:
+            self._emit(mev.response_mcp_call("failed", call.id, call.output_index))
+        else:
+            self._emit(mev.response_mcp_call("completed", call.id, call.output_index))
+        self._close_item(item, call.output_index, "completed")
+
+    def resume(self) -> None:
+        """The tool results are in: the LLM is called again, in this same response."""
+        self._close_message("completed")
+        self.llm_done = False
+        self.finish_reason = "stop"
+        self.rounds += 1
+        self.called_functions = False
 
     # --- ending ----------------------------------------------------------------------------
 
@@ -224,6 +359,10 @@ class Response:
         self._close_message(item_status)
         for index in sorted(self._calls):
             self._close_call(self._calls.pop(index), item_status)
+        for call in self._mcp_running.values():  # cut short: no output
+            self._close_item(call.item, call.output_index, item_status)
+        self._mcp_running.clear()
+        self._approvals.clear()
         usage = response_usage(
             self._usage,
             output_text="".join(
@@ -270,7 +409,8 @@ class Response:
             self._emit(ev.conversation_item_added(dump_item(item), previous_id))
 
     def _close_item(self, item: Any, output_index: int, status: ItemStatus) -> None:
-        item.status = status
+        if "status" in type(item).model_fields:  # MCP items have none
+            item.status = status
         wire = dump_item(item)
         self._emit(ev.response_output_item_done(self.id, output_index, wire))
         if self.settings.conversation:
@@ -302,6 +442,17 @@ class Response:
     def _close_call(self, call: _OpenCall, status: ItemStatus) -> None:
         item = call.item
         item.arguments = "".join(call.arguments)
+        if isinstance(item, McpCallItem):
+            self._emit(
+                mev.response_mcp_call_arguments_done(
+                    self.id, call.id, call.output_index, item.arguments
+                )
+            )
+            self._close_item(item, call.output_index, status)
+            return
+        if isinstance(item, McpApprovalRequestItem):
+            self._close_item(item, call.output_index, status)
+            return
         self._emit(
             ev.response_function_call_arguments_done(
                 self.id, call.id, call.output_index, call.call_id, item.name, item.arguments

@@ -12,12 +12,15 @@ the part that owns its rules, and joins the parts where a rule spans them:
 - transcription of user audio: `transcription.py`;
 - barge-in and truncation: `barge_in.py`;
 - the lifecycle of responses (waiting for transcripts, one per conversation, cancel, fail,
-  done): `lifecycle.py`, with their output in `responses.py`.
+  done): `lifecycle.py`, with their output in `responses.py`;
+- MCP servers: listing their tools, what the LLM sees of them: `mcp.py`.
 
 Rules that span the parts:
 - A response in the default conversation waits until every user audio item has a transcript.
 - Speech starting with `interrupt_response` cancels the default conversation's response
   (`turn_detected`) and truncates its audio to what was heard.
+- A session's MCP servers are listed after `session.created` / `session.updated`; an
+  `mcp_approval_response` item is stored, then answers the response that asked for it.
 - A transcription session (`type: "transcription"`) only transcribes: no responses; its turns
   are always transcribed as they are spoken, and its transcripts always reported.
 """
@@ -32,11 +35,13 @@ import numpy as np
 
 from ..audio.formats import AudioFormat
 from ..backends.llm.base import LlmEvent
+from ..backends.mcp.base import McpToolInfo
 from ..ids import new_id
 from ..protocol import client_events as ce
 from ..protocol import errors
 from ..protocol import server_events as ev
 from ..protocol.errors import ProtocolError
+from ..protocol.items import McpApprovalResponseItem
 from ..protocol.session import OPENAI_VOICES, RealtimeSession, TranscriptionSession
 from . import configuration
 from .audio_input import decode_base64_audio
@@ -46,6 +51,7 @@ from .effects import DetectSpeech, Effect
 from .input_turns import InputTurns
 from .item_events import ItemEvents
 from .lifecycle import ResponseLifecycle
+from .mcp import McpServers, check_tools
 from .phases import CancelReason
 from .response_params import (
     generation,
@@ -99,6 +105,7 @@ class Session:
         )
         self._items = ItemEvents(emit, self.conversation)
         self._barge_in = BargeIn(emit, self.conversation, playback=playback)
+        self._mcp = McpServers(emit, self.conversation)
         self._turns = InputTurns(
             emit,
             self.conversation,
@@ -112,6 +119,7 @@ class Session:
 
     def open(self) -> None:
         self._pending_outputs.append(ev.session_created(self.session_wire()))
+        self._configure_mcp()
 
     def drain(self) -> list[Output]:
         out = self._pending_outputs[:]
@@ -159,11 +167,19 @@ class Session:
     # --- session ---------------------------------------------------------------------------
 
     def _session_update(self, event: ce.SessionUpdate) -> None:
-        self.config = configuration.updated(
+        config = configuration.updated(
             self.config, event, known_voice=self._known_voice, voice_locked=self._voice_locked
         )
+        if isinstance(config, RealtimeSession):
+            check_tools(config.tools, "session.tools")
+        self.config = config
         self._configure_parts()
         self._pending_outputs.append(ev.session_updated(self.session_wire()))
+        self._configure_mcp()
+
+    def _configure_mcp(self) -> None:
+        if isinstance(self.config, RealtimeSession):
+            self._mcp.configure(self.config.tools)
 
     def _configure_parts(self) -> None:
         audio_input = self.config.audio.input
@@ -179,6 +195,8 @@ class Session:
         audio_index = self._items.create(event, self._turns.format)
         if audio_index is not None:
             self._transcription.transcribe(event.item.id or "", audio_index)
+        if isinstance(event.item, McpApprovalResponseItem):
+            self._answered(self._lifecycle.approval_answered(event.item))
 
     def _item_retrieve(self, event: ce.ConversationItemRetrieve) -> None:
         self._items.retrieve(event)
@@ -204,6 +222,8 @@ class Session:
             )
         in_conversation = in_default_conversation(params)
         self._lifecycle.refuse_second(in_conversation)
+        if params.tools is not None:
+            check_tools(params.tools, "response.tools")
         settings = response_settings(
             config, params, in_conversation=in_conversation, check_voice=self._check_voice
         )
@@ -222,6 +242,7 @@ class Session:
             conversation=self.conversation,
             inputs=inputs,
             context_window=self._context_window,
+            mcp=self._mcp,
         )
         self._lifecycle.add(response, generate, transcribing=self._transcription.busy)
 
@@ -253,6 +274,20 @@ class Session:
     def on_response_failed(self, response_id: str, code: str, message: str) -> None:
         self._lifecycle.fail(response_id, code, message)
         self._barge_in.audio_settled()
+
+    # --- backend results: MCP servers -----------------------------------------------------------
+
+    def on_mcp_tools_listed(self, item_id: str, tools: list[McpToolInfo]) -> None:
+        self._mcp.listed(item_id, tools)
+
+    def on_mcp_list_failed(self, item_id: str, message: str) -> None:
+        self._mcp.list_failed(item_id, message)
+
+    def on_mcp_call_done(
+        self, response_id: str, item_id: str, output: str | None, error: dict[str, Any] | None
+    ) -> None:
+        """A `RunMcpCall` ended: its output, or its error (`type`, `message`, maybe `code`)."""
+        self._answered(self._lifecycle.mcp_call_done(response_id, item_id, output, error))
 
     def _answered(self, ended: Response | None) -> None:
         """A response ended by itself: the idle timeout counts from its end."""

@@ -89,7 +89,7 @@ class FunctionCallOutputItem(WireModel):
 
 
 class McpApprovalResponseItem(WireModel):
-    """Stored so clients that send it are not refused; openrealtime runs no MCP servers."""
+    """The client's answer to an `mcp_approval_request` (core/lifecycle.py)."""
 
     type: Literal["mcp_approval_response"] = "mcp_approval_response"
     id: str | None = None

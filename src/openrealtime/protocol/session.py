@@ -114,7 +114,7 @@ class FunctionTool(WireModel):
 
 
 class McpTool(WireModel):
-    """Stored and echoed; openrealtime does not call MCP servers (docs/protocol.md)."""
+    """An MCP server whose tools the LLM may call; openrealtime is the client (core/mcp.py)."""
 
     type: Literal["mcp"]
     server_label: str

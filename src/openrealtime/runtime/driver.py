@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from ..audio.formats import AudioFormat
 from ..backends.errors import BackendError
 from ..backends.llm.base import Finished, TextDelta, ToolCallDelta
+from ..backends.mcp.base import McpError
 from ..backends.registry import Backends
 from ..backends.stt.base import TranscriptDelta, TranscriptDone
 from ..core.effects import (
@@ -24,6 +25,8 @@ from ..core.effects import (
     FinishTranscript,
     GenerateResponse,
     JudgeTurnEnd,
+    ListMcpTools,
+    RunMcpCall,
     SpeculateTranscript,
     StartTranscript,
     Transcribe,
@@ -35,6 +38,7 @@ from ..protocol import server_events as ev
 from ..protocol.errors import SERVER_ERROR, ProtocolError
 from ..protocol.server_events import ServerEvent
 from . import turn_judge
+from .mcp import McpConnections
 from .metrics import Metrics
 from .speech import SpeechPipeline
 from .telemetry import SessionTelemetry, fallback_metrics
@@ -96,6 +100,7 @@ class SessionDriver:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._speculating: asyncio.Task[None] | None = None  # the latest early decode
         self._timers: dict[int, asyncio.TimerHandle] = {}  # the core's WakeAfter, by id
+        self._mcp = McpConnections(backends.mcp)
         self._closed = False
         # The tasks it starts log under this session's id, whichever task's callback (the
         # VAD scheduler's, shared by every session) started them.
@@ -188,6 +193,7 @@ class SessionDriver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._mcp.aclose()
         self.session.close()
 
     # --- effects ---------------------------------------------------------------------------
@@ -232,6 +238,14 @@ class SessionDriver:
                     task = self._tasks.pop(out.response_id, None)
                     if task is not None:
                         task.cancel()
+                    calls = f"{out.response_id}/mcp/"
+                    for key in [key for key in self._tasks if key.startswith(calls)]:
+                        self._tasks.pop(key).cancel()
+                elif isinstance(out, ListMcpTools):
+                    self._spawn(f"mcp-list/{out.item_id}", self._list_mcp_tools(out))
+                elif isinstance(out, RunMcpCall):
+                    key = f"{out.response_id}/mcp/{out.item_id}"
+                    self._spawn(key, self._run_mcp_call(out))
                 elif isinstance(out, ClearOutputAudio) and self.player is not None:
                     self.player.clear()
                 elif isinstance(out, WakeAfter):
@@ -305,7 +319,10 @@ class SessionDriver:
             if speech is not None:
                 stage = "tts"
                 await speech.finish()
-                session.on_response_audio_done(response_id)
+                # After MCP calls a new task goes on with the response: this one's speech
+                # ending is not the response's audio ending.
+                if self._tasks.get(response_id) is asyncio.current_task():
+                    session.on_response_audio_done(response_id)
         except BackendError as exc:
             log.warning("response %s failed: %s", response_id, exc)
             telemetry.backend_failed(
@@ -321,6 +338,35 @@ class SessionDriver:
         finally:
             if speech is not None:
                 await speech.cancel()
+        self.flush()
+
+    async def _list_mcp_tools(self, effect: ListMcpTools) -> None:
+        try:
+            tools = await self._mcp.list_tools(effect.server)
+        except McpError as exc:
+            log.warning("MCP listing of %s failed: %s %s", effect.server.label, exc, exc.detail)
+            self.session.on_mcp_list_failed(effect.item_id, exc.message)
+        except Exception:
+            log.exception("MCP listing of %s failed unexpectedly", effect.server.label)
+            self.session.on_mcp_list_failed(effect.item_id, "the server had an error.")
+        else:
+            self.session.on_mcp_tools_listed(effect.item_id, tools)
+        self.flush()
+
+    async def _run_mcp_call(self, effect: RunMcpCall) -> None:
+        output: str | None = None
+        error: dict[str, Any] | None = None
+        try:
+            output = await self._mcp.call(effect.server, effect.tool, effect.arguments)
+        except McpError as exc:
+            log.info(
+                "MCP call %s on %s failed: %s %s", effect.tool, effect.server.label, exc, exc.detail
+            )
+            error = exc.to_wire()
+        except Exception:
+            log.exception("MCP call %s failed unexpectedly", effect.tool)
+            error = {"type": "protocol_error", "code": -32603, "message": "The call failed."}
+        self.session.on_mcp_call_done(effect.response_id, effect.item_id, output, error)
         self.flush()
 
     def _speech(self, effect: GenerateResponse) -> SpeechPipeline:
