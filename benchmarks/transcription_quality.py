@@ -148,10 +148,11 @@ def spell(n: int) -> str:
 
 
 def normalise(text: str) -> list[str]:
-    """Lower case, times and digits spelled, hyphens as spaces, punctuation dropped."""
+    """Lower case, times, amounts and digits spelled, hyphens as spaces, no punctuation."""
     text = text.lower().replace("-", " ").replace("%", " percent")
     text = re.sub(r"(\d+):(\d\d)", lambda m: f"{m[1]} {m[2]}", text)  # 7:45 → 7 45
     text = re.sub(r"(?<=\d),(?=\d\d\d)", "", text)  # 1,000 → 1000
+    text = re.sub(r"\$(\d+)", r"\1 dollars", text)  # $40 → 40 dollars
     text = re.sub(r"\d+", lambda m: f" {spell(int(m[0]))} " if len(m[0]) < 7 else m[0], text)
     return re.findall(r"[a-z0-9']+", text.replace("\u2019", "'"))
 
