@@ -18,6 +18,7 @@ import argparse
 import re
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from benchmarks.lib.clients import run
@@ -65,7 +66,7 @@ def closure(root: str) -> list[metadata.Distribution]:
 def installed_bytes(dist: metadata.Distribution) -> int:
     total = 0
     for file in dist.files or []:
-        path = file.locate()
+        path = Path(file.locate())
         if path.is_file():
             total += path.stat().st_size
     return total
