@@ -2,8 +2,8 @@
 
 Run: python -m benchmarks.transcription_quality [--sentences 44] [--recognizers all]
      [--api-sentences 10]
-Prints tables and writes benchmarks/results/transcription_quality.json. About 8 minutes with
-the defaults on 2 idle cores (Whisper tiny.en ~0.5 s and pocketsphinx ~0.3 s per clip).
+Prints tables and writes benchmarks/results/transcription_quality.json. About 11 minutes of
+one core with the defaults (CPU per clip: Whisper tiny.en ~0.85 s, pocketsphinx ~1.2 s).
 
 The set: SENTENCES (written once, not tuned to any model: commands, questions, names, numbers,
 dates, long and short) spoken in every VOICE: hibari's one offline voice at two speeds and
@@ -44,7 +44,7 @@ import orjson
 import soxr
 
 from benchmarks.lib.clients import connect_session, recv_until, run, start_session
-from benchmarks.lib.machine import loadavg
+from benchmarks.lib.machine import add_common_arguments, apply_common_arguments, loadavg
 from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
 from benchmarks.lib.speech import Engine, speak, with_silence
 from benchmarks.lib.stats import print_table, summary_ms, write_json
@@ -273,7 +273,7 @@ def scores(decodes: list[Decode]) -> dict[str, Any]:
 # --- the product path -----------------------------------------------------------------------
 
 
-async def through_api(clips: list[Clip]) -> list[str]:
+async def through_api(clips: list[Clip], log_level: str) -> list[str]:
     """Each clip's completed transcript from a server running the default recognizer."""
     session = {
         "type": "transcription",
@@ -286,7 +286,7 @@ async def through_api(clips: list[Clip]) -> list[str]:
         },
     }
     heard = []
-    with start_llm() as llm, OpenRealtimeProcess(llm, "warning", "faster-whisper") as server:
+    with start_llm() as llm, OpenRealtimeProcess(llm, log_level, "faster-whisper") as server:
         url = server.ws_url.replace("model=gpt-realtime", "intent=transcription")
         ws = await connect_session(url)
         await start_session(
@@ -345,7 +345,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for c, d in zip(clips, tiny, strict=True)
             if c.voice in API_VOICES and c.text in texts[: args.api_sentences]
         ]
-        heard = await through_api([c for c, _ in subset])
+        heard = await through_api([c for c, _ in subset], args.server_log_level)
         results["api"] = {
             "clips": len(subset),
             "same_words": sum(
@@ -374,7 +374,9 @@ def main() -> None:
         "--recognizers", default="all", help="all, or e.g. 'whisper tiny.en,pocketsphinx'"
     )
     parser.add_argument("--api-sentences", type=int, default=10, help="0 skips the API path")
+    add_common_arguments(parser)
     args = parser.parse_args()
+    apply_common_arguments(args)
     results = run(bench(args))
     results["settings"] = vars(args)
     for name, r in results["recognizers"].items():

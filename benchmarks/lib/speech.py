@@ -64,18 +64,17 @@ def _pcm(engine: Engine, text: str, voice: str, speed: float) -> bytes:
 def speak(
     text: str,
     sample_rate: int = 24000,
-    voice: str = "en-us",
+    voice: str | None = None,
     speed: float = 1.0,
     *,
     engine: Engine = "espeak",
 ) -> np.ndarray:
     """`text` spoken by `engine` as mono int16 at `sample_rate`.
 
-    `voice` is an espeak voice ("en-us", "en-us+f3"), hibari's "heart", or an OpenAI voice name
-    ("alloy"; hibari speaks every one of them as "heart").
+    `voice` is an espeak voice ("en-us", the default, or "en-us+f3"), hibari's "heart" (its
+    default and only voice), or an OpenAI voice name ("alloy"; hibari speaks them all as heart).
     """
-    if engine == "hibari" and voice == "en-us":
-        voice = "heart"
+    voice = voice or ("heart" if engine == "hibari" else "en-us")
     pcm = np.frombuffer(_pcm(engine, text, voice, speed), dtype=np.int16)
     source_rate = _synthesizer(engine).sample_rate
     if sample_rate == source_rate:
