@@ -44,6 +44,7 @@ from benchmarks.lib.payloads import SENTENCES, prepare
 from benchmarks.lib.processes import OpenRealtimeProcess, sample_rss, start_llm
 from benchmarks.lib.speech import Engine
 from benchmarks.lib.stats import percentile, print_table, summary_ms, write_json
+from benchmarks.lib.wer import wer
 
 LIMIT_S = 1.5
 TURN_S = 5.0  # about one turn's length here (speech, answer, pauses): the start spread
@@ -113,6 +114,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "load_average_before": loads,
                     "wall_s": round(wall, 1),
                     "errors": errors[:10],
+                    "wer_pct": round(100 * wer([(t.text, t.transcript or "") for t in turns]), 1),
                     "heard": [(t.text, t.transcript) for t in turns[:3]],
                 }
             )
@@ -154,6 +156,7 @@ def main() -> None:
             r["first_audio_ms"]["p50"],
             r["first_audio_ms"]["p99"],
             r["stages_ms"]["speech_stopped → transcript completed"]["p50"],
+            r["wer_pct"],
             r["server_cpu_cores"],
             r["server_rss_peak_mib"],
             r["other_processes_cores"],
@@ -168,6 +171,7 @@ def main() -> None:
             "first audio p50 ms",
             "p99 ms",
             "transcript p50 ms",
+            "WER %",
             "server cores",
             "RSS MiB",
             "others' cores",

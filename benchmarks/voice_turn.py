@@ -62,6 +62,7 @@ from benchmarks.lib.machine import (
 from benchmarks.lib.payloads import SENTENCES, SILENCE_MS, prepare
 from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
 from benchmarks.lib.stats import print_table, summary_ms, write_json
+from benchmarks.lib.wer import wer
 
 now = time.monotonic
 
@@ -137,6 +138,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "speech_ms": summary_ms([t.speech_ms / 1000 for t in good], (50,)),
         "client_send_lag_ms": summary_ms(send_lags, (50, 99)),
         "client_loop_lag_ms": summary_ms(loop_lag, (50, 99)),
+        "heard_wer_pct": round(100 * wer([(t.text, t.transcript or "") for t in turns]), 1),
         "cpu_cores": cpu,
         "server_rss_mib": {k: round(v, 1) for k, v in rss_mib.items()},
         "background_cores_before": background,
@@ -211,6 +213,7 @@ def main() -> None:
         f"openrealtime {cpu['openrealtime']:.2f}, LLM {cpu['scripted_llm']:.2f}, "
         f"client {cpu['client']:.2f}, other processes {cpu['other_processes']:.2f}"
     )
+    print(f"word error rate of the transcripts: {results['heard_wer_pct']}%")
     print("server RSS MiB: " + ", ".join(f"{k} {v}" for k, v in results["server_rss_mib"].items()))
     if results["anomalies"]:
         print(f"{len(results['anomalies'])} turn(s) not clean, e.g. {results['anomalies'][:2]}")

@@ -9,5 +9,6 @@
 - `payloads`: the events the clients send, spoken sentences ready to stream
 - `speech`: real speech from espeak-ng or hibari (shared with the tests)
 - `conversation`: a spoken conversation's client side (paced microphone, turns, stages)
+- `wer`: word error rate with jiwer/Whisper-style text normalisation
 - `stats`: percentiles, tables, the JSON results and what they were measured on
 """
