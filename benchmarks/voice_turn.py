@@ -1,18 +1,17 @@
-"""Voice-to-voice latency of one turn: embedded STT (pocketsphinx), TTS (espeak), instant LLM.
+"""Voice-to-voice latency of one turn: embedded STT and TTS (the defaults: Whisper tiny.en,
+hibari), instant LLM.
 
-Run: python -m benchmarks.voice_turn [--turns 50] [--sessions 1]
-Prints a table and writes benchmarks/results/voice_turn.json. Takes about 2.5 minutes: the audio
+Run: python -m benchmarks.voice_turn [--turns 50] [--sessions 1] [--stt faster-whisper]
+     [--tts hibari] [--voice hibari]
+Prints a table and writes benchmarks/results/voice_turn.json. Takes about 3 minutes: the audio
 is paced in real time and the turns run one after another.
 
 Three processes, as in text_turn.py: the fake LLM (instant replies, "Hello from
-the scripted model."), openrealtime as `openrealtime serve` runs it, and this client.
-
-Each session streams one continuous real-time microphone: 20 ms chunks of 24 kHz PCM16, each
-sent on its own schedule (t0 + k x 20 ms, whatever happened before), with server VAD at its
-defaults (`silence_duration_ms` 500) and input transcription configured so its events are
-sent. A turn is 200 ms of silence, a sentence spoken by espeak (`benchmarks.lib.speech.speak`),
-then silence until `response.done` arrives, then 400 ms more silence before the next sentence
-(the client never talks over the answer, so nothing is barged in).
+the scripted model."), openrealtime as `openrealtime serve` runs it (`--stt`, `--tts`), and
+this client, which holds the conversation as `benchmarks/lib/conversation.py` says: a paced
+real-time microphone, server VAD at its defaults (`silence_duration_ms` 500), input
+transcription on; each turn a sentence spoken by `--voice` (hibari by default, espeak-ng's
+en-us with `--voice espeak`), then silence until `response.done`, then 400 ms more.
 
 Stages, each from the client's wall clock (time.monotonic, one clock for every process):
 
@@ -23,15 +22,13 @@ Stages, each from the client's wall clock (time.monotonic, one clock for every p
   → first token        first `response.output_audio_transcript.delta` received
   → first audio        first `response.output_audio.delta` received (TTS)
 
-Target: first audio within silence_duration_ms + 250 ms of the end of speech.
+Target (issue 10): first audio within silence_duration_ms + 300 ms of the end of speech, p50.
 
 By default the turns run in sequence, in one session. `--sessions N` runs N sessions in
 parallel, started at staggered times; every turn then records whether another session was
 speaking or being transcribed between its speech start and its first audio ("contended"), and
-the figures are also given for uncontended turns only. With pocketsphinx, parallel sessions
-distort the figures badly (a decode holds the GIL for up to ~50 ms at a time, so every other
-session's audio, VAD and events wait; measured: 5 staggered sessions put end of speech -> first audio at p50 3.8 s, p95 4.9 s,
-against 0.70 s / 0.76 s in sequence), hence the sequential default.
+the figures are also given for uncontended turns only (`concurrent_conversations` is the
+capacity benchmark).
 """
 
 from __future__ import annotations
@@ -39,241 +36,59 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from websockets.asyncio.client import ClientConnection
-
-from benchmarks.lib.clients import LoopLag, connect_session, run, start_session
+from benchmarks.lib.clients import LoopLag, run
+from benchmarks.lib.conversation import (
+    EV_AUDIO,
+    EV_STOPPED,
+    EV_TEXT,
+    EV_TRANSCRIPT,
+    STAGES,
+    Turn,
+    clean,
+    mark_contention,
+    match_llm_requests,
+    run_session,
+    stage_table,
+    stamp,
+)
 from benchmarks.lib.machine import (
     CpuMeter,
     add_common_arguments,
     apply_common_arguments,
     wait_for_quiet,
 )
-from benchmarks.lib.payloads import (
-    SENTENCES,
-    SILENCE_CHUNK,
-    SILENCE_MS,
-    Utterance,
-    prepare,
-    session_update,
-)
+from benchmarks.lib.payloads import SENTENCES, SILENCE_MS, prepare
 from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
 from benchmarks.lib.stats import print_table, summary_ms, write_json
-
-LEAD_MS, TAIL_MS = 200, 400
-TARGET_EXTRA_MS = 250
+from benchmarks.lib.wer import wer
 
 now = time.monotonic
-loads = orjson.loads
 
-EV_STARTED = "input_audio_buffer.speech_started"
-EV_STOPPED = "input_audio_buffer.speech_stopped"
-EV_COMMITTED = "input_audio_buffer.committed"
-EV_TRANSCRIPT = "conversation.item.input_audio_transcription.completed"
-EV_TRANSCRIPT_FAILED = "conversation.item.input_audio_transcription.failed"
-EV_CREATED = "response.created"
-EV_TEXT = "response.output_audio_transcript.delta"
-EV_AUDIO = "response.output_audio.delta"
-EV_DONE = "response.done"
-
-
-@dataclass
-class Turn:
-    session: int
-    index: int
-    text: str
-    speech_ms: float
-    end_of_speech: float = 0.0  # send time of the chunk holding the last speech sample
-    events: dict[str, float] = field(default_factory=dict)  # first arrival of each type
-    counts: dict[str, int] = field(default_factory=dict)
-    transcript: str | None = None
-    response_status: str | None = None
-    llm_request: float | None = None
-    contended: bool = False
-
-
-class Microphone:
-    """One paced stream: chunk k leaves at t0 + k x 20 ms; records how late each one was."""
-
-    def __init__(self, ws: ClientConnection, silence: str) -> None:
-        self.ws = ws
-        self.silence = silence
-        self.t0 = now() + 0.02
-        self.k = 0
-        self.lags: list[float] = []
-
-    async def send(self, message: str) -> float:
-        due = self.t0 + self.k * 0.02
-        self.k += 1
-        delay = due - now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent = now()
-        self.lags.append(sent - due)
-        await self.ws.send(message)
-        return sent
-
-    async def silence_for(self, ms: float) -> None:
-        for _ in range(round(ms / 20)):
-            await self.send(self.silence)
-
-
-async def run_session(
-    session: int,
-    url: str,
-    utterances: list[Utterance],
-    start_delay: float,
-    turns: list[Turn],
-    errors: list[str],
-    send_lags: list[float],
-) -> None:
-    await asyncio.sleep(start_delay)
-    ws = await connect_session(url)
-    current: list[Turn | None] = [None]
-    done = asyncio.Event()
-
-    async def receive() -> None:
-        async for raw in ws:
-            t = now()
-            event = loads(raw)
-            kind = event["type"]
-            if kind == "error":
-                errors.append(f"session {session}: {event['error']}")
-                continue
-            turn = current[0]
-            if turn is None:
-                continue
-            turn.events.setdefault(kind, t)
-            turn.counts[kind] = turn.counts.get(kind, 0) + 1
-            if kind == EV_TRANSCRIPT:
-                turn.transcript = event.get("transcript")
-            elif kind == EV_DONE:
-                turn.response_status = event["response"]["status"]
-                done.set()
-
-    try:
-        instructions = f"Voice benchmark session {session}. Answer briefly."
-        await start_session(ws, session_update(instructions, audio_out=True, listen=True))
-        receiver = asyncio.create_task(receive())
-        mic = Microphone(ws, SILENCE_CHUNK)
-        for index, utterance in enumerate(utterances):
-            turn = Turn(session, index, utterance.text, utterance.speech_ms)
-            current[0] = turn
-            done.clear()
-            await mic.silence_for(LEAD_MS)
-            for k, chunk in enumerate(utterance.chunks):
-                sent = await mic.send(chunk)
-                if k == utterance.last_speech_chunk:
-                    turn.end_of_speech = sent
-            deadline = now() + 15
-            while not done.is_set() and now() < deadline:
-                await mic.send(mic.silence)
-            turns.append(turn)
-            await mic.silence_for(TAIL_MS)
-        send_lags.extend(mic.lags)
-        receiver.cancel()
-        await asyncio.gather(receiver, return_exceptions=True)
-    finally:
-        await ws.close()
-
-
-def mark_contention(turns: list[Turn]) -> None:
-    """A turn is contended if another session was speaking or being transcribed (the decode
-    streams while the user speaks) at any time between its speech start and its first audio."""
-    busy = [
-        (t.session, t.events[EV_STARTED], t.events[EV_TRANSCRIPT])
-        for t in turns
-        if EV_STARTED in t.events and EV_TRANSCRIPT in t.events
-    ]
-    for turn in turns:
-        start, end = turn.events.get(EV_STARTED), turn.events.get(EV_AUDIO)
-        if start is None or end is None:
-            continue
-        turn.contended = any(
-            session != turn.session and s < end and e > start for session, s, e in busy
-        )
-
-
-def match_llm_requests(turns: list[Turn], log: list[tuple[float, dict[str, Any]]]) -> None:
-    """A session's k-th LLM request belongs to its k-th turn that created a response (the
-    instructions name the session)."""
-    marker = "Voice benchmark session "
-    by_session: dict[int, list[float]] = {}
-    for t, body in log:
-        system = next((m["content"] for m in body.get("messages", []) if m["role"] == "system"), "")
-        if marker in system:
-            session = int(system.split(marker, 1)[1].split(".", 1)[0])
-            by_session.setdefault(session, []).append(t)
-    for session, times in by_session.items():
-        mine = sorted(
-            (t for t in turns if t.session == session and EV_CREATED in t.events),
-            key=lambda t: t.index,
-        )
-        if len(mine) == len(times):
-            for turn, t in zip(mine, sorted(times), strict=True):
-                turn.llm_request = t
-
-
-STAGES = [
-    ("end of speech → speech_stopped", "eos", EV_STOPPED),
-    ("speech_stopped → transcript completed", EV_STOPPED, EV_TRANSCRIPT),
-    ("transcript → LLM has request", EV_TRANSCRIPT, "llm"),
-    ("LLM has request → first transcript delta", "llm", EV_TEXT),
-    ("transcript → first transcript delta", EV_TRANSCRIPT, EV_TEXT),
-    ("first transcript delta → first audio delta", EV_TEXT, EV_AUDIO),
-    ("end of speech → transcript completed", "eos", EV_TRANSCRIPT),
-    ("end of speech → first audio (total)", "eos", EV_AUDIO),
-]
-
-
-def stamp(turn: Turn, key: str) -> float | None:
-    if key == "eos":
-        return turn.end_of_speech or None
-    if key == "llm":
-        return turn.llm_request
-    return turn.events.get(key)
-
-
-def stage_table(turns: list[Turn]) -> dict[str, Any]:
-    out = {}
-    for name, a, b in STAGES:
-        values = [
-            stamp(t, b) - stamp(t, a)  # type: ignore[operator]
-            for t in turns
-            if stamp(t, a) is not None and stamp(t, b) is not None
-        ]
-        out[name] = summary_ms(values, (50, 95, 99))
-    return out
-
-
-def clean(turn: Turn) -> bool:
-    """One speech turn, one transcript, one completed response with audio."""
-    return (
-        turn.counts.get(EV_STOPPED) == 1
-        and turn.counts.get(EV_DONE) == 1
-        and turn.response_status == "completed"
-        and all(k in turn.events for k in (EV_STOPPED, EV_TRANSCRIPT, EV_TEXT, EV_AUDIO))
-    )
+TARGET_EXTRA_MS = 300
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(args.turns)]
-    utterances = prepare(texts)
+    utterances = prepare(texts, args.voice)
     per_session = [utterances[s :: args.sessions] for s in range(args.sessions)]
     turns: list[Turn] = []
     errors: list[str] = []
     send_lags: list[float] = []
-    with start_llm() as llm, OpenRealtimeProcess(llm, args.server_log_level) as server:
+    with (
+        start_llm() as llm,
+        OpenRealtimeProcess(llm, args.server_log_level, args.stt, tts=args.tts) as server,
+    ):
         url = server.ws_url
         processes = {"openrealtime": server, "scripted_llm": llm}
         background = wait_for_quiet(args.wait_quiet)
         # Warm-up: one turn, so the first measured turn does not build the STT decoder.
         # It is kept as the "cold" turn: what the first user after a start-up waits.
         cold: list[Turn] = []
-        await run_session(99, url, prepare([SENTENCES[1]]), 0, cold, errors, [])
+        rss_mib = {"idle": server.rss_kib() / 1024}
+        await run_session(99, url, prepare([SENTENCES[1]], args.voice), 0, cold, errors, [])
+        rss_mib["after first turn"] = server.rss_kib() / 1024
         llm.reset_log()
         period = 3.5  # rough seconds per turn, to spread the sessions' turns apart
         lag = LoopLag()
@@ -292,6 +107,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         wall = now() - started
         cpu = meter.stop()
         loop_lag = await lag.stop()
+        rss_mib["after all turns"] = server.rss_kib() / 1024
         log = llm.log()
     match_llm_requests(turns, log)
     mark_contention(turns)
@@ -322,7 +138,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "speech_ms": summary_ms([t.speech_ms / 1000 for t in good], (50,)),
         "client_send_lag_ms": summary_ms(send_lags, (50, 99)),
         "client_loop_lag_ms": summary_ms(loop_lag, (50, 99)),
+        "heard_wer_pct": round(100 * wer([(t.text, t.transcript or "") for t in turns]), 1),
         "cpu_cores": cpu,
+        "server_rss_mib": {k: round(v, 1) for k, v in rss_mib.items()},
         "background_cores_before": background,
         "wall_s": round(wall, 1),
         "turns": [
@@ -354,6 +172,11 @@ def main() -> None:
         type=int,
         default=1,
         help="parallel sessions, staggered (default 1: in sequence; see the docstring)",
+    )
+    parser.add_argument("--stt", default="faster-whisper", help="default faster-whisper (tiny.en)")
+    parser.add_argument("--tts", default="hibari", help="default hibari")
+    parser.add_argument(
+        "--voice", default="hibari", choices=["hibari", "espeak"], help="who speaks the turns"
     )
     add_common_arguments(parser)
     args = parser.parse_args()
@@ -390,6 +213,8 @@ def main() -> None:
         f"openrealtime {cpu['openrealtime']:.2f}, LLM {cpu['scripted_llm']:.2f}, "
         f"client {cpu['client']:.2f}, other processes {cpu['other_processes']:.2f}"
     )
+    print(f"word error rate of the transcripts: {results['heard_wer_pct']}%")
+    print("server RSS MiB: " + ", ".join(f"{k} {v}" for k, v in results["server_rss_mib"].items()))
     if results["anomalies"]:
         print(f"{len(results['anomalies'])} turn(s) not clean, e.g. {results['anomalies'][:2]}")
     if results["errors"]:

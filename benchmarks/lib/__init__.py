@@ -7,6 +7,8 @@
 - `machine`: CPU meters, the machine's load, niceness and the arguments every script takes
 - `clients`: WebSocket sessions, the client's own event loop, its lag
 - `payloads`: the events the clients send, spoken sentences ready to stream
-- `speech`: real speech from espeak-ng (shared with the tests)
+- `speech`: real speech from espeak-ng or hibari (shared with the tests)
+- `conversation`: a spoken conversation's client side (paced microphone, turns, stages)
+- `wer`: word error rate with jiwer/Whisper-style text normalisation
 - `stats`: percentiles, tables, the JSON results and what they were measured on
 """

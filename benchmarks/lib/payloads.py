@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 from websockets.frames import Frame, Opcode
+
+if TYPE_CHECKING:
+    from .speech import Engine
 
 RATE = 24000  # the sessions' audio/pcm rate, both ways
 CHUNK = RATE // 50  # 20 ms
@@ -148,13 +151,13 @@ class Utterance:
     last_speech_ms: float  # where the last speech sample ends, from the sentence's start
 
 
-def prepare(texts: list[str]) -> list[Utterance]:
-    """Each text spoken by espeak at RATE, cut into 20 ms append events."""
-    from .speech import speak  # loads espeak-ng: only the benchmarks that speak pay for it
+def prepare(texts: list[str], engine: Engine = "espeak") -> list[Utterance]:
+    """Each text spoken by `engine` (espeak or hibari) at RATE, cut into 20 ms append events."""
+    from .speech import speak  # loads the synthesizer: only the benchmarks that speak pay for it
 
     out = []
     for text in texts:
-        pcm = speak(text, RATE)
+        pcm = speak(text, RATE, engine=engine)
         loud = np.nonzero(np.abs(pcm.astype(np.int32)) > SPEECH_FLOOR)[0]
         last = int(loud[-1]) if len(loud) else len(pcm) - 1
         padded = np.concatenate([pcm, np.zeros(-len(pcm) % CHUNK, dtype=np.int16)])

@@ -1,7 +1,9 @@
-"""Real speech for tests and benchmarks, made by the embedded espeak-ng synthesizer (no
-downloads, ~ms each).
+"""Real speech for tests and benchmarks, made by the embedded synthesizers (no downloads):
+espeak-ng (~ms each; robotic, many voices and variants) and hibari (a natural voice, ~1% of
+real time; one voice offline, "heart").
 
-Usage: `pcm = with_silence(speak("turn on the lights", 16000), 300, 800, 16000)`.
+Usage: `pcm = with_silence(speak("turn on the lights", 16000), 300, 800, 16000)`,
+`speak("turn on the lights", engine="hibari", speed=1.3)`.
 """
 
 from __future__ import annotations
@@ -9,24 +11,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+from typing import Literal
 
 import numpy as np
 import soxr
 
-from openrealtime.backends.tts.espeak import EspeakSynthesizer
+from openrealtime.backends.tts.base import Synthesizer
+
+Engine = Literal["espeak", "hibari"]
 
 
 @functools.cache
-def _synthesizer() -> EspeakSynthesizer:
+def _synthesizer(engine: Engine) -> Synthesizer:
+    # Imported here: a caller of espeak alone does not load hibari's model, nor the reverse.
+    if engine == "hibari":
+        from openrealtime.backends.tts.hibari import HibariSynthesizer
+
+        return HibariSynthesizer()
+    from openrealtime.backends.tts.espeak import EspeakSynthesizer
+
     return EspeakSynthesizer()
 
 
 @functools.lru_cache(maxsize=256)
-def _espeak_pcm(text: str, voice: str, speed: float) -> bytes:
-    synth = _synthesizer()
+def _pcm(engine: Engine, text: str, voice: str, speed: float) -> bytes:
+    synth = _synthesizer(engine)
     backend_voice = synth.resolve_voice(voice)
     if backend_voice is None:
-        raise ValueError(f"espeak has no voice {voice!r}")
+        raise ValueError(f"{engine} has no voice {voice!r}")
 
     async def collect() -> bytes:
         return b"".join([chunk async for chunk in synth.synthesize(text, backend_voice, speed)])
@@ -50,14 +62,21 @@ def _espeak_pcm(text: str, voice: str, speed: float) -> bytes:
 
 
 def speak(
-    text: str, sample_rate: int = 24000, voice: str = "en-us", speed: float = 1.0
+    text: str,
+    sample_rate: int = 24000,
+    voice: str | None = None,
+    speed: float = 1.0,
+    *,
+    engine: Engine = "espeak",
 ) -> np.ndarray:
-    """`text` spoken by espeak-ng as mono int16 at `sample_rate`.
+    """`text` spoken by `engine` as mono int16 at `sample_rate`.
 
-    `voice` is an espeak voice ("en-us", "en-us+f3") or an OpenAI voice name ("alloy").
+    `voice` is an espeak voice ("en-us", the default, or "en-us+f3"), hibari's "heart" (its
+    default and only voice), or an OpenAI voice name ("alloy"; hibari speaks them all as heart).
     """
-    pcm = np.frombuffer(_espeak_pcm(text, voice, speed), dtype=np.int16)
-    source_rate = _synthesizer().sample_rate
+    voice = voice or ("heart" if engine == "hibari" else "en-us")
+    pcm = np.frombuffer(_pcm(engine, text, voice, speed), dtype=np.int16)
+    source_rate = _synthesizer(engine).sample_rate
     if sample_rate == source_rate:
         return pcm.copy()
     return np.asarray(soxr.resample(pcm, source_rate, sample_rate), dtype=np.int16)
