@@ -1,0 +1,258 @@
+"""`openrealtime serve --workers N`: N server processes behind one port.
+
+- The supervisor binds one listening socket per worker, all on the same port with
+  SO_REUSEPORT: the kernel spreads new connections evenly over them by address hash. (One
+  socket shared by all would go to whichever worker wakes first and accepts a whole burst;
+  sessions are long, so an uneven start stays uneven.) The supervisor keeps its copies open:
+  connections that arrive for a worker that died wait in its socket's queue for the
+  replacement instead of being refused.
+- Each worker is a fresh interpreter (multiprocessing's spawn) that serves as the single
+  process does (server/run.py `serve`, with its graceful drain), loads its own models, and
+  tags its log lines and HTTP answers with its number (`worker=2`, header
+  `openrealtime-worker: 2`).
+- State the workers must share (client secrets, where each WebRTC call lives, per-key
+  session counts) goes through Redis: `--redis-url`, or else a private redis-server on a Unix
+  socket (server/private_redis.py), started first and stopped last.
+- A worker that dies is replaced (and logged). One that dies before it ever served means
+  the configuration cannot start: everything stops, exit status 1.
+- SIGTERM or Ctrl-C: every worker drains as the single process does, then the supervisor
+  exits; a second Ctrl-C tells the workers to stop waiting for active responses. Workers
+  are in their own process group (a terminal's Ctrl-C reaches the supervisor only, which
+  passes it on once) and die with the supervisor, however it dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event
+from typing import Any
+
+from ..config import Settings
+from ..logs import configure_logging, secrets_of
+from .lifecycle import CLOSE_WAIT_S
+from .private_redis import PrivateRedis, die_with_parent, redis_server_binary
+from .run import UVICORN_SHUTDOWN_TIMEOUT_S, serve
+
+log = logging.getLogger(__name__)
+
+WORKER_HEADER = b"openrealtime-worker"
+BACKLOG = 2048  # uvicorn's default
+RESTART_INTERVAL_S = 1.0  # a worker slot is restarted at most this often
+POLL_S = 0.2
+
+_spawn = multiprocessing.get_context("spawn")
+
+
+def check_supervisor(settings: Settings) -> None:
+    """Before anything starts; raises ValueError with what to change."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("--workers needs SO_REUSEPORT, which this system lacks; use --workers 1")
+    if settings.redis_url is None:
+        redis_server_binary()
+
+
+def supervise(settings: Settings) -> int:
+    """Run until SIGTERM or Ctrl-C; the exit status."""
+    configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
+    signals: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: signals.append(signum))
+    with ExitStack() as stack:
+        sockets = listen(settings.host, settings.port, settings.workers)
+        for sock in sockets:
+            stack.callback(sock.close)
+        redis_url = settings.redis_url
+        if redis_url is None:
+            redis_url = stack.enter_context(PrivateRedis()).url
+        port = sockets[0].getsockname()[1]
+        shared = settings.model_copy(update={"redis_url": redis_url, "port": port})
+        return Supervisor(shared, sockets, signals).run()
+
+
+def listen(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` listening sockets on one port (port 0: the first one's)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_server(
+                (host, port), family=family, backlog=BACKLOG, reuse_port=True
+            )
+            sockets.append(sock)
+            port = sock.getsockname()[1]
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+@dataclass
+class Worker:
+    index: int  # 1..N, kept by its replacements
+    process: SpawnProcess
+    started: Event  # set once it serves
+    born: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, sockets: list[socket.socket], signals: list[int]):
+        self.settings = settings
+        self.sockets = sockets
+        self.signals = signals  # appended to by the signal handlers
+        self.workers: list[Worker] = []
+
+    def run(self) -> int:
+        log.info(
+            "supervisor (pid %d): %d workers on %s:%d",
+            os.getpid(),
+            len(self.sockets),
+            self.settings.host,
+            self.settings.port,
+        )
+        self.workers = [self._start(index) for index in range(1, len(self.sockets) + 1)]
+        status = 0
+        while not self.signals:
+            wait([w.process.sentinel for w in self.workers], timeout=POLL_S)
+            for slot, worker in enumerate(self.workers):
+                if worker.process.exitcode is None:
+                    continue
+                if not worker.started.is_set():
+                    log.error(
+                        "worker %d (pid %s) exited before it could serve (exit code %s); "
+                        "stopping: see its lines above",
+                        worker.index,
+                        worker.process.pid,
+                        worker.process.exitcode,
+                    )
+                    status = 1
+                    break
+                log.warning(
+                    "worker %d (pid %s) died (exit code %s); starting a new one",
+                    worker.index,
+                    worker.process.pid,
+                    worker.process.exitcode,
+                )
+                time.sleep(max(0.0, worker.born + RESTART_INTERVAL_S - time.monotonic()))
+                self.workers[slot] = self._start(worker.index)
+            else:
+                continue
+            break
+        self._stop()
+        return status
+
+    def _start(self, index: int) -> Worker:
+        started = _spawn.Event()
+        process = _spawn.Process(
+            target=worker_main,
+            args=(self.settings, index, self.sockets[index - 1], started),
+            name=f"openrealtime-worker-{index}",
+        )
+        process.start()
+        log.info("worker %d started (pid %s)", index, process.pid)
+        return Worker(index, process, started)
+
+    def _stop(self) -> None:
+        """Every worker drains (SIGTERM); a later signal makes them stop waiting (SIGINT:
+        uvicorn's second Ctrl-C); past the longest drain there is, SIGKILL."""
+        seen = len(self.signals)
+        self._send(signal.SIGTERM)
+        longest = self.settings.shutdown_grace_seconds + CLOSE_WAIT_S + UVICORN_SHUTDOWN_TIMEOUT_S
+        deadline = time.monotonic() + longest + 5
+        while self._alive() and time.monotonic() < deadline:
+            wait([w.process.sentinel for w in self._alive()], timeout=POLL_S)
+            if len(self.signals) > seen:
+                seen = len(self.signals)
+                log.info("told again: workers stop waiting for active responses")
+                self._send(signal.SIGINT)
+        for worker in self._alive():
+            log.error(
+                "worker %d (pid %s) did not stop; killing it", worker.index, worker.process.pid
+            )
+            worker.process.kill()
+        for worker in self.workers:
+            worker.process.join()
+        log.info("all workers stopped")
+
+    def _alive(self) -> list[Worker]:
+        return [w for w in self.workers if w.process.exitcode is None]
+
+    def _send(self, sig: int) -> None:
+        for worker in self._alive():
+            if worker.process.pid is not None:
+                with suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, sig)
+
+
+# --- in a worker process ---------------------------------------------------------------------
+
+
+def worker_main(settings: Settings, index: int, sock: socket.socket, started: Event) -> None:
+    os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the supervisor only
+    die_with_parent()
+    if os.getppid() == 1:  # the supervisor died before the line above
+        return
+    handler = configure_logging(
+        settings.log_level, settings.log_format, secrets=secrets_of(settings)
+    )
+    handler.addFilter(WorkerTag(index))
+    # uvicorn re-raises the signals it caught once it has stopped: a second Ctrl-C (SIGINT)
+    # would end in KeyboardInterrupt. Its handler is replaced while it runs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(
+        settings,
+        sockets=[sock],
+        wrap=lambda app: WorkerHeader(app, index),
+        on_started=started.set,
+    )
+
+
+class WorkerTag(logging.Filter):
+    """Adds `worker=N` to every line of a worker."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_ANSWERS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
+
+
+class WorkerHeader:
+    """Tells a client which worker answered (`openrealtime-worker: N`), on every HTTP
+    response and WebSocket handshake: each worker has its own /metrics and log lines."""
+
+    def __init__(self, app: Any, index: int) -> None:
+        self.app = app
+        self._header = (WORKER_HEADER, str(index).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            if message["type"] in _ANSWERS:
+                message = {**message, "headers": [*message.get("headers", ()), self._header]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
