@@ -322,7 +322,7 @@ async def run_step(
     n: int, stt: str, args: argparse.Namespace, utterances: list[Utterance], llm: LlmProcess
 ) -> dict[str, Any]:
     silence = SILENCE_CHUNK
-    server = OpenRealtimeProcess(llm, args.server_log_level, stt)
+    server = OpenRealtimeProcess(llm, args.server_log_level, stt, workers=args.server_workers)
     try:
         url = server.ws_url
         await warm_up(url, utterances[0], silence)
@@ -571,6 +571,12 @@ def main() -> None:
         "--py-spy",
         metavar="PREFIX",
         help="profile each step with py-spy to PREFIX.<stt>.<N>.svg (.txt: raw, .json: speedscope)",
+    )
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="openrealtime serve --workers N (CPU and memory: all its processes together)",
     )
     add_common_arguments(parser)
     args = parser.parse_args()
