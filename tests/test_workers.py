@@ -108,12 +108,21 @@ def worker_of(ws: websocket.WebSocket) -> str:
 def connect_on(
     workers: Workers, wanted: Callable[[str], bool], key: str = API_KEY, query: str = ""
 ) -> websocket.WebSocket:
-    """A WebSocket that reached a worker `wanted` accepts; the others are closed."""
-    for _ in range(TRIES):
-        ws = open_ws(workers, key, query)
+    """A WebSocket that reached a worker `wanted` accepts; the others are closed. (A session
+    closed here gives its per-key slot back a moment later: meanwhile, 429 means try again.)"""
+    reached, deadline = 0, time.monotonic() + 30
+    while reached < TRIES:
+        try:
+            ws = open_ws(workers, key, query)
+        except websocket.WebSocketBadStatusException as refused:
+            if refused.status_code != 429 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+            continue
         if wanted(worker_of(ws)):
             return ws
         ws.close()
+        reached += 1
     raise AssertionError(f"{TRIES} connections, none reached the worker wanted")
 
 

@@ -13,8 +13,8 @@
 - State the workers must share (client secrets, where each WebRTC call lives, per-key
   session counts) goes through Redis: `--redis-url`, or else a private redis-server on a Unix
   socket (server/private_redis.py), started first and stopped last.
-- A worker that dies is replaced (and logged). One that dies before it ever served means
-  the configuration cannot start: everything stops, exit status 1.
+- A worker that dies is replaced (and logged). If the first workers die before any has
+  served, the configuration cannot start: everything stops, exit status 1.
 - SIGTERM or Ctrl-C: every worker drains as the single process does, then the supervisor
   exits; a second Ctrl-C tells the workers to stop waiting for active responses. Workers
   are in their own process group (a terminal's Ctrl-C reaches the supervisor only, which
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 WORKER_HEADER = b"openrealtime-worker"
 BACKLOG = 2048  # uvicorn's default
 RESTART_INTERVAL_S = 1.0  # a worker slot is restarted at most this often
+MAX_RESTART_DELAY_S = 30.0
 POLL_S = 0.2
 
 _spawn = multiprocessing.get_context("spawn")
@@ -66,12 +67,20 @@ def supervise(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: signals.append(signum))
     with ExitStack() as stack:
-        sockets = listen(settings.host, settings.port, settings.workers)
+        try:
+            sockets = listen(settings.host, settings.port, settings.workers)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+            return 1
         for sock in sockets:
             stack.callback(sock.close)
         redis_url = settings.redis_url
         if redis_url is None:
-            redis_url = stack.enter_context(PrivateRedis()).url
+            try:
+                redis_url = stack.enter_context(PrivateRedis()).url
+            except (OSError, RuntimeError) as exc:
+                log.error("%s", exc)
+                return 1
         port = sockets[0].getsockname()[1]
         shared = settings.model_copy(update={"redis_url": redis_url, "port": port})
         return Supervisor(shared, sockets, signals).run()
@@ -100,7 +109,9 @@ class Worker:
     index: int  # 1..N, kept by its replacements
     process: SpawnProcess
     started: Event  # set once it serves
+    failures: int = 0  # its slot's workers in a row that died before they served
     born: float = field(default_factory=time.monotonic)
+    restart_at: float | None = None  # once dead: when its replacement starts
 
 
 class Supervisor:
@@ -109,6 +120,7 @@ class Supervisor:
         self.sockets = sockets
         self.signals = signals  # appended to by the signal handlers
         self.workers: list[Worker] = []
+        self.up = False  # a worker has served: a later failure to start is not the config's
 
     def run(self) -> int:
         log.info(
@@ -120,36 +132,49 @@ class Supervisor:
         )
         self.workers = [self._start(index) for index in range(1, len(self.sockets) + 1)]
         status = 0
-        while not self.signals:
-            wait([w.process.sentinel for w in self.workers], timeout=POLL_S)
+        while not self.signals and status == 0:
+            wait([w.process.sentinel for w in self._alive()], timeout=POLL_S)
+            self.up = self.up or any(w.started.is_set() for w in self.workers)
             for slot, worker in enumerate(self.workers):
                 if worker.process.exitcode is None:
                     continue
-                if not worker.started.is_set():
-                    log.error(
-                        "worker %d (pid %s) exited before it could serve (exit code %s); "
-                        "stopping: see its lines above",
-                        worker.index,
-                        worker.process.pid,
-                        worker.process.exitcode,
-                    )
-                    status = 1
-                    break
-                log.warning(
-                    "worker %d (pid %s) died (exit code %s); starting a new one",
-                    worker.index,
-                    worker.process.pid,
-                    worker.process.exitcode,
-                )
-                time.sleep(max(0.0, worker.born + RESTART_INTERVAL_S - time.monotonic()))
-                self.workers[slot] = self._start(worker.index)
-            else:
-                continue
-            break
+                if worker.restart_at is None:
+                    if not worker.started.is_set() and not self.up:
+                        log.error(
+                            "worker %d (pid %s) exited before it could serve (exit code %s); "
+                            "stopping: see its lines above",
+                            worker.index,
+                            worker.process.pid,
+                            worker.process.exitcode,
+                        )
+                        status = 1
+                        break
+                    worker.restart_at = self._restart_time(worker)
+                elif time.monotonic() >= worker.restart_at:
+                    failures = 0 if worker.started.is_set() else worker.failures + 1
+                    self.workers[slot] = self._start(worker.index, failures)
         self._stop()
         return status
 
-    def _start(self, index: int) -> Worker:
+    def _restart_time(self, dead: Worker) -> float:
+        """A slot restarts at most once a second; one whose workers keep dying before they
+        serve (out of memory at load?) waits longer each time, up to 30 s."""
+        now = time.monotonic()
+        if dead.started.is_set():
+            delay = max(0.0, dead.born + RESTART_INTERVAL_S - now)
+        else:
+            delay = min(MAX_RESTART_DELAY_S, RESTART_INTERVAL_S * 2**dead.failures)
+        log.warning(
+            "worker %d (pid %s) died (exit code %s)%s; starting a new one in %.0f s",
+            dead.index,
+            dead.process.pid,
+            dead.process.exitcode,
+            "" if dead.started.is_set() else " before it served",
+            delay,
+        )
+        return now + delay
+
+    def _start(self, index: int, failures: int = 0) -> Worker:
         started = _spawn.Event()
         process = _spawn.Process(
             target=worker_main,
@@ -158,7 +183,7 @@ class Supervisor:
         )
         process.start()
         log.info("worker %d started (pid %s)", index, process.pid)
-        return Worker(index, process, started)
+        return Worker(index, process, started, failures)
 
     def _stop(self) -> None:
         """Every worker drains (SIGTERM); a later signal makes them stop waiting (SIGINT:
@@ -167,6 +192,10 @@ class Supervisor:
         from .lifecycle import CLOSE_WAIT_S
         from .run import UVICORN_SHUTDOWN_TIMEOUT_S
 
+        # The workers hold their own copies while they drain (and answer 503); once they close
+        # theirs, the port is closed and new clients are refused rather than left waiting.
+        for sock in self.sockets:
+            sock.close()
         seen = len(self.signals)
         self._send(signal.SIGTERM)
         longest = self.settings.shutdown_grace_seconds + CLOSE_WAIT_S + UVICORN_SHUTDOWN_TIMEOUT_S
