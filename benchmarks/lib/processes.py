@@ -210,7 +210,7 @@ class OpenRealtimeProcess(ServerProcess):
     ) -> None:
         record_source()
         self.control_path: str | None = None
-        self.workers = workers
+        self.workers = workers  # before the start: `_wait_ready` reads it
         args = ["--llm-url", llm.url + "/v1", "--log-level", log_level, "--stt", stt, "--tts", tts]
         args += ["--workers", str(workers)]
         if control:
@@ -226,6 +226,23 @@ class OpenRealtimeProcess(ServerProcess):
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/realtime?model=gpt-realtime"
+
+    def _wait_ready(self, path: str, timeout: float = 60.0) -> None:
+        """With --workers, until every worker has answered (`openrealtime-worker` header);
+        each loads its own models, so they get the time one process gets, each."""
+        super()._wait_ready(path, timeout * self.workers)
+        deadline = time.monotonic() + timeout * self.workers
+        seen: set[str] = set()
+        while self.workers > 1 and len(seen) < self.workers:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"workers {sorted(seen)} answered; see {self.log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                # A new connection each time: the kernel picks the worker by its address.
+                answer = httpx.get(self.url + path, timeout=1.0)
+                if answer.status_code == 200:
+                    seen.add(answer.headers["openrealtime-worker"])
+            time.sleep(0.02)
 
     def cpu_seconds(self) -> float:
         """With --workers: the supervisor's, its workers' and its redis-server's together."""

@@ -32,9 +32,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
-from multiprocessing.synchronize import Event
 from typing import Any
 
 from ..config import Settings
@@ -48,6 +47,7 @@ BACKLOG = 2048  # uvicorn's default
 RESTART_INTERVAL_S = 1.0  # a worker slot is restarted at most this often
 MAX_RESTART_DELAY_S = 30.0
 POLL_S = 0.2
+SERVING = b"serving"
 
 _spawn = multiprocessing.get_context("spawn")
 
@@ -108,10 +108,19 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
 class Worker:
     index: int  # 1..N, kept by its replacements
     process: SpawnProcess
-    started: Event  # set once it serves
+    # The worker says "serving" here once it does. A pipe, not a multiprocessing Event: no
+    # semaphore for the resource tracker to find leaked at exit.
+    started: Connection
     failures: int = 0  # its slot's workers in a row that died before they served
     born: float = field(default_factory=time.monotonic)
     restart_at: float | None = None  # once dead: when its replacement starts
+    _serving: bool = False
+
+    def serving(self) -> bool:
+        if not self._serving and self.started.poll():
+            with suppress(EOFError):  # it died first
+                self._serving = self.started.recv_bytes() == SERVING
+        return self._serving
 
 
 class Supervisor:
@@ -134,12 +143,12 @@ class Supervisor:
         status = 0
         while not self.signals and status == 0:
             wait([w.process.sentinel for w in self._alive()], timeout=POLL_S)
-            self.up = self.up or any(w.started.is_set() for w in self.workers)
+            self.up = self.up or any(w.serving() for w in self.workers)
             for slot, worker in enumerate(self.workers):
                 if worker.process.exitcode is None:
                     continue
                 if worker.restart_at is None:
-                    if not worker.started.is_set() and not self.up:
+                    if not worker.serving() and not self.up:
                         log.error(
                             "worker %d (pid %s) exited before it could serve (exit code %s); "
                             "stopping: see its lines above",
@@ -151,7 +160,8 @@ class Supervisor:
                         break
                     worker.restart_at = self._restart_time(worker)
                 elif time.monotonic() >= worker.restart_at:
-                    failures = 0 if worker.started.is_set() else worker.failures + 1
+                    failures = 0 if worker.serving() else worker.failures + 1
+                    worker.started.close()
                     self.workers[slot] = self._start(worker.index, failures)
         self._stop()
         return status
@@ -160,7 +170,7 @@ class Supervisor:
         """A slot restarts at most once a second; one whose workers keep dying before they
         serve (out of memory at load?) waits longer each time, up to 30 s."""
         now = time.monotonic()
-        if dead.started.is_set():
+        if dead.serving():
             delay = max(0.0, dead.born + RESTART_INTERVAL_S - now)
         else:
             delay = min(MAX_RESTART_DELAY_S, RESTART_INTERVAL_S * 2**dead.failures)
@@ -169,19 +179,20 @@ class Supervisor:
             dead.index,
             dead.process.pid,
             dead.process.exitcode,
-            "" if dead.started.is_set() else " before it served",
+            "" if dead.serving() else " before it served",
             delay,
         )
         return now + delay
 
     def _start(self, index: int, failures: int = 0) -> Worker:
-        started = _spawn.Event()
+        started, tell = _spawn.Pipe(duplex=False)
         process = _spawn.Process(
             target=worker_main,
-            args=(self.settings, index, self.sockets[index - 1], started),
+            args=(self.settings, index, self.sockets[index - 1], tell),
             name=f"openrealtime-worker-{index}",
         )
         process.start()
+        tell.close()  # the worker's end
         log.info("worker %d started (pid %s)", index, process.pid)
         return Worker(index, process, started, failures)
 
@@ -228,7 +239,7 @@ class Supervisor:
 # --- in a worker process ---------------------------------------------------------------------
 
 
-def worker_main(settings: Settings, index: int, sock: socket.socket, started: Event) -> None:
+def worker_main(settings: Settings, index: int, sock: socket.socket, started: Connection) -> None:
     os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the supervisor only
     die_with_parent()
     if os.getppid() == 1:  # the supervisor died before the line above
@@ -246,7 +257,7 @@ def worker_main(settings: Settings, index: int, sock: socket.socket, started: Ev
         settings,
         sockets=[sock],
         wrap=lambda app: WorkerHeader(app, index),
-        on_started=started.set,
+        on_started=lambda: started.send_bytes(SERVING),
     )
 
 
