@@ -242,7 +242,8 @@ class Supervisor:
 def worker_main(settings: Settings, index: int, sock: socket.socket, started: Connection) -> None:
     os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the supervisor only
     die_with_parent()
-    if os.getppid() == 1:  # the supervisor died before the line above
+    supervisor = multiprocessing.parent_process()
+    if supervisor is None or os.getppid() != supervisor.pid:  # it died before the line above
         return
     from .run import serve
 
