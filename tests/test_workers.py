@@ -292,3 +292,27 @@ def test_with_a_redis_url_the_workers_share_that_one(
         assert log.count(f"shared state: Redis at {redis_server.url}") == 2
     finally:
         workers.stop()
+
+
+def test_ctrl_c_drains_the_sessions_of_every_worker(tmp_path: Path) -> None:
+    args = ["--workers", "2", "--api-key", API_KEY, "--shutdown-grace-seconds", "5"]
+    args += ["--stt", "openai", "--stt-base-url", "http://127.0.0.1:9/v1"]
+    args += ["--tts", "openai", "--tts-base-url", "http://127.0.0.1:9/v1"]
+    workers = Workers("ctrl-c", args, tmp_path)
+    try:
+        workers.wait_ready()
+        on_1 = connect_on(workers, lambda worker: worker == "1")
+        on_2 = connect_on(workers, lambda worker: worker == "2")
+        # A terminal's Ctrl-C reaches the supervisor alone (the workers have their own group).
+        workers.process.send_signal(signal.SIGINT)
+        for ws in (on_1, on_2):
+            events = []
+            while (frame := ws.recv_data(control_frame=True))[0] != websocket.ABNF.OPCODE_CLOSE:
+                events.append(validated(frame[1]))
+            assert int.from_bytes(frame[1][:2], "big") == 1001  # going away
+            assert events[-1].type == "error"
+            assert events[-1].error.code == "server_shutting_down"
+            ws.close()
+        assert workers.process.wait(30) == 0
+    finally:
+        workers.stop()
