@@ -188,7 +188,7 @@ async def warm_up(url: str, utterance: Utterance, sessions: int = 4) -> None:
 async def run_step(
     n: int, stt: str, args: argparse.Namespace, utterances: list[Utterance], llm: LlmProcess
 ) -> dict[str, Any]:
-    server = OpenRealtimeProcess(llm, args.server_log_level, stt)
+    server = OpenRealtimeProcess(llm, args.server_log_level, stt, workers=args.server_workers)
     shares: Shares | None = None
     try:
         url = server.ws_url
@@ -453,6 +453,12 @@ def main() -> None:
         type=int,
         default=2,
         help="client processes sharing the sessions (each with one timer for all its sessions)",
+    )
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="openrealtime serve --workers N (CPU and memory: all its processes together)",
     )
     add_common_arguments(parser)
     args = parser.parse_args()

@@ -12,6 +12,11 @@ python -m benchmarks.lib.launch openrealtime --port P --llm-url URL [--log-level
     but the recogniser; `--tts scripted` likewise for speech (the fake's canned reply).
     `--control PATH` serves the side channel (`control.py`) at PATH; `--collect-every S` (a
     diagnostic) runs `gc.collect()` every S seconds.
+
+python -m benchmarks.lib.launch openrealtime ... --workers N
+    With N >= 2, the same settings go through `openrealtime serve --workers N` itself (cli.main):
+    a supervisor, N worker processes, their private redis-server. Neither the side channel
+    nor `--collect-every` reaches into the workers.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def run_openrealtime(args: argparse.Namespace) -> None:
     for key in list(os.environ):
         if key.startswith("OPENREALTIME_"):
             del os.environ[key]  # the benchmark decides every setting
+    if args.workers > 1:
+        run_workers(args)
+        return
     from openrealtime import Settings, create_app
     from openrealtime.logs import configure_logging, secrets_of
     from openrealtime.server.run import Server, uvicorn_config
@@ -74,6 +82,25 @@ def run_openrealtime(args: argparse.Namespace) -> None:
     Server(uvicorn_config(settings, probe), drain=app.state.lifecycle.shutdown).run()
 
 
+def run_workers(args: argparse.Namespace) -> None:
+    """The settings of `run_openrealtime` as `openrealtime serve` flags, with `--workers`."""
+    if args.control or args.collect_every:
+        raise SystemExit("--control and --collect-every need --workers 1")
+    from openrealtime.cli import main as serve
+
+    argv = ["serve", "--host", "127.0.0.1", "--port", str(args.port), "--api-key", BENCH_API_KEY]
+    argv += ["--llm-base-url", args.llm_url, "--llm-model", "scripted-model"]
+    argv += ["--log-level", args.log_level, "--workers", str(args.workers)]
+    if args.stt == "scripted":
+        argv += ["--stt", "openai", "--stt-base-url", args.llm_url]
+    else:
+        argv += ["--stt", args.stt]
+    if args.tts == "scripted":
+        argv += ["--tts", "openai", "--tts-base-url", args.llm_url]
+    argv += ["--max-sessions", "100000", "--max-sessions-per-key", "100000"]
+    serve(argv)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=["llm", "openrealtime"])
@@ -84,6 +111,9 @@ def main() -> None:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--stt", default="pocketsphinx", help="pocketsphinx or scripted")
     parser.add_argument("--tts", default="espeak", help="espeak or scripted (the fake's speech)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="openrealtime: server processes (serve --workers)"
+    )
     parser.add_argument("--control", help="openrealtime: Unix socket path of the side channel")
     parser.add_argument("--mcp-allow-hosts", default="", help="openrealtime: MCP hosts allowed")
     parser.add_argument(

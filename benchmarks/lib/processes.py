@@ -207,10 +207,13 @@ class OpenRealtimeProcess(ServerProcess):
         control: bool = False,
         collect_every: float | None = None,
         mcp_allow_hosts: str | None = None,
+        workers: int = 1,
     ) -> None:
         record_source()
         self.control_path: str | None = None
+        self.workers = workers  # before the start: `_wait_ready` reads it
         args = ["--llm-url", llm.url + "/v1", "--log-level", log_level, "--stt", stt, "--tts", tts]
+        args += ["--workers", str(workers)]
         if control:
             self.control_path = os.path.join(
                 tempfile.gettempdir(),
@@ -226,6 +229,52 @@ class OpenRealtimeProcess(ServerProcess):
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/realtime?model=gpt-realtime"
+
+    def _wait_ready(self, path: str, timeout: float = 60.0) -> None:
+        """With --workers, until every worker has answered (`openrealtime-worker` header);
+        each loads its own models, so they get the time one process gets, each."""
+        super()._wait_ready(path, timeout * self.workers)
+        deadline = time.monotonic() + timeout * self.workers
+        seen: set[str] = set()
+        while self.workers > 1 and len(seen) < self.workers:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"workers {sorted(seen)} answered; see {self.log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                # A new connection each time: the kernel picks the worker by its address.
+                answer = httpx.get(self.url + path, timeout=1.0)
+                if answer.status_code == 200:
+                    seen.add(answer.headers["openrealtime-worker"])
+            time.sleep(0.02)
+
+    def cpu_seconds(self) -> float:
+        """With --workers: the supervisor's, its workers' and its redis-server's together."""
+        total = 0.0
+        for pid in self.tree():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                total += machine.cpu_seconds(pid)
+        return total
+
+    def status(self) -> dict[str, int]:
+        """With --workers, summed over the processes (VmHWM: the sum of their peaks)."""
+        out: dict[str, int] = {}
+        for pid in self.tree():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "VmHWM", "VmData", "Threads"):
+                        out[key] = out.get(key, 0) + int(value.split()[0])
+        return out
+
+    def tree(self) -> list[int]:
+        """This process and (with --workers) all its descendants."""
+        pids, i = [self.pid], 0
+        while i < len(pids) and self.workers > 1:
+            with contextlib.suppress(OSError):
+                children = Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()
+                pids += [int(c) for c in children]
+            i += 1
+        return pids
 
     def inside(self, collect: bool = False, timeout: float = 30.0) -> dict[str, Any]:
         """Tasks, threads, allocated blocks and live per-session objects, from inside."""

@@ -180,6 +180,15 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         {"type": int, "help": "and their size in bytes (default 16 MiB)"},
     ),
     (
+        "--workers",
+        "workers",
+        {
+            "type": int,
+            "help": "server processes sharing the port, each with its own models; from 2, "
+            "they share state through --redis-url, or a private redis-server (default 1)",
+        },
+    ),
+    (
         "--redis-url",
         "redis_url",
         {
@@ -215,12 +224,20 @@ def main(argv: list[str] | None = None) -> None:
         settings = parse_settings(sys.argv[1:] if argv is None else argv)
         settings.check()
         check_settings(settings)
+        if settings.workers > 1:
+            from .server.supervisor import check_supervisor
+
+            check_supervisor(settings)
     except ValidationError as exc:
         _refuse(_invalid_setting(exc))
     except BackendError as exc:
         _refuse(exc.message)
     except ValueError as exc:
         _refuse(str(exc))
+    if settings.workers > 1:
+        from .server.supervisor import supervise
+
+        sys.exit(supervise(settings))
     from .server.run import run
 
     run(settings)

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     send_queue_bytes: int = 16 * 1024 * 1024  # and their bytes (an audio delta is up to ~100 KB)
     # Shared state for several processes; unset: everything stays in-process.
     redis_url: str | None = None
+    # Server processes behind the one port (server/supervisor.py); 1: this process serves.
+    workers: int = Field(default=1, ge=1, le=64)
 
     # Backends by name (backends/registry.py lists the names each accepts).
     llm: str = "openai"  # any OpenAI-compatible Chat Completions endpoint

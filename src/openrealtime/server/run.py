@@ -58,15 +58,30 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
 
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
+    serve(settings)
 
+
+def serve(
+    settings: Settings,
+    *,
+    sockets: list[socket] | None = None,
+    wrap: Callable[[Any], Any] = lambda app: app,
+    on_started: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve until told to stop. A worker of `--workers N` (server/supervisor.py) gives the
+    `sockets` it listens on, `wrap`s the app, and hears when the server is `on_started`."""
     app = create_app(settings)
-    server = Server(uvicorn_config(settings, app), drain=app.state.lifecycle.shutdown)
+    server = Server(
+        uvicorn_config(settings, wrap(app)),
+        drain=app.state.lifecycle.shutdown,
+        on_started=on_started,
+    )
     # uvicorn catches SIGTERM, shuts down gracefully, then restores the handler it found and
     # raises the signal again — with the default handler, the process dies of it (-15), and a
     # supervisor sees a crash. With this handler in its place the re-raise is a no-op and a
     # graceful shutdown exits 0; before uvicorn takes over, it asks for that same shutdown.
     signal.signal(signal.SIGTERM, lambda signum, frame: setattr(server, "should_exit", True))
-    server.run()
+    server.run(sockets=sockets)
 
 
 class Server(uvicorn.Server):
@@ -77,9 +92,20 @@ class Server(uvicorn.Server):
     that, while the server still listens — a new client gets a 503 rather than a refused
     connection — and lets active responses finish (server/lifecycle.py)."""
 
-    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Callable[[], Awaitable[None]],
+        on_started: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(config)
         self._drain = drain
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:  # the app's start-up (models, shared state) succeeded, and it listens
+            self._on_started()
 
     async def shutdown(self, sockets: list[socket] | None = None) -> None:
         drain = asyncio.ensure_future(self._drain())
