@@ -7,7 +7,9 @@ Prints a table and writes benchmarks/results/concurrent_webrtc.json. ~1 min per 
 Processes: the fake LLM (instant replies; also the STT and TTS backends, `--stt/--tts
 scripted`: canned transcript, canned speech), openrealtime as `openrealtime serve` runs it,
 and this client: N aiortc peers as browsers make them (`oai-events` channel, a microphone
-sending 50 Opus packets a second, speech encoded once and shared so the client stays cheap).
+that sends with Opus DTX as the server's answer asks, like a browser: a packet per 400 ms in
+silence, 50 a second while speaking; `--no-dtx` for a browser without it; speech encoded once
+and shared so the client stays cheap).
 
 Per level N, one server for all levels, calls opened afresh:
   idle   N calls connected, nobody speaking: server CPU per call, RSS
@@ -90,7 +92,10 @@ async def level(
     server: OpenRealtimeProcess, llm: Any, n: int, args: argparse.Namespace, utterances: Any
 ) -> dict[str, Any]:
     key = AUTH_HEADERS["Authorization"].split()[1]
-    clients = [CallClient(server.url, key, microphone=PacketMicrophone()) for _ in range(n)]
+    clients = [
+        CallClient(server.url, key, microphone=PacketMicrophone(allow_dtx=not args.no_dtx))
+        for _ in range(n)
+    ]
     meter = CpuMeter({"openrealtime": server, "fake_models": llm})
     rss: list[int] = []
     stop = asyncio.Event()
@@ -129,6 +134,9 @@ async def level(
         "missed": sum(missed),
         "lag_ms_p50": round(percentile(ms, 50), 1),
         "lag_ms_p99": round(p99, 1),
+        "client_dtx": all(c.microphone.dtx for c in clients),
+        "client_idle_cores": idle["client"],
+        "client_talk_cores": talking["client"],
         "loadavg": loadavg(),
     }
     result["passed"] = result["missed"] == 0 and bool(ms) and p99 <= args.max_lag_ms
@@ -169,6 +177,7 @@ def main() -> None:
     parser.add_argument("--talk-seconds", type=float, default=20.0)
     parser.add_argument("--max-lag-ms", type=float, default=1500.0, help="p99 to pass (1500)")
     parser.add_argument("--keep-going", action="store_true", help="past a failing level")
+    parser.add_argument("--no-dtx", action="store_true", help="microphones send 50 packets/s")
     add_common_arguments(parser)
     args = parser.parse_args()
     apply_common_arguments(args)

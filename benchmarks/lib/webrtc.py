@@ -106,8 +106,9 @@ class PacketMicrophone(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, allow_dtx: bool = True) -> None:
         super().__init__()
+        self.allow_dtx = allow_dtx  # False: a browser without DTX, whatever the answer asks
         self.dtx = False
         self._queue: deque[bytes] = deque()
         self._start: float | None = None
@@ -217,7 +218,7 @@ class CallClient:
         assert response.headers["content-type"].startswith("application/sdp")
         self.call_id = response.headers["location"].rsplit("/", 1)[1]
         if isinstance(self.microphone, PacketMicrophone):  # a browser's Opus DTX, if asked
-            self.microphone.dtx = answers_opus_dtx(response.text)
+            self.microphone.dtx = self.microphone.allow_dtx and answers_opus_dtx(response.text)
         await self.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
 
     async def connect(self, session: dict[str, Any] | None = None) -> None:
