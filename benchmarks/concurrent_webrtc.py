@@ -46,6 +46,7 @@ SESSION = {
 }
 LOUD = 300  # rms of a frame that is heard, not silence
 ANSWER_TIMEOUT_S = 10.0
+STOPPED = "input_audio_buffer.speech_stopped"
 
 
 def loud_after(client: CallClient, since: float, start: int) -> tuple[float | None, int]:
@@ -59,9 +60,14 @@ def loud_after(client: CallClient, since: float, start: int) -> tuple[float | No
 
 
 async def talk(
-    client: CallClient, utterances: list[list[bytes]], until: float, lags: list[float]
+    client: CallClient,
+    utterances: list[list[bytes]],
+    until: float,
+    lags: list[float],
+    stopped_lags: list[float],
 ) -> int:
-    """Turn after turn until `until`; the lag of each answered turn; how many went unanswered."""
+    """Turn after turn until `until`; the lag of each answered turn, and of its
+    `speech_stopped` event; how many went unanswered."""
     microphone: PacketMicrophone = client.microphone
     rng = random.Random(id(client))
     await asyncio.sleep(rng.uniform(0, 1.5))  # calls do not speak in step
@@ -79,6 +85,11 @@ async def talk(
             missed += 1
             continue
         lags.append(heard - spoken)
+        stopped_at = next(
+            (at for at, kind in client.arrivals if at >= spoken and kind == STOPPED), None
+        )
+        if stopped_at is not None and stopped_at <= heard:
+            stopped_lags.append(stopped_at - spoken)
         # the answer plays out; then the next sentence after a pause
         with_timeout = spoken + ANSWER_TIMEOUT_S - time.monotonic()
         # its end not seen: the lag still counts, the next turn goes on
@@ -111,9 +122,12 @@ async def level(
         rss_idle = server.rss_kib()
 
         lags: list[float] = []
+        stopped_lags: list[float] = []
         meter.start()
         until = time.monotonic() + args.talk_seconds
-        missed = await asyncio.gather(*(talk(c, utterances, until, lags) for c in clients))
+        missed = await asyncio.gather(
+            *(talk(c, utterances, until, lags, stopped_lags) for c in clients)
+        )
         talking = meter.stop()
     finally:
         stop.set()
@@ -134,6 +148,8 @@ async def level(
         "missed": sum(missed),
         "lag_ms_p50": round(percentile(ms, 50), 1),
         "lag_ms_p99": round(p99, 1),
+        "stopped_lag_ms_p50": round(percentile([x * 1000 for x in stopped_lags], 50), 1),
+        "stopped_lag_ms_p99": round(percentile([x * 1000 for x in stopped_lags], 99), 1),
         "client_dtx": all(c.microphone.dtx for c in clients),
         "client_idle_cores": idle["client"],
         "client_talk_cores": talking["client"],
@@ -157,7 +173,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"  {n} calls: {result['idle_pct_per_call']}% / {result['talk_pct_per_call']}% "
                 f"of a core per call idle / talking, lag p50 {result['lag_ms_p50']} ms p99 "
-                f"{result['lag_ms_p99']} ms, missed {result['missed']}/{result['turns']}: "
+                f"{result['lag_ms_p99']} ms (speech_stopped p50 {result['stopped_lag_ms_p50']} ms "
+                f"p99 {result['stopped_lag_ms_p99']} ms), missed {result['missed']}/{result['turns']}: "
                 f"{'pass' if result['passed'] else 'FAIL'}",
                 flush=True,
             )

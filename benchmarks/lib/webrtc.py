@@ -196,6 +196,7 @@ class CallClient:
             self.pc.addTrack(self.microphone)
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.raw_events: list[str] = []
+        self.arrivals: list[tuple[float, str]] = []  # (when, type) of every event received
         # (arrival time, pts, mono int16 samples) of every frame of the server's audio; the pts
         # counts samples of the server's stream, so it does not depend on when frames arrive
         self.frames: list[tuple[float, int, np.ndarray]] = []
@@ -248,7 +249,9 @@ class CallClient:
     def _on_message(self, message: str | bytes) -> None:
         assert isinstance(message, str)
         self.raw_events.append(message)
-        self.events.put_nowait(self.parse(message))
+        event = self.parse(message)
+        self.arrivals.append((time.monotonic(), event.type))
+        self.events.put_nowait(event)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._read_audio(track)))

@@ -63,6 +63,7 @@ class InboundAudio:
         self._rate = rate
         self._decoder = opus_decoder()
         self._resampler: StreamResampler | None = None
+        self._held = False  # the resampler has had audio since it was last flushed
         self._origin: int | None = None  # the first packet's RTP timestamp
         self._next = 0  # the stream position (48 kHz samples from the first packet) due next
         # the last packet: when it came and where its audio ended
@@ -132,8 +133,9 @@ class InboundAudio:
         """Silence from the position due next to `position`, at the output rate."""
         rate = self._rate()
         resampler = self._resampler
-        if resampler is not None and resampler.out_rate == rate:
+        if self._held and resampler is not None and resampler.out_rate == rate:
             self._emit(resampler.flush())  # what the filter still held comes before the gap
+        self._held = False
         begin = self._next * rate // RATE
         self._emit(np.zeros(position * rate // RATE - begin, np.int16))
         self.filled_s += (position - self._next) / RATE
@@ -144,6 +146,7 @@ class InboundAudio:
         resampler = self._resampler
         if resampler is None or resampler.out_rate != rate:
             resampler = self._resampler = StreamResampler(RATE, rate)
+        self._held = True
         return resampler.process(pcm)
 
     def _emit(self, pcm: np.ndarray) -> None:
