@@ -8,8 +8,9 @@ Processes: the fake LLM (instant replies; also the STT and TTS backends, `--stt/
 scripted`: canned transcript, canned speech), openrealtime as `openrealtime serve` runs it,
 and this client: N aiortc peers as browsers make them (`oai-events` channel, a microphone
 that sends with Opus DTX as the server's answer asks, like a browser: a packet per 400 ms in
-silence, 50 a second while speaking; `--no-dtx` for a browser without it; speech encoded once
-and shared so the client stays cheap).
+silence, 50 a second while speaking; `--no-dtx` for a browser without it). The client is kept
+cheap: speech encoded once and shared, the server's audio decoded inline (`InlineAudio`), no
+decoder thread per call.
 
 Per level N, one server for all levels, calls opened afresh:
   idle   N calls connected, nobody speaking: server CPU per call, RSS
@@ -104,7 +105,12 @@ async def level(
 ) -> dict[str, Any]:
     key = AUTH_HEADERS["Authorization"].split()[1]
     clients = [
-        CallClient(server.url, key, microphone=PacketMicrophone(allow_dtx=not args.no_dtx))
+        CallClient(
+            server.url,
+            key,
+            microphone=PacketMicrophone(allow_dtx=not args.no_dtx),
+            lean_audio=True,
+        )
         for _ in range(n)
     ]
     meter = CpuMeter({"openrealtime": server, "fake_models": llm})

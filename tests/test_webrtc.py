@@ -141,10 +141,17 @@ def test_silence_is_filled_while_no_packet_comes() -> None:
     filled = np.concatenate(chunks)[decoded:]
     assert not filled[-int(0.9 * 24000) :].any()  # silence, at the session's rate
     assert len(filled) == pytest.approx(24000 * inbound.filled_s, abs=480)
-    # the next packet, on time for its own position, is taken after the filled stretch
-    later = int((1.0 - FILL_SLACK_S + 0.02) * RATE) // 960 * 960 + 960
-    inbound.add(_rtp(later, _packets(np.zeros(960, np.int16))[0]))
+    # a packet later than the slack (its position already filled) is still taken, after
+    # the silence: the caller speaks again, the stream stretches
+    filled_to = sum(len(c) for c in chunks)
+    speech = _packets(speak("hello there", RATE))[10:15]
+    for i, packet in enumerate(speech):
+        inbound.add(_rtp(int(0.5 * RATE) + i * 960, packet))
     assert inbound.dropped == 0
+    assert inbound.stretched_s == pytest.approx(1.0 - FILL_SLACK_S - 0.5, abs=0.03)
+    assert rms(np.concatenate(chunks)[filled_to:]) > 100
+    assert inbound.add(_rtp(int(0.5 * RATE), speech[0])) == (False, None)  # a duplicate
+    assert inbound.dropped == 1
 
 
 def test_the_answer_asks_for_opus_dtx() -> None:

@@ -178,6 +178,31 @@ def answers_opus_dtx(sdp: str) -> bool:
     )
 
 
+class InlineAudio:
+    """For load (`CallClient(lean_audio=True)`): the server's audio decoded inline as each
+    packet comes, in place of the client receiver's jitter buffer and decoder thread, as the
+    server does with the caller's audio (`transports/inbound_audio.py`): one client process
+    then carries more calls. Frames are recorded as `CallClient._read_audio` records them."""
+
+    def __init__(self, frames: list[tuple[float, int, np.ndarray]]) -> None:
+        from openrealtime.transports.inbound_audio import opus_decoder
+
+        self._frames = frames
+        self._decoder = opus_decoder()
+        self._origin: int | None = None
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        if self._origin is None:
+            self._origin = packet.timestamp
+        pts = (packet.timestamp - self._origin) % (1 << 32)
+        if packet._data:
+            for frame in self._decoder.decode(Packet(packet._data)):
+                samples = np.frombuffer(memoryview(frame.planes[0]), np.int16, frame.samples)
+                self._frames.append((time.monotonic(), pts, samples))
+                pts += frame.samples
+        return False, None
+
+
 class CallClient:
     def __init__(
         self,
@@ -186,8 +211,10 @@ class CallClient:
         *,
         audio: bool = True,
         microphone: MediaStreamTrack | None = None,
+        lean_audio: bool = False,
     ) -> None:
         self.base_url = base_url
+        self.lean_audio = lean_audio
         self.api_key = api_key
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("oai-events")
@@ -221,6 +248,12 @@ class CallClient:
         if isinstance(self.microphone, PacketMicrophone):  # a browser's Opus DTX, if asked
             self.microphone.dtx = self.microphone.allow_dtx and answers_opus_dtx(response.text)
         await self.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+        if self.lean_audio:
+            from openrealtime.transports.webrtc import take_receive_path
+
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    take_receive_path(transceiver.receiver, InlineAudio(self.frames))
 
     async def connect(self, session: dict[str, Any] | None = None) -> None:
         """Offer, POST it (as multipart with `session`, else as application/sdp), answer."""

@@ -14,7 +14,8 @@ packet every 400 ms or so while its microphone hears silence, instead of 50 a se
 session's VAD counts silence in samples, so samples must keep coming: a timestamp jump is
 filled with silence when the next packet shows it, and while no packet comes a process-wide
 ticker fills silence up to `FILL_SLACK_S` behind where the caller's stream would be now.
-A packet that arrives for a stretch already filled is dropped (it was late, or comfort noise).
+A packet that comes later than that is still taken (the caller speaks again), after the
+silence: the stream stretches a little rather than lose the start of a word.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class InboundAudio:
         # the last packet: when it came and where its audio ended
         self._arrived = 0.0
         self._arrived_end = 0
-        self.dropped = 0  # packets that came for a stretch already played or filled
+        self.packets = 0
+        self.dropped = 0  # packets that came for a stretch already played
+        self.stretched_s = 0.0  # how much late packets after a filled stretch moved it on
         self.filled_s = 0.0  # silence put in for what did not come (DTX, losses)
 
     # --- what aiortc's receiver calls ---------------------------------------------------------
@@ -92,14 +95,22 @@ class InboundAudio:
         _ticker.discard(self)
 
     def _receive(self, timestamp: int, payload: bytes) -> None:
+        self.packets += 1
         if self._origin is None:
             self._origin = timestamp
         # The timestamp as a position in the stream, unwrapped around the one due next.
         delta = (timestamp - self._origin - self._next + (1 << 31)) % (1 << 32) - (1 << 31)
         position = self._next + delta
-        if position < self._next:
+        if position < self._arrived_end:  # reordered, or a duplicate: its time has played
             self.dropped += 1
             return
+        if position < self._next:
+            # Late for a stretch the ticker filled with silence (a slow network, a busy
+            # machine): the caller is speaking again, so this is taken, not dropped, and the
+            # stream stretches by the overlap (its positions all move on by as much).
+            self.stretched_s += (self._next - position) / RATE
+            self._origin = (self._origin - (self._next - position)) % (1 << 32)
+            position = self._next
         self._arrived = time.monotonic()
         if not payload:
             return

@@ -152,8 +152,18 @@ class WebRtcPeer:
             await self._ended.wait()
         finally:
             watchdog.cancel()
-            if self._inbound is not None:
-                self._inbound.stop()
+            inbound = self._inbound
+            if inbound is not None:
+                inbound.stop()
+                log.info(
+                    "call %s: audio in: %d packets, %.1f s of silence filled (DTX, losses), "
+                    "%.2f s stretched for late packets, %d reordered packets dropped",
+                    self.name,
+                    inbound.packets,
+                    inbound.filled_s,
+                    inbound.stretched_s,
+                    inbound.dropped,
+                )
             driver.remove_sink(self._send)
             driver.remove_sink(self.playout.take)
             driver.player = None
