@@ -40,10 +40,10 @@ log = logging.getLogger(__name__)
 RATE = 48000  # WebRTC's Opus clock; libopus through FFmpeg always decodes at 48 kHz
 _TIME_BASE = fractions.Fraction(1, RATE)
 # While no packet comes, silence is filled up to this far behind where the caller's stream
-# would be now: more than the network's jitter on a path that has it, so that a packet in
-# time is not dropped; it is also how late the end of a turn can be seen under DTX.
-FILL_SLACK_S = 0.06
-FILL_TICK_S = 0.05  # how often the ticker looks (one timer for every call of the process)
+# would be now. It is how late the end of a turn can be seen under DTX (with the tick); a
+# packet later than it is not lost, only the stream stretches, so it stays small.
+FILL_SLACK_S = 0.03
+FILL_TICK_S = 0.04  # how often the ticker looks (one timer for every call of the process)
 
 
 def opus_decoder() -> AudioCodecContext:
