@@ -177,12 +177,48 @@ async def test_sdp_offer_answer_and_session_created_on_the_data_channel(rtc_serv
         answer = response.text
         assert answer.startswith("v=0") and "a=candidate:" in answer
         assert "a=end-of-candidates" in answer  # gathered before answering
+        # audio in Opus only (the server decodes Opus), and the caller asked for DTX
+        audio_line = next(line for line in answer.splitlines() if line.startswith("m=audio"))
+        payload_types = audio_line.split()[3:]
+        assert len(payload_types) == 1
+        assert f"a=rtpmap:{payload_types[0]} opus/48000/2" in answer
+        assert answers_opus_dtx(answer)
         created = await client.recv()
         assert created.type == "session.created"
         assert created.session.type == "realtime"
         assert created.session.audio.output.format.type == "audio/pcm"
     finally:
         await client.close()
+
+
+async def test_an_offer_without_opus_is_refused(rtc_server) -> None:
+    client = CallClient(rtc_server.url, API_KEY)
+    try:
+        offer = await client.offer()
+        opus = [line for line in offer.splitlines() if " opus/48000" in line]
+        assert opus
+        pt = opus[0].split(":")[1].split()[0]
+        lines = [
+            line
+            for line in offer.splitlines()
+            if not line.startswith((f"a=rtpmap:{pt} ", f"a=fmtp:{pt} ", f"a=rtcp-fb:{pt} "))
+        ]
+        lines = [
+            " ".join(p for p in line.split() if p != pt) if line.startswith("m=audio") else line
+            for line in lines
+        ]
+        async with httpx.AsyncClient(base_url=rtc_server.url) as http:
+            response = await http.post(
+                CALLS,
+                content="\r\n".join(lines) + "\r\n",
+                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/sdp"},
+            )
+        assert response.status_code == 400, response.text
+        assert "Opus" in response.json()["error"]["message"]
+        assert response.json()["error"]["param"] == "sdp"
+    finally:
+        await client.close()
+    assert not rtc_server.app.state.calls._calls
 
 
 async def test_multipart_offer_with_session_through_the_sdk(rtc_server) -> None:

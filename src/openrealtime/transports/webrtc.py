@@ -107,6 +107,14 @@ class WebRtcPeer:
         if audio is not None:
             self.pc.addTrack(self._track)  # joins the offer's audio section
             self._plays = True
+            # Opus only: the caller's packets are decoded as Opus (`InboundAudio`), and every
+            # browser offers it. aiortc has set the section's common codecs by now (private:
+            # `setCodecPreferences` comes too late for an answer); an offer without Opus is
+            # refused.
+            opus = [c for c in audio._codecs if _is_opus(c)]
+            if not opus:
+                raise ValueError("the offer's audio section has no Opus codec")
+            audio._codecs = opus
             if audio.receiver.track in self._offered_tracks:  # the client sends audio
                 self._remote_audio = audio.receiver.track
                 self._inbound = InboundAudio(self._append_audio, self._input_rate)
@@ -320,6 +328,10 @@ def take_receive_path(receiver: Any, inbound: InboundAudio) -> None:
     if not hasattr(receiver, attribute):
         raise RuntimeError("this aiortc has no audio jitter buffer to replace")
     setattr(receiver, attribute, inbound)
+
+
+def _is_opus(codec: Any) -> bool:
+    return str(codec.mimeType).lower() == "audio/opus"
 
 
 _OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.IGNORECASE | re.MULTILINE)
