@@ -7,7 +7,10 @@ Prints a table and writes benchmarks/results/concurrent_webrtc.json. ~1 min per 
 Processes: the fake LLM (instant replies; also the STT and TTS backends, `--stt/--tts
 scripted`: canned transcript, canned speech), openrealtime as `openrealtime serve` runs it,
 and this client: N aiortc peers as browsers make them (`oai-events` channel, a microphone
-sending 50 Opus packets a second, speech encoded once and shared so the client stays cheap).
+that sends with Opus DTX as the server's answer asks, like a browser: a packet per 400 ms in
+silence, 50 a second while speaking; `--no-dtx` for a browser without it). The client is kept
+cheap: speech encoded once and shared, the server's audio decoded inline (`InlineAudio`), no
+decoder thread per call.
 
 Per level N, one server for all levels, calls opened afresh:
   idle   N calls connected, nobody speaking: server CPU per call, RSS
@@ -44,6 +47,7 @@ SESSION = {
 }
 LOUD = 300  # rms of a frame that is heard, not silence
 ANSWER_TIMEOUT_S = 10.0
+STOPPED = "input_audio_buffer.speech_stopped"
 
 
 def loud_after(client: CallClient, since: float, start: int) -> tuple[float | None, int]:
@@ -57,9 +61,14 @@ def loud_after(client: CallClient, since: float, start: int) -> tuple[float | No
 
 
 async def talk(
-    client: CallClient, utterances: list[list[bytes]], until: float, lags: list[float]
+    client: CallClient,
+    utterances: list[list[bytes]],
+    until: float,
+    lags: list[float],
+    stopped_lags: list[float],
 ) -> int:
-    """Turn after turn until `until`; the lag of each answered turn; how many went unanswered."""
+    """Turn after turn until `until`; the lag of each answered turn, and of its
+    `speech_stopped` event; how many went unanswered."""
     microphone: PacketMicrophone = client.microphone
     rng = random.Random(id(client))
     await asyncio.sleep(rng.uniform(0, 1.5))  # calls do not speak in step
@@ -77,6 +86,11 @@ async def talk(
             missed += 1
             continue
         lags.append(heard - spoken)
+        stopped_at = next(
+            (at for at, kind in client.arrivals if at >= spoken and kind == STOPPED), None
+        )
+        if stopped_at is not None and stopped_at <= heard:
+            stopped_lags.append(stopped_at - spoken)
         # the answer plays out; then the next sentence after a pause
         with_timeout = spoken + ANSWER_TIMEOUT_S - time.monotonic()
         # its end not seen: the lag still counts, the next turn goes on
@@ -90,7 +104,15 @@ async def level(
     server: OpenRealtimeProcess, llm: Any, n: int, args: argparse.Namespace, utterances: Any
 ) -> dict[str, Any]:
     key = AUTH_HEADERS["Authorization"].split()[1]
-    clients = [CallClient(server.url, key, microphone=PacketMicrophone()) for _ in range(n)]
+    clients = [
+        CallClient(
+            server.url,
+            key,
+            microphone=PacketMicrophone(allow_dtx=not args.no_dtx),
+            lean_audio=True,
+        )
+        for _ in range(n)
+    ]
     meter = CpuMeter({"openrealtime": server, "fake_models": llm})
     rss: list[int] = []
     stop = asyncio.Event()
@@ -106,9 +128,12 @@ async def level(
         rss_idle = server.rss_kib()
 
         lags: list[float] = []
+        stopped_lags: list[float] = []
         meter.start()
         until = time.monotonic() + args.talk_seconds
-        missed = await asyncio.gather(*(talk(c, utterances, until, lags) for c in clients))
+        missed = await asyncio.gather(
+            *(talk(c, utterances, until, lags, stopped_lags) for c in clients)
+        )
         talking = meter.stop()
     finally:
         stop.set()
@@ -129,6 +154,11 @@ async def level(
         "missed": sum(missed),
         "lag_ms_p50": round(percentile(ms, 50), 1),
         "lag_ms_p99": round(p99, 1),
+        "stopped_lag_ms_p50": round(percentile([x * 1000 for x in stopped_lags], 50), 1),
+        "stopped_lag_ms_p99": round(percentile([x * 1000 for x in stopped_lags], 99), 1),
+        "client_dtx": all(c.microphone.dtx for c in clients),
+        "client_idle_cores": idle["client"],
+        "client_talk_cores": talking["client"],
         "loadavg": loadavg(),
     }
     result["passed"] = result["missed"] == 0 and bool(ms) and p99 <= args.max_lag_ms
@@ -149,7 +179,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"  {n} calls: {result['idle_pct_per_call']}% / {result['talk_pct_per_call']}% "
                 f"of a core per call idle / talking, lag p50 {result['lag_ms_p50']} ms p99 "
-                f"{result['lag_ms_p99']} ms, missed {result['missed']}/{result['turns']}: "
+                f"{result['lag_ms_p99']} ms (speech_stopped p50 {result['stopped_lag_ms_p50']} ms "
+                f"p99 {result['stopped_lag_ms_p99']} ms), missed {result['missed']}/{result['turns']}: "
                 f"{'pass' if result['passed'] else 'FAIL'}",
                 flush=True,
             )
@@ -169,6 +200,7 @@ def main() -> None:
     parser.add_argument("--talk-seconds", type=float, default=20.0)
     parser.add_argument("--max-lag-ms", type=float, default=1500.0, help="p99 to pass (1500)")
     parser.add_argument("--keep-going", action="store_true", help="past a failing level")
+    parser.add_argument("--no-dtx", action="store_true", help="microphones send 50 packets/s")
     add_common_arguments(parser)
     args = parser.parse_args()
     apply_common_arguments(args)

@@ -11,23 +11,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import openai
 import pytest
-from av import AudioFrame
 from conftest import API_KEY
 from scripted_llm import Text
 from servers import ServerThread
 from speech_fixtures import speak, with_silence
 from webrtc_client import RATE, CallClient, rms, serve
 
+from benchmarks.lib.webrtc import PacketMicrophone, answers_opus_dtx, encode_opus
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
 from openrealtime.server.secrets import new_secret
 from openrealtime.transports.dialect import GA
-from openrealtime.transports.webrtc import mono_s16
+from openrealtime.transports.inbound_audio import FILL_SLACK_S, InboundAudio
+from openrealtime.transports.webrtc import with_opus_dtx
 
 CALLS = "/v1/realtime/calls"
 TEXT_ONLY = {"type": "realtime", "output_modalities": ["text"]}
@@ -85,24 +87,80 @@ async def _settled_tasks(server, expected: list[str], timeout: float = 5) -> lis
         await asyncio.sleep(0.1)
 
 
-# --- audio in: a decoded frame to mono ------------------------------------------------------
+# --- audio in: packets decoded inline, gaps as silence --------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["s16", "s16p", "flt"])
-def test_a_decoded_frame_becomes_mono_with_its_channels_averaged(fmt) -> None:
-    rng = np.random.default_rng(7)
-    left, right = rng.integers(-30000, 30000, (2, 960), dtype=np.int16)
-    if fmt == "s16":  # packed, as aiortc's Opus decoder gives it
-        data = np.stack([left, right], axis=1).reshape(1, -1)
-    elif fmt == "s16p":
-        data = np.stack([left, right])
-    else:
-        data = np.stack([left, right], axis=1).reshape(1, -1).astype(np.float32) / 32768
-    frame = AudioFrame.from_ndarray(data, format=fmt, layout="stereo")
-    expected = (left.astype(np.int32) + right) // 2
-    assert np.abs(mono_s16(frame).astype(np.int32) - expected).max() <= 1
-    mono = AudioFrame.from_ndarray(left.reshape(1, -1), format="s16", layout="mono")
-    assert np.array_equal(mono_s16(mono), left)
+def _packets(pcm: np.ndarray) -> list[bytes]:
+    return encode_opus(pcm)  # 20 ms Opus packets of 48 kHz mono
+
+
+def _inbound(rate: int = 24000) -> tuple[InboundAudio, list[np.ndarray]]:
+    chunks: list[np.ndarray] = []
+    return InboundAudio(chunks.append, lambda: rate), chunks
+
+
+def _rtp(timestamp: int, payload: bytes) -> SimpleNamespace:
+    return SimpleNamespace(timestamp=timestamp, _data=payload)
+
+
+def test_packets_decode_to_the_session_rate_in_order() -> None:
+    speech = speak("hello there", RATE)
+    inbound, chunks = _inbound(24000)
+    for i, packet in enumerate(_packets(speech)):
+        assert inbound.add(_rtp((4_294_960_000 + i * 960) % (1 << 32), packet)) == (False, None)
+    out = np.concatenate(chunks)
+    frames = -(-len(speech) // 960)
+    # all of it, at 24 kHz, less the decoder's pre-skip and what the resampler holds (~30 ms)
+    assert frames * 480 - 960 <= len(out) <= frames * 480
+    assert rms(out) > 300 and inbound.dropped == 0 and inbound.filled_s == 0
+
+
+def test_a_timestamp_gap_is_silence_and_a_late_packet_is_dropped() -> None:
+    speech = _packets(speak("hello there", RATE))
+    inbound, chunks = _inbound(16000)
+    inbound.add(_rtp(1000, speech[0]))
+    inbound.add(_rtp(1000 + 960 * 21, speech[1]))  # DTX: 400 ms sent as nothing
+    inbound.add(_rtp(1000 + 960 * 5, speech[2]))  # within what is already filled
+    assert inbound.dropped == 1
+    assert inbound.filled_s == pytest.approx(0.4)
+    total = sum(len(c) for c in chunks)
+    assert 21 * 320 <= total <= 22 * 320  # two frames and the gap, at 16 kHz
+    gap = max((c for c in chunks if not c.any()), key=len)
+    assert len(gap) == 20 * 320  # the gap's 20 frames, in one piece
+
+
+def test_silence_is_filled_while_no_packet_comes() -> None:
+    inbound, chunks = _inbound(24000)
+    inbound.add(_rtp(0, _packets(np.zeros(960, np.int16))[0]))
+    start = time.monotonic()
+    inbound.fill_to_now(start)  # the packet just came: nothing is missing yet
+    assert inbound.filled_s == 0
+    decoded = sum(len(c) for c in chunks)
+    inbound.fill_to_now(start + 1.0)
+    assert inbound.filled_s == pytest.approx(1.0 - FILL_SLACK_S, abs=0.03)
+    filled = np.concatenate(chunks)[decoded:]
+    assert not filled[-int(0.9 * 24000) :].any()  # silence, at the session's rate
+    assert len(filled) == pytest.approx(24000 * inbound.filled_s, abs=480)
+    # a packet later than the slack (its position already filled) is still taken, after
+    # the silence: the caller speaks again, the stream stretches
+    filled_to = sum(len(c) for c in chunks)
+    speech = _packets(speak("hello there", RATE))[10:15]
+    for i, packet in enumerate(speech):
+        inbound.add(_rtp(int(0.5 * RATE) + i * 960, packet))
+    assert inbound.dropped == 0
+    assert inbound.stretched_s == pytest.approx(1.0 - FILL_SLACK_S - 0.5, abs=0.03)
+    assert rms(np.concatenate(chunks)[filled_to:]) > 100
+    assert inbound.add(_rtp(int(0.5 * RATE), speech[0])) == (False, None)  # a duplicate
+    assert inbound.dropped == 1
+
+
+def test_the_answer_asks_for_opus_dtx() -> None:
+    answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96 0\r\na=rtpmap:96 opus/48000/2\r\n"
+    assert with_opus_dtx(answer).endswith("a=rtpmap:96 opus/48000/2\r\na=fmtp:96 usedtx=1\r\n")
+    assert answers_opus_dtx(with_opus_dtx(answer))
+    with_fmtp = answer + "a=fmtp:96 minptime=10\r\n"
+    assert "a=fmtp:96 minptime=10;usedtx=1\r\n" in with_opus_dtx(with_fmtp)
+    assert not answers_opus_dtx(answer)
 
 
 # --- the SDP exchange ------------------------------------------------------------------------
@@ -119,12 +177,48 @@ async def test_sdp_offer_answer_and_session_created_on_the_data_channel(rtc_serv
         answer = response.text
         assert answer.startswith("v=0") and "a=candidate:" in answer
         assert "a=end-of-candidates" in answer  # gathered before answering
+        # audio in Opus only (the server decodes Opus), and the caller asked for DTX
+        audio_line = next(line for line in answer.splitlines() if line.startswith("m=audio"))
+        payload_types = audio_line.split()[3:]
+        assert len(payload_types) == 1
+        assert f"a=rtpmap:{payload_types[0]} opus/48000/2" in answer
+        assert answers_opus_dtx(answer)
         created = await client.recv()
         assert created.type == "session.created"
         assert created.session.type == "realtime"
         assert created.session.audio.output.format.type == "audio/pcm"
     finally:
         await client.close()
+
+
+async def test_an_offer_without_opus_is_refused(rtc_server) -> None:
+    client = CallClient(rtc_server.url, API_KEY)
+    try:
+        offer = await client.offer()
+        opus = [line for line in offer.splitlines() if " opus/48000" in line]
+        assert opus
+        pt = opus[0].split(":")[1].split()[0]
+        lines = [
+            line
+            for line in offer.splitlines()
+            if not line.startswith((f"a=rtpmap:{pt} ", f"a=fmtp:{pt} ", f"a=rtcp-fb:{pt} "))
+        ]
+        lines = [
+            " ".join(p for p in line.split() if p != pt) if line.startswith("m=audio") else line
+            for line in lines
+        ]
+        async with httpx.AsyncClient(base_url=rtc_server.url) as http:
+            response = await http.post(
+                CALLS,
+                content="\r\n".join(lines) + "\r\n",
+                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/sdp"},
+            )
+        assert response.status_code == 400, response.text
+        assert "Opus" in response.json()["error"]["message"]
+        assert response.json()["error"]["param"] == "sdp"
+    finally:
+        await client.close()
+    assert not rtc_server.app.state.calls._calls
 
 
 async def test_multipart_offer_with_session_through_the_sdk(rtc_server) -> None:
@@ -300,7 +394,7 @@ async def test_hangup_ends_the_call_and_frees_everything(rtc_server) -> None:
         await client.until("session.created")
         call_id = client.call_id
         during = await _tasks(rtc_server)
-        assert "_run_call" in during and "WebRtcPeer._pump_audio" in during
+        assert "_run_call" in during and "WebRtcPeer._await_track_end" in during
         async with httpx.AsyncClient(base_url=rtc_server.url) as http:
             auth = {"Authorization": f"Bearer {API_KEY}"}
             other = new_secret({"type": "realtime"}, 60, time.time())
@@ -418,6 +512,37 @@ async def test_spoken_turn_over_the_audio_track(rtc_server, llm) -> None:
         loud = np.flatnonzero(np.abs(heard.astype(np.int32)) > 300)
         heard_ms = (loud[-1] - loud[0]) / RATE * 1000
         assert heard_ms > 0.6 * generated_ms, (heard_ms, generated_ms)
+    finally:
+        await client.close()
+
+
+@pytest.mark.realtime
+async def test_a_caller_with_opus_dtx_sends_little_in_silence_and_its_turn_ends(
+    rtc_server, llm
+) -> None:
+    """A browser that the answer asks for DTX sends a packet per 400 ms in silence, and
+    nothing after its last word: the server fills the silence, so the turn ends and is
+    answered."""
+    llm.script(Text(["Sure, the lights are on now."]))
+    microphone = PacketMicrophone()
+    client = CallClient(rtc_server.url, API_KEY, microphone=microphone)
+    try:
+        await client.connect(session={"type": "realtime"})
+        await client.until("session.created")
+        assert microphone.dtx  # the answer asked for it
+        await asyncio.sleep(0.5)  # past the 200 ms hangover
+        sent = microphone.sent
+        await asyncio.sleep(1.0)
+        assert microphone.sent - sent <= 4  # not 50
+        microphone.play(encode_opus(speak("turn on the lights in the kitchen", RATE)))
+        started = (await client.until("input_audio_buffer.speech_started", timeout=10))[-1]
+        stopped = (await client.until("input_audio_buffer.speech_stopped", timeout=10))[-1]
+        assert stopped.audio_end_ms > started.audio_start_ms
+        events = await client.until("output_audio_buffer.stopped", timeout=30)
+        types = [e.type for e in events]
+        assert "output_audio_buffer.started" in types
+        done = next(e for e in events if e.type == "response.done")
+        assert done.response.status == "completed"
     finally:
         await client.close()
 

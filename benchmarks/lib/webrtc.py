@@ -7,6 +7,7 @@ audio track. The tests subclass it to validate every event strictly (tests/webrt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import functools
 import time
@@ -91,26 +92,38 @@ def silent_packet() -> bytes:
     return encode_opus(np.zeros(10 * FRAME, np.int16))[-1]
 
 
+DTX_HANGOVER_FRAMES = 10  # silent frames sent at the full rate before DTX sets in (libopus)
+DTX_INTERVAL_FRAMES = 20  # then one packet per 400 ms, as libwebrtc sends with usedtx=1
+
+
 class PacketMicrophone(MediaStreamTrack):
     """A microphone for load: it sends speech encoded once (`encode_opus`), shared by every
-    call, and a canned silent packet in between, as a browser without DTX sends 50 packets a
-    second; so the load generator does not pay an Opus encoder per call. `speech_end` is when
-    the last packet of what it was given left."""
+    call, and a canned silent packet in between; so the load generator does not pay an Opus
+    encoder per call. In silence it sends as a browser does: 50 packets a second, or, when
+    the answer asked for Opus DTX (`dtx`, set by `CallClient.accept`), 200 ms of silent
+    packets and then one every 400 ms, the RTP timestamps jumping over the gaps.
+    `speech_end` is when the last packet of what it was given left."""
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, allow_dtx: bool = True) -> None:
         super().__init__()
+        self.allow_dtx = allow_dtx  # False: a browser without DTX, whatever the answer asks
+        self.dtx = False
         self._queue: deque[bytes] = deque()
         self._start: float | None = None
         self._pts = 0
+        self._quiet = 0  # silent packets sent since the last speech
+        self._wake = asyncio.Event()
         self.speech_end: float | None = None
         self.done = asyncio.Event()
+        self.sent = 0  # packets, for the load generator's own figures
 
     def play(self, packets: list[bytes]) -> None:
         self.done.clear()
         self.speech_end = None
         self._queue.extend(packets)
+        self._wake.set()
 
     async def recv(self) -> Packet:
         if self.readyState != "live":
@@ -118,6 +131,8 @@ class PacketMicrophone(MediaStreamTrack):
         now = time.monotonic()
         if self._start is None:
             self._start = now
+        elif self.dtx and not self._queue and self._quiet >= DTX_HANGOVER_FRAMES:
+            await self._dtx_pause(now)
         else:
             self._pts += FRAME
             wait = self._start + self._pts / RATE - now
@@ -125,14 +140,67 @@ class PacketMicrophone(MediaStreamTrack):
                 await asyncio.sleep(wait)
         if self._queue:
             packet = Packet(self._queue.popleft())
+            self._quiet = 0
             if not self._queue:
                 self.speech_end = time.monotonic()
                 self.done.set()
         else:
             packet = Packet(silent_packet())
+            self._quiet += 1
         packet.pts = self._pts
         packet.time_base = fractions.Fraction(1, RATE)
+        self.sent += 1
         return packet
+
+    async def _dtx_pause(self, now: float) -> None:
+        """Until the next comfort-noise packet is due, or speech comes; the stream's clock
+        goes on meanwhile, in whole frames."""
+        assert self._start is not None
+        self._wake.clear()
+        due = self._start + (self._pts + DTX_INTERVAL_FRAMES * FRAME) / RATE
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, due - now))
+        frames = round((time.monotonic() - self._start) * RATE / FRAME)
+        self._pts = max(self._pts + FRAME, frames * FRAME)
+
+
+def answers_opus_dtx(sdp: str) -> bool:
+    """The answer asks us for Opus DTX: `usedtx=1` on an Opus payload type's fmtp."""
+    opus = {
+        line.split(":", 1)[1].split()[0]
+        for line in sdp.splitlines()
+        if line.lower().startswith("a=rtpmap:") and " opus/" in line.lower()
+    }
+    return any(
+        line.startswith(f"a=fmtp:{pt} ") and "usedtx=1" in line
+        for line in sdp.splitlines()
+        for pt in opus
+    )
+
+
+class InlineAudio:
+    """For load (`CallClient(lean_audio=True)`): the server's audio decoded inline as each
+    packet comes, in place of the client receiver's jitter buffer and decoder thread, as the
+    server does with the caller's audio (`transports/inbound_audio.py`): one client process
+    then carries more calls. Frames are recorded as `CallClient._read_audio` records them."""
+
+    def __init__(self, frames: list[tuple[float, int, np.ndarray]]) -> None:
+        from openrealtime.transports.inbound_audio import opus_decoder
+
+        self._frames = frames
+        self._decoder = opus_decoder()
+        self._origin: int | None = None
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        if self._origin is None:
+            self._origin = packet.timestamp
+        pts = (packet.timestamp - self._origin) % (1 << 32)
+        if packet._data:
+            for frame in self._decoder.decode(Packet(packet._data)):
+                samples = np.frombuffer(memoryview(frame.planes[0]), np.int16, frame.samples)
+                self._frames.append((time.monotonic(), pts, samples))
+                pts += frame.samples
+        return False, None
 
 
 class CallClient:
@@ -143,8 +211,10 @@ class CallClient:
         *,
         audio: bool = True,
         microphone: MediaStreamTrack | None = None,
+        lean_audio: bool = False,
     ) -> None:
         self.base_url = base_url
+        self.lean_audio = lean_audio
         self.api_key = api_key
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("oai-events")
@@ -153,6 +223,7 @@ class CallClient:
             self.pc.addTrack(self.microphone)
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self.raw_events: list[str] = []
+        self.arrivals: list[tuple[float, str]] = []  # (when, type) of every event received
         # (arrival time, pts, mono int16 samples) of every frame of the server's audio; the pts
         # counts samples of the server's stream, so it does not depend on when frames arrive
         self.frames: list[tuple[float, int, np.ndarray]] = []
@@ -174,7 +245,15 @@ class CallClient:
         assert response.status_code == 201, response.text
         assert response.headers["content-type"].startswith("application/sdp")
         self.call_id = response.headers["location"].rsplit("/", 1)[1]
+        if isinstance(self.microphone, PacketMicrophone):  # a browser's Opus DTX, if asked
+            self.microphone.dtx = self.microphone.allow_dtx and answers_opus_dtx(response.text)
         await self.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+        if self.lean_audio:
+            from openrealtime.transports.webrtc import take_receive_path
+
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    take_receive_path(transceiver.receiver, InlineAudio(self.frames))
 
     async def connect(self, session: dict[str, Any] | None = None) -> None:
         """Offer, POST it (as multipart with `session`, else as application/sdp), answer."""
@@ -203,7 +282,9 @@ class CallClient:
     def _on_message(self, message: str | bytes) -> None:
         assert isinstance(message, str)
         self.raw_events.append(message)
-        self.events.put_nowait(self.parse(message))
+        event = self.parse(message)
+        self.arrivals.append((time.monotonic(), event.type))
+        self.events.put_nowait(event)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._read_audio(track)))

@@ -2,8 +2,11 @@
 driver. Thin by design, like the WebSocket transport — the session core holds every rule, the
 driver runs the work:
 
-- Audio in: the remote track's frames (48 kHz Opus, decoded to s16, usually stereo) are
-  downmixed, resampled to the session's input format and appended to the session's buffer.
+- Audio in: the caller's Opus packets are decoded on the loop as they come
+  (`inbound_audio.py`, in place of aiortc's jitter buffer and decoder thread), resampled to
+  the session's input format and appended to the session's buffer. Our SDP answer asks the
+  caller for Opus DTX (`usedtx=1`): a browser then sends a few packets a second in silence,
+  not 50, and the gaps are appended as silence, so turns still end.
 - Audio out: the driver's audio deltas go to a `Playout`, which a real-time-paced outgoing
   track (`playout_track.py`) plays as 20 ms 48 kHz Opus packets, and pauses while nothing
   plays. The playout sends
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -34,16 +38,15 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
 
 from ..audio import formats
-from ..audio.resample import StreamResampler
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
 from ..protocol.server_events import AUDIO_DELTA, ServerEvent
 from ..runtime.driver import SessionDriver
 from .dialect import GA, Dialect
 from .ending import Close
+from .inbound_audio import InboundAudio
 from .playout import Playout
 from .playout_track import PlayoutTrack
 
@@ -76,6 +79,7 @@ class WebRtcPeer:
         self._plays = False  # the offer has an audio section to send the answer in
         self._offered_tracks: list[MediaStreamTrack] = []
         self._remote_audio: MediaStreamTrack | None = None
+        self._inbound: InboundAudio | None = None
         self._channel: RTCDataChannel | None = None
         self._pending: list[str] | None = []  # None: no channel will take them
         self._connected = False
@@ -103,12 +107,22 @@ class WebRtcPeer:
         if audio is not None:
             self.pc.addTrack(self._track)  # joins the offer's audio section
             self._plays = True
+            # Opus only: the caller's packets are decoded as Opus (`InboundAudio`), and every
+            # browser offers it. aiortc has set the section's common codecs by now (private:
+            # `setCodecPreferences` comes too late for an answer); an offer without Opus is
+            # refused.
+            opus = [c for c in audio._codecs if _is_opus(c)]
+            if not opus:
+                raise ValueError("the offer's audio section has no Opus codec")
+            audio._codecs = opus
             if audio.receiver.track in self._offered_tracks:  # the client sends audio
                 self._remote_audio = audio.receiver.track
+                self._inbound = InboundAudio(self._append_audio, self._input_rate)
+                take_receive_path(audio.receiver, self._inbound)
         if "m=application" not in offer_sdp:
             self._pending = None  # audio only: no data channel will come
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        return with_opus_dtx(self.pc.localDescription.sdp)
 
     def hang_up(self) -> None:
         self._ended.set()
@@ -138,13 +152,26 @@ class WebRtcPeer:
         pump: asyncio.Task[None] | None = None
         try:
             driver.start()
-            if self._remote_audio is not None:
+            if self._remote_audio is not None and self._inbound is not None:
+                self._inbound.start()
                 pump = loop.create_task(
-                    self._pump_audio(self._remote_audio), name=f"{self.name} audio in"
+                    self._await_track_end(self._remote_audio), name=f"{self.name} audio in"
                 )
             await self._ended.wait()
         finally:
             watchdog.cancel()
+            inbound = self._inbound
+            if inbound is not None:
+                inbound.stop()
+                log.info(
+                    "call %s: audio in: %d packets, %.1f s of silence filled (DTX, losses), "
+                    "%.2f s stretched for late packets, %d reordered packets dropped",
+                    self.name,
+                    inbound.packets,
+                    inbound.filled_s,
+                    inbound.stretched_s,
+                    inbound.dropped,
+                )
             driver.remove_sink(self._send)
             driver.remove_sink(self.playout.take)
             driver.player = None
@@ -272,47 +299,54 @@ class WebRtcPeer:
                 log.warning("call %s: the data channel never opened; events dropped", self.name)
                 self._pending = None
 
-    # --- audio in ------------------------------------------------------------------------------
+    # --- audio in ---------------------------------------------------------------------------
 
-    async def _pump_audio(self, track: MediaStreamTrack) -> None:
-        driver = self.driver
-        resampler: StreamResampler | None = None
+    def _input_rate(self) -> int:
+        return formats.sample_rate(self.driver.input_format)  # session.update may change it
+
+    def _append_audio(self, pcm: np.ndarray) -> None:
+        self.driver.append_audio(formats.encode(self.driver.input_format, pcm))
+
+    async def _await_track_end(self, track: MediaStreamTrack) -> None:
+        """The caller's audio comes through `InboundAudio`; the track only tells when it ends
+        (the receiver stops: the peer hung up or the connection closed)."""
         while True:
             try:
-                frame = await track.recv()
+                await track.recv()
             except MediaStreamError:
                 break
-            assert isinstance(frame, AudioFrame)
-            fmt = driver.input_format  # a session.update may change it mid-call
-            out_rate = formats.sample_rate(fmt)
-            if (
-                resampler is None
-                or resampler.in_rate != frame.sample_rate
-                or resampler.out_rate != out_rate
-            ):
-                resampler = StreamResampler(frame.sample_rate, out_rate)
-            pcm = resampler.process(mono_s16(frame))
-            if len(pcm):
-                driver.append_audio(formats.encode(fmt, pcm))
         log.info("call %s: the remote audio track ended", self.name)
         self._ended.set()
 
 
-def mono_s16(frame: AudioFrame) -> np.ndarray:
-    """A decoded frame as mono int16: channels averaged, whether packed or planar."""
-    channels = len(frame.layout.channels)
-    if channels == 2 and frame.format.name == "s16":
-        # aiortc's Opus decoder gives packed stereo s16: read the plane in place (a fifth of
-        # the cost of `to_ndarray` and a reshape, per 20 ms frame).
-        both = np.frombuffer(memoryview(frame.planes[0]), np.int16, 2 * frame.samples)
-        return ((both[0::2].astype(np.int32) + both[1::2]) >> 1).astype(np.int16)
-    samples: Any = frame.to_ndarray()
-    if samples.dtype != np.int16:  # float formats; aiortc's decoders give s16
-        samples = np.clip(samples * 32768.0, -32768, 32767).astype(np.int16)
-    if channels == 1:
-        return np.ascontiguousarray(samples.reshape(-1))
-    if frame.format.is_planar:
-        per_channel = samples.reshape(channels, -1)
-        return (per_channel.sum(axis=0, dtype=np.int32) // channels).astype(np.int16)
-    interleaved = samples.reshape(-1, channels)
-    return (interleaved.sum(axis=1, dtype=np.int32) // channels).astype(np.int16)
+def take_receive_path(receiver: Any, inbound: InboundAudio) -> None:
+    """Put `inbound` in place of the receiver's audio jitter buffer: every RTP packet goes to
+    `inbound.add`, and aiortc's decoder thread gets nothing to do (it waits, costing nothing).
+    The attribute is private to aiortc (the same since its early versions); if it moves, this
+    raises and the offer is refused, and tests/test_webrtc.py fails."""
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    if not hasattr(receiver, attribute):
+        raise RuntimeError("this aiortc has no audio jitter buffer to replace")
+    setattr(receiver, attribute, inbound)
+
+
+def _is_opus(codec: Any) -> bool:
+    return str(codec.mimeType).lower() == "audio/opus"
+
+
+_OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.IGNORECASE | re.MULTILINE)
+
+
+def with_opus_dtx(sdp: str) -> str:
+    """The answer with `usedtx=1` on its Opus payload types: the caller's encoder may then
+    stop sending in silence (RFC 7587 6.1). aiortc writes no fmtp for Opus; if one is there,
+    the parameter is added to it."""
+    for payload_type in _OPUS_RTPMAP.findall(sdp):
+        fmtp = re.compile(rf"^a=fmtp:{payload_type} ([^\r\n]*)", re.MULTILINE)
+        match = fmtp.search(sdp)
+        if match is None:
+            rtpmap = re.compile(rf"^(a=rtpmap:{payload_type} opus/48000\S*)(\r?\n)", re.M | re.I)
+            sdp = rtpmap.sub(rf"\1\2a=fmtp:{payload_type} usedtx=1\2", sdp, count=1)
+        elif "usedtx" not in match.group(1):
+            sdp = sdp[: match.end(1)] + ";usedtx=1" + sdp[match.end(1) :]
+    return sdp
