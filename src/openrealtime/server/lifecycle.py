@@ -228,27 +228,31 @@ class ModelWarmup:
     on first use behind the same lock as this warm-up (the recognizer, the voice, the worker
     pool, the end-of-turn model), so nothing fails for being early; it is only slower. A model
     that fails to load here is logged; each later use tries again and reports its own error.
-    The end-of-turn model (Smart Turn, for `semantic_vad`) is warmed beside the others."""
+    The end-of-turn model (Smart Turn, for `semantic_vad`) is warmed beside the others.
+
+    A load cannot be interrupted, and a process must not exit while a thread is inside a
+    model's native code (it crashes), so shutdown waits for the loads in hand (`finished`)."""
 
     def __init__(self, backends: Backends) -> None:
         self.state = "loading"  # then "ready" or "failed", shown by /healthz
-        self._task = asyncio.get_running_loop().create_task(self._run(backends))
+        loads = {"stt": backends.stt.load, "tts": backends.tts.load, "turn": turn_judge.warm}
+        self._task = asyncio.get_running_loop().create_task(self._run(loads))
 
-    async def _run(self, backends: Backends) -> None:
+    async def _run(self, loads: dict[str, Callable[[], None]]) -> None:
         started = time.perf_counter()
         results = await asyncio.gather(
-            asyncio.to_thread(backends.load),
-            asyncio.to_thread(turn_judge.warm),
-            return_exceptions=True,
+            *(asyncio.to_thread(load) for load in loads.values()), return_exceptions=True
         )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
-            log.error("a model failed to load at start-up", exc_info=failure)
-        self.state = "failed" if failures else "ready"
+        failed = False
+        for kind, result in zip(loads, results, strict=True):
+            if isinstance(result, BaseException):
+                failed = True
+                log.error("the %s model failed to load at start-up", kind, exc_info=result)
+        self.state = "failed" if failed else "ready"
         log.info(
             "models %s", self.state, extra={"seconds": round(time.perf_counter() - started, 2)}
         )
 
     async def finished(self) -> None:
-        """Wait for the warm-up (at shutdown: the models must not load after their close)."""
+        """Wait for the warm-up (at shutdown: see above)."""
         await asyncio.wait([self._task])
