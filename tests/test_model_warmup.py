@@ -54,7 +54,7 @@ def test_a_session_before_the_models_are_loaded_waits_for_its_transcript(
     settings: Settings, release: threading.Event
 ) -> None:
     mine = settings.model_copy(update={"stt": "faster-whisper", "tts": "espeak"})
-    with ServerThread(create_app(mine, create_backends(mine))) as server:
+    with ServerThread(create_app(mine, create_backends(mine)), warm=False) as server:
         assert models(server.url) == "loading"
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY)
         with client.realtime.connect(model="gpt-realtime") as conn:
