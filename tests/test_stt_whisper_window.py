@@ -97,3 +97,31 @@ def test_a_turn_is_decoded_in_the_short_window_and_falls_back_when_it_declines(
     monkeypatch.setattr(window, "decode", lambda *args: None)
     slow = asyncio.run(done())
     assert words(slow.text) == words(fast.text) == ["play", "some", "relaxing", "music"]
+
+
+def test_a_decode_that_says_the_utterance_twice_is_left_to_the_full_decode(
+    transcriber: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short window's way of going astray: the words again, too few of them for the
+    compression ratio to show it. Such a decode is not kept."""
+    window = window_of(transcriber)
+    model: Any = window._model
+    inner = model.model  # the CTranslate2 model
+    text = " Turn on the lights in the kitchen. Turn on the lights in the kitchen."
+    doubled = window._tokenizer_class(model.hf_tokenizer, False, task="transcribe").encode(text)
+
+    class Doubled:
+        def __init__(self, result: Any) -> None:
+            self.sequences_ids = [doubled]
+            self.scores = [-0.1]
+            self.no_speech_prob = 0.01
+
+    class Model:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        def generate(self, *args: Any, **kwargs: Any) -> list[Any]:
+            return [Doubled(r) for r in inner.generate(*args, **kwargs)]
+
+    monkeypatch.setattr(model, "model", Model())
+    assert window.decode(spoken("Turn on the lights in the kitchen."), None, None) is None

@@ -8,7 +8,9 @@ tiny.en starts repeating itself), so:
 - only utterances up to SHORT_AUDIO_S are decoded this way, leaving ≥ 2 s of padding;
 - greedy, without timestamps, and at most TOKENS_PER_S tokens per second of audio;
 - the decode is kept only when faster-whisper's own checks would keep it at temperature 0
-  (compression ratio ≤ 2.4, average log-probability ≥ -1, length limit not reached); otherwise
+  (compression ratio ≤ 2.4, average log-probability ≥ -1, length limit not reached) and no run
+  of three words occurs twice in it (a short window's way of going astray: it says the
+  utterance again, seen on espeak's "Turn on the lights in the kitchen."); otherwise
   the caller decodes the whole 30 s window the usual way (`decode` returns None). A segment that
   faster-whisper would drop as silence (no-speech probability > 0.6 with a low log-probability)
   is "" here too, as is punctuation alone.
@@ -16,6 +18,7 @@ tiny.en starts repeating itself), so:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -95,6 +98,15 @@ class ShortWindow:
             len(tokens) >= limit
             or avg_logprob < _LOG_PROB_MIN
             or get_compression_ratio(text) > _COMPRESSION_RATIO_MAX
+            or _repeats(text)
         ):
             return None
         return text
+
+
+def _repeats(text: str, n: int = 3) -> bool:
+    """Some run of `n` words occurs twice: how a shortened window's decode goes astray (it says
+    the utterance again), too short a text for the compression ratio to show it."""
+    words = re.findall(r"[\w']+", text.lower())
+    runs = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(runs)) < len(runs)
