@@ -26,7 +26,7 @@ def words(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def transcriber() -> FasterWhisperTranscriber:
-    t = FasterWhisperTranscriber("tiny.en")
+    t = FasterWhisperTranscriber("tiny.en", short_window=True)
     t.load()
     return t
 
