@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from typing import Any
+from urllib.request import urlopen
 
 import numpy as np
 import orjson
@@ -120,6 +121,13 @@ class Server:
                 raise RuntimeError("server did not start")
             time.sleep(0.05)
         port = self.server.servers[0].sockets[0].getsockname()[1]
+        # The models load after the server listens: measure turns, not the warm-up.
+        while (
+            orjson.loads(urlopen(f"http://127.0.0.1:{port}/healthz").read())["models"] == "loading"
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the models did not load")
+            time.sleep(0.1)
         return f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
 
     def __exit__(self, *exc: Any) -> None:

@@ -110,6 +110,10 @@ def test_a_turn_decoded_early_has_its_words_and_events_in_order(whisper_client) 
     assert position(events, "input_audio_buffer.speech_stopped") < position(
         events, "input_audio_buffer.committed"
     )
+    # As OpenAI's whisper-1: the whole text in one delta, then `completed`.
+    deltas = [e for e in events if e.type == "conversation.item.input_audio_transcription.delta"]
+    assert [(d.item_id, d.delta) for d in deltas] == [(completed.item_id, completed.transcript)]
+    assert position(events, deltas[0].type) < position(events, COMPLETED)
 
 
 def test_speech_resuming_after_a_pause_discards_the_early_decode(whisper_client) -> None:

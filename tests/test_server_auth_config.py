@@ -177,7 +177,8 @@ def test_open_mode_serves_a_text_turn_to_the_sdk_with_any_key(open_server, llm) 
 def test_healthz_answers_ok_without_a_key(server) -> None:
     answer = httpx.get(server.url + "/healthz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok"}
+    assert answer.json()["status"] == "ok"
+    assert answer.json()["models"] in {"loading", "ready"}
 
 
 def test_models_with_the_key_lists_the_pipeline(server, client) -> None:

@@ -184,3 +184,26 @@ async def test_a_failing_model_raises_backend_error(
     with pytest.raises(BackendError, match="onnx exploded") as caught:
         await speak(synth, SENTENCE)
     assert caught.value.backend == "tts"
+
+
+@pytest.mark.parametrize("text", [SENTENCE, "Hello.", "Sixty-five degrees and sunny."])
+async def test_speech_starts_at_once_and_only_silence_is_trimmed(
+    synth: HibariSynthesizer, text: str
+) -> None:
+    """hibari's own output starts with ~0.25 s of silence; the first delta is audible (-54 dBFS) within 60 ms
+    of the first phoneme, and what was cut is silence: the audio is the model's, minus a
+    head below -72 dBFS."""
+    pcm = await speak(synth, text)
+    audible = np.flatnonzero(np.abs(pcm) > 64)  # -54 dBFS
+    assert audible[0] / synth.sample_rate < 0.06, f"{audible[0] / 24} ms of silence first"
+    synth.load()
+    engine = hibari_backend._engine
+    assert engine is not None
+    model = engine._tts
+    raw = model.from_ids(model.ids(model.phonemize(text)[0]), 1.0, np.random.default_rng(0))
+    raw16 = (np.clip(raw, -1.0, 1.0) * 32767.0).astype("<i2")
+    assert np.flatnonzero(np.abs(raw16) > 64)[0] / synth.sample_rate > 0.15, "no silence to cut"
+    cut = len(raw16) - len(pcm)
+    assert cut > 0
+    assert np.array_equal(raw16[cut:], pcm), "more than the head was changed"
+    assert np.abs(raw16[:cut]).max() <= 8, "something louder than silence was cut"

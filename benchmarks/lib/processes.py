@@ -61,7 +61,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.what} exited at start-up; see {self.log_path}")
             try:
-                if httpx.get(self.url + path, timeout=1.0).status_code < 500:
+                answer = httpx.get(self.url + path, timeout=1.0)
+                # openrealtime loads its models after it listens: wait for them too.
+                if answer.status_code < 500 and not _models_loading(answer):
                     return
             except httpx.HTTPError:
                 pass
@@ -188,6 +190,13 @@ def start_llm(delay: float = 0.0, chunks: int | None = None) -> LlmProcess:
     """Instant replies by default; `chunks` pieces `delay` s apart to answer like a model."""
     args = ["--delay", str(delay), *(["--chunks", str(chunks)] if chunks else [])]
     return LlmProcess("llm", *args, ready_path="/v1/models")
+
+
+def _models_loading(answer: httpx.Response) -> bool:
+    try:
+        return bool(answer.json().get("models") == "loading")
+    except ValueError:  # not JSON: not openrealtime's /healthz
+        return False
 
 
 # --- openrealtime --------------------------------------------------------------------------

@@ -47,7 +47,8 @@ class Backends:
         }
 
     def load(self) -> None:
-        """Load and warm what loads lazily (decoders, local models); blocking, at start-up.
+        """Load and warm what loads lazily (decoders, local models); blocking. The server does
+        this in the background instead, once it listens (`ModelWarmup`, server/lifecycle.py).
 
         The recognizer and the voice load side by side: both spend most of it in native code
         that releases the GIL, so the server is ready in about the longer of the two."""

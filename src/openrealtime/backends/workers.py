@@ -170,6 +170,10 @@ class WorkerPool(Generic[M]):
                 for worker in workers:
                     worker.process.kill()
                 raise
+            if self._closed:  # closed while they loaded (a start-up warm-up cut short)
+                for worker in workers:
+                    worker.process.kill()
+                return
             self._workers, self._started = workers, True
         log.info(
             "%d %s model worker(s) ready",

@@ -18,6 +18,8 @@ Rules:
   followed it without speech resuming (frames below the VAD's exit threshold), so the words
   are the same. A manual commit or clear cancels it and transcribes the item as committed.
   If an adopted decode fails, the item is transcribed again, whole.
+- A transcript none of whose words went out as deltas gets one delta with the whole text
+  before `completed` (as OpenAI's whisper-1 does), so a client always sees a delta.
 """
 
 from __future__ import annotations
@@ -184,11 +186,15 @@ class Transcription:
 
     def done(self, item_id: str, content_index: int, text: str, seconds: float) -> None:
         self._transcribing.discard(item_id)
-        self._partials.pop(item_id, None)
+        streamed = self._partials.pop(item_id, None) is not None
         if item_id in self._conversation:
             item = self._conversation.get(item_id)
             item.content[content_index].transcript = text
             if self._reports:
+                if not streamed and text:
+                    # No words went out as deltas (an early decode, a short streamed turn):
+                    # the whole text in one delta, as OpenAI's whisper-1 sends it.
+                    self._emit(ev.transcription_delta(item_id, content_index, text))
                 usage = {"type": "duration", "seconds": round(seconds, 3)}
                 self._emit(ev.transcription_completed(item_id, content_index, text, usage))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +25,7 @@ from .client_secrets import router as client_secrets_router
 from .console import router as console_router
 from .cors import CrossOrigin
 from .errors import openai_error
-from .lifecycle import Lifecycle, NotAdmitted
+from .lifecycle import Lifecycle, ModelWarmup, NotAdmitted
 from .observability import observe
 from .sessions import new_session, session_config
 from .shared import create_shared_state
@@ -52,12 +51,13 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = backends or create_backends(settings)
-        await load_models(app.state.backends)
+        warmup = app.state.warmup = ModelWarmup(app.state.backends)  # sessions wait for it
         await announce(settings, app.state.backends)
         app.state.ready = True
         try:
             yield
         finally:
+            await warmup.finished()
             await close_scheduler()
             if backends is None:
                 await app.state.backends.aclose()
@@ -89,10 +89,10 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         if lifecycle.shutting_down:  # a load balancer stops sending new clients here
             return JSONResponse({"status": "shutting_down"}, status_code=503)
-        ready = app.state.ready
-        return JSONResponse(
-            {"status": "ok" if ready else "starting"}, status_code=200 if ready else 503
-        )
+        if not app.state.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        # Sessions are taken while the models load (they wait for them): say which it is.
+        return JSONResponse({"status": "ok", "models": app.state.warmup.state})
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
@@ -158,11 +158,6 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             await slot.release()
 
     return app
-
-
-async def load_models(backends: Backends) -> None:
-    """Load what loads lazily (decoders, local models) before the server says it is ready."""
-    await asyncio.to_thread(backends.load)
 
 
 async def announce(settings: Settings, backends: Backends) -> None:

@@ -24,15 +24,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fastapi.responses import JSONResponse
 
+from ..backends.registry import Backends
 from ..config import Settings
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
+from ..runtime import turn_judge
 from ..runtime.driver import SessionDriver
 from ..transports.ending import Close
 from ..transports.send_queue import QueueLimits
@@ -215,3 +218,41 @@ def _shutting_down() -> ProtocolError:
         errors.SERVER_SHUTTING_DOWN,
         type=errors.SERVER_ERROR,
     )
+
+
+class ModelWarmup:
+    """The models load and warm in the background once the server listens, so `/healthz`
+    answers within a second or two of the start instead of after the slowest model.
+
+    A session that arrives first is accepted and waits for what it uses: every backend loads
+    on first use behind the same lock as this warm-up (the recognizer, the voice, the worker
+    pool, the end-of-turn model), so nothing fails for being early; it is only slower. A model
+    that fails to load here is logged; each later use tries again and reports its own error.
+    The end-of-turn model (Smart Turn, for `semantic_vad`) is warmed beside the others.
+
+    A load cannot be interrupted, and a process must not exit while a thread is inside a
+    model's native code (it crashes), so shutdown waits for the loads in hand (`finished`)."""
+
+    def __init__(self, backends: Backends) -> None:
+        self.state = "loading"  # then "ready" or "failed", shown by /healthz
+        loads = {"stt": backends.stt.load, "tts": backends.tts.load, "turn": turn_judge.warm}
+        self._task = asyncio.get_running_loop().create_task(self._run(loads))
+
+    async def _run(self, loads: dict[str, Callable[[], None]]) -> None:
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(asyncio.to_thread(load) for load in loads.values()), return_exceptions=True
+        )
+        failed = False
+        for kind, result in zip(loads, results, strict=True):
+            if isinstance(result, BaseException):
+                failed = True
+                log.error("the %s model failed to load at start-up", kind, exc_info=result)
+        self.state = "failed" if failed else "ready"
+        log.info(
+            "models %s", self.state, extra={"seconds": round(time.perf_counter() - started, 2)}
+        )
+
+    async def finished(self) -> None:
+        """Wait for the warm-up (at shutdown: see above)."""
+        await asyncio.wait([self._task])

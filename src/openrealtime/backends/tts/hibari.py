@@ -37,6 +37,11 @@ VOICE_MAP: dict[str, str] = dict.fromkeys(OPENAI_VOICES, SHIPPED_VOICE)
 SAMPLE_RATE = 24_000
 _SPEED_MIN, _SPEED_MAX = 0.5, 2.0  # hibari's range; OpenAI's is 0.25-1.5
 _CHUNK_SAMPLES = SAMPLE_RATE // 10  # 100 ms per chunk handed on, for fine-grained playout
+# hibari starts every piece with ~0.2 s of digital silence and ~50 ms of a fade-in below
+# -72 dBFS (at most 8 of 32767) before the first phoneme: dropped, but for a 10 ms margin, as
+# it delays first audio and shifts barge-in offsets.
+_SILENCE_LEVEL = 8 / 32767
+_ONSET_MARGIN = SAMPLE_RATE // 100
 # An unknown word sends the phonemizer to its OOV net, which loads lazily: warm it at start-up.
 _WARM_UP_TEXT = "Warm up, zyxquorble."
 
@@ -69,8 +74,15 @@ class _Engine:
         rng = np.random.default_rng(seed)  # the noise component; a seed makes output repeatable
         for phonemes in self._tts.phonemize(text):
             audio = self._tts.from_ids(self._tts.ids(phonemes), speed, rng)
-            if not sink(audio):
+            if not sink(without_leading_silence(audio)):
                 return
+
+
+def without_leading_silence(audio: np.ndarray) -> np.ndarray:
+    """`audio` from 10 ms before its first sample above the silence level (all of it if none
+    is: that is not for this function to judge)."""
+    loud = np.flatnonzero(np.abs(audio) > _SILENCE_LEVEL)
+    return audio[max(0, int(loud[0]) - _ONSET_MARGIN) :] if len(loud) else audio
 
 
 _engine: _Engine | None = None

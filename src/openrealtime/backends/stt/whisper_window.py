@@ -1,0 +1,112 @@
+"""A faster Whisper decode for short utterances: a 10 s encoder window instead of 30 s.
+
+faster-whisper pads every input to Whisper's 30 s window, and the encoder's cost is that
+window's, whatever the utterance: ~0.7 s of one core for tiny.en, most of a short turn's decode.
+Whisper's encoder accepts a shorter window (CTranslate2 slices the positional embeddings), and
+a third of it costs ~0.22 s. Shorter windows drift from what Whisper was trained on (at 6 s
+tiny.en starts repeating itself), so:
+- only utterances up to SHORT_AUDIO_S are decoded this way, leaving ≥ 2 s of padding;
+- greedy, without timestamps, and at most TOKENS_PER_S tokens per second of audio;
+- the decode is kept only when faster-whisper's own checks would keep it at temperature 0
+  (compression ratio ≤ 2.4, average log-probability ≥ -1, length limit not reached) and no run
+  of three words occurs twice in it (a short window's way of going astray: it says the
+  utterance again, seen on espeak's "Turn on the lights in the kitchen."); otherwise
+  the caller decodes the whole 30 s window the usual way (`decode` returns None). A segment that
+  faster-whisper would drop as silence (no-speech probability > 0.6 with a low log-probability)
+  is "" here too, as is punctuation alone.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from .base import SAMPLE_RATE
+
+WINDOW_FRAMES = 1000  # 10 s of 10 ms mel frames
+SHORT_AUDIO_S = 8.0
+TOKENS_PER_S = 12  # a fast speaker says ~6 tokens a second; more is a decode going astray
+_COMPRESSION_RATIO_MAX = 2.4
+_LOG_PROB_MIN = -1.0
+_NO_SPEECH_MIN = 0.6
+
+
+class ShortWindow:
+    """Decodes with `model` (a `faster_whisper.WhisperModel`), sharing its weights."""
+
+    @classmethod
+    def of(cls, model: object) -> ShortWindow | None:
+        """The short window of a real faster-whisper model; None for anything else (a fake)."""
+        from faster_whisper import WhisperModel
+
+        real = isinstance(WhisperModel, type) and isinstance(model, WhisperModel)
+        return cls(model) if real else None
+
+    def __init__(self, model: Any) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._model = model
+        self._multilingual = bool(model.model.is_multilingual)
+        self._tokenizer_class = Tokenizer
+        self._suppressed = get_suppressed_tokens
+
+    def decode(self, audio: np.ndarray, language: str | None, prompt: str | None) -> str | None:
+        """The transcript of `audio` (float32, 16 kHz), or None: decode it the usual way."""
+        import ctranslate2
+        from faster_whisper.transcribe import get_compression_ratio
+
+        seconds = len(audio) / SAMPLE_RATE
+        if seconds > SHORT_AUDIO_S or (self._multilingual and language is None):
+            return None  # too long for the window, or the language is still to be detected
+        model = self._model
+        tokenizer = self._tokenizer_class(
+            model.hf_tokenizer,
+            self._multilingual,
+            task="transcribe",
+            language=language if self._multilingual else "en",
+        )
+        features = model.feature_extractor(audio)[:, :WINDOW_FRAMES]
+        features = np.pad(features, ((0, 0), (0, WINDOW_FRAMES - features.shape[1])))
+        encoded = model.model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])),
+            to_cpu=False,
+        )
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
+        tokens_in = model.get_prompt(tokenizer, previous, without_timestamps=True)
+        limit = int(seconds * TOKENS_PER_S) + 8
+        result = model.model.generate(
+            encoded,
+            [tokens_in],
+            beam_size=1,
+            max_length=len(tokens_in) + limit,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppressed(tokenizer, (-1,)),
+        )[0]
+        tokens = result.sequences_ids[0]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > _NO_SPEECH_MIN and avg_logprob < _LOG_PROB_MIN:
+            return ""  # silence, as faster-whisper would drop it
+        text: str = tokenizer.decode(tokens).strip()
+        if not any(c.isalnum() for c in text):
+            return ""  # punctuation alone ("." on silence) is no words
+        if (
+            len(tokens) >= limit
+            or avg_logprob < _LOG_PROB_MIN
+            or get_compression_ratio(text) > _COMPRESSION_RATIO_MAX
+            or _repeats(text)
+        ):
+            return None
+        return text
+
+
+def _repeats(text: str, n: int = 3) -> bool:
+    """Some run of `n` words occurs twice: how a shortened window's decode goes astray (it says
+    the utterance again), too short a text for the compression ratio to show it."""
+    words = re.findall(r"[\w']+", text.lower())
+    runs = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(runs)) < len(runs)

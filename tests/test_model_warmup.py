@@ -1,0 +1,85 @@
+"""The models load in the background after the server starts listening (server/lifecycle.py
+`ModelWarmup`): `/healthz` answers while they load, and a session that arrives first is served
+once its model is there; it waits, it does not fail."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from conftest import API_KEY, recv, recv_until
+from servers import ServerThread
+from speech_fixtures import speak, with_silence
+
+from openrealtime.backends.registry import create_backends
+from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
+from openrealtime.config import Settings
+from openrealtime.runtime import turn_judge
+from openrealtime.server.app import create_app
+
+RATE = 24000
+CHUNK = RATE // 50 * 2  # 20 ms of audio/pcm
+
+
+@pytest.fixture
+def release(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Holds the recognizer's load until set: the start-up warm-up and a session's first
+    decode both wait behind it."""
+    gate = threading.Event()
+    load = FasterWhisperTranscriber._load
+
+    def held(self: FasterWhisperTranscriber) -> Any:
+        assert gate.wait(30), "the test never released the load"
+        return load(self)
+
+    monkeypatch.setattr(FasterWhisperTranscriber, "_load", held)
+    yield gate
+    gate.set()
+
+
+def models(url: str) -> str:
+    answer = httpx.get(url + "/healthz")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ok"
+    return str(answer.json()["models"])
+
+
+def test_a_session_before_the_models_are_loaded_waits_for_its_transcript(
+    settings: Settings, release: threading.Event
+) -> None:
+    mine = settings.model_copy(update={"stt": "faster-whisper", "tts": "espeak"})
+    with ServerThread(create_app(mine, create_backends(mine)), warm=False) as server:
+        assert models(server.url) == "loading"
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY)
+        with client.realtime.connect(model="gpt-realtime") as conn:
+            assert recv(conn).type == "session.created"
+            audio = {"input": {"turn_detection": None, "transcription": {"model": "whisper-1"}}}
+            conn.session.update(
+                session={"type": "realtime", "output_modalities": ["text"], "audio": audio}
+            )
+            assert recv(conn).type == "session.updated"
+            raw = with_silence(speak("Turn on the lights.", RATE), 200, 200, RATE).tobytes()
+            for start in range(0, len(raw), CHUNK):
+                chunk = base64.b64encode(raw[start : start + CHUNK]).decode()
+                conn.input_audio_buffer.append(audio=chunk)
+            conn.input_audio_buffer.commit()
+            assert recv(conn).type == "input_audio_buffer.committed"
+            assert models(server.url) == "loading"  # the transcript waits for the recognizer
+            release.set()
+            events = recv_until(conn, "conversation.item.input_audio_transcription.completed")
+        failures = [e for e in events if e.type == "error" or e.type.endswith(".failed")]
+        assert not failures, failures
+        assert re.findall(r"[a-z]+", events[-1].transcript.lower()) == [
+            "turn",
+            "on",
+            "the",
+            "lights",
+        ]
+        assert models(server.url) == "ready"
+        assert turn_judge._loaded() is not None, "Smart Turn was not warmed"
