@@ -134,3 +134,17 @@ def test_the_recognizer_and_the_voice_load_side_by_side() -> None:
     )
     backends.load()
     assert sorted(loaded) == ["stt", "tts"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"), [([], False), (["--stt-short-window", "true"], True)]
+)
+def test_the_short_whisper_window_is_one_flag_away(flag: list[str], expected: bool) -> None:
+    from openrealtime.backends.registry import TRANSCRIBERS
+    from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
+    from openrealtime.cli import parse_settings
+
+    settings = parse_settings(["serve", *flag])
+    transcriber = TRANSCRIBERS["faster-whisper"].build(settings)  # built, not loaded
+    assert isinstance(transcriber, FasterWhisperTranscriber)
+    assert transcriber.short_window is expected

@@ -119,6 +119,16 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
             "help": "STT model: for faster-whisper tiny.en (default, packaged), base.en, small, a hub id or a local CTranslate2 directory"
         },
     ),
+    (
+        "--stt-short-window",
+        "stt_short_window",
+        {
+            "type": _true_or_false,
+            "metavar": "true|false",
+            "help": "faster-whisper: decode turns up to 8 s in a 10 s window, ~5x faster "
+            "transcripts, slightly less exact (default false; docs/models.md)",
+        },
+    ),
     ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),
     (
         "--stt-timeout",

@@ -164,7 +164,9 @@ def _pocketsphinx(settings: Settings) -> Transcriber:
 def _faster_whisper(settings: Settings) -> Transcriber:
     from .stt.faster_whisper import FasterWhisperTranscriber
 
-    return FasterWhisperTranscriber(settings.stt_model or DEFAULT_WHISPER_MODEL)
+    return FasterWhisperTranscriber(
+        settings.stt_model or DEFAULT_WHISPER_MODEL, short_window=settings.stt_short_window
+    )
 
 
 def _openai_stt(settings: Settings) -> Transcriber:
