@@ -1,0 +1,208 @@
+"""The OpenAI Agents SDK (`openai-agents`) unchanged against openrealtime: a `RealtimeAgent`
+with a function tool, run by `RealtimeRunner` over WebSocket with only the URL and key set.
+The LLM is scripted; the server's other backends are the real defaults. Every raw server event
+the SDK receives is validated against the `openai` SDK's types (conftest), and no `error`
+reaches the agent session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from agents import function_tool, set_tracing_disabled
+from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
+from conftest import API_KEY, validated
+from scripted_llm import ScriptedLLM, Text, ToolCalls
+from servers import ServerThread
+from speech_fixtures import speak, with_silence
+
+set_tracing_disabled(True)  # the SDK's own trace exporter would call api.openai.com
+
+WEATHER_CALLS: list[str] = []
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """Current weather for a city."""
+    WEATHER_CALLS.append(city)
+    return f"Sunny and 21 degrees in {city}."
+
+
+AGENT = RealtimeAgent(
+    name="Assistant", instructions="You are a weather assistant.", tools=[get_weather]
+)
+
+
+async def _session(server: ServerThread, **settings: Any) -> RealtimeSession:
+    runner = RealtimeRunner(AGENT, config={"model_settings": settings})
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
+    return await runner.run(model_config={"url": url, "api_key": API_KEY})
+
+
+async def _events_until(session: RealtimeSession, done: Any, timeout: float = 60.0) -> list[Any]:
+    """The session's events until `done(event)` holds; raw server events validated strictly."""
+    events: list[Any] = []
+
+    async def collect() -> None:
+        iterator: AsyncIterator[Any] = session.__aiter__()
+        async for event in iterator:
+            events.append(event)
+            if event.type == "raw_model_event" and event.data.type == "raw_server_event":
+                validated(orjson.dumps(event.data.data))
+            if done(event):
+                return
+
+    await asyncio.wait_for(collect(), timeout)
+    return events
+
+
+def _raw(events: list[Any]) -> list[dict[str, Any]]:
+    return [
+        event.data.data
+        for event in events
+        if event.type == "raw_model_event" and event.data.type == "raw_server_event"
+    ]
+
+
+def _no_errors(events: list[Any]) -> None:
+    errors = [event for event in events if event.type == "error"]
+    errors += [event for event in _raw(events) if event["type"] == "error"]
+    assert not errors, errors
+
+
+def _response_done(event: Any) -> bool:
+    return (
+        event.type == "raw_model_event"
+        and event.data.type == "raw_server_event"
+        and event.data.data["type"] == "response.done"
+    )
+
+
+def _responses_done(count: int) -> Any:
+    seen = [0]
+
+    def done(event: Any) -> bool:
+        seen[0] += _response_done(event)
+        return seen[0] >= count
+
+    return done
+
+
+def _assistant_texts(events: list[Any]) -> list[str]:
+    return [
+        part.get("text") or part.get("transcript") or ""
+        for raw in _raw(events)
+        if raw["type"] == "response.done"
+        for item in raw["response"]["output"]
+        if item["type"] == "message"
+        for part in item["content"]
+    ]
+
+
+async def test_text_turn_with_the_session_the_sdk_configures(
+    server: ServerThread, llm: ScriptedLLM
+) -> None:
+    llm.script(Text(["It is ", "a fine day."]))
+    session = await _session(server, output_modalities=["text"])
+    async with session:
+        await session.send_message("How is the day?")
+        events = await _events_until(session, _response_done)
+    _no_errors(events)
+    raw = _raw(events)
+    assert [e["type"] for e in raw if e["type"].startswith("session.")][:2] == [
+        "session.created",
+        "session.updated",
+    ]
+    updated = next(e for e in raw if e["type"] == "session.updated")["session"]
+    assert updated["instructions"] == "You are a weather assistant."
+    assert [tool["name"] for tool in updated["tools"]] == ["get_weather"]
+    assert _assistant_texts(events) == ["It is a fine day."]
+    assert llm.last_request["messages"][-1] == {"role": "user", "content": "How is the day?"}
+
+
+async def test_tool_turn_the_sdk_runs_the_tool_and_the_answer_continues(
+    server: ServerThread, llm: ScriptedLLM
+) -> None:
+    WEATHER_CALLS.clear()
+    llm.script(
+        ToolCalls([("call_w", "get_weather", '{"city": "Paris"}')]),
+        Text(["Paris is ", "sunny."]),
+    )
+    session = await _session(server, output_modalities=["text"])
+    async with session:
+        await session.send_message("Weather in Paris?")
+        events = await _events_until(session, _responses_done(2))
+    _no_errors(events)
+    assert WEATHER_CALLS == ["Paris"]
+    ends = [event for event in events if event.type == "tool_end"]
+    assert [(end.tool.name, end.output) for end in ends] == [
+        ("get_weather", "Sunny and 21 degrees in Paris.")
+    ]
+    assert _assistant_texts(events) == ["Paris is sunny."]
+    tool_messages = [m for m in llm.last_request["messages"] if m["role"] == "tool"]
+    assert tool_messages == [
+        {"role": "tool", "tool_call_id": "call_w", "content": "Sunny and 21 degrees in Paris."}
+    ]
+
+
+async def test_audio_turn_transcribed_and_answered_with_audio(
+    server: ServerThread, llm: ScriptedLLM
+) -> None:
+    llm.script(Text(["Hello ", "to you."]))
+    session = await _session(
+        server,
+        input_audio_transcription={"model": "whisper-1"},
+        turn_detection={"type": "server_vad"},
+    )
+    speech = with_silence(speak("hello world"), before_ms=300, after_ms=900)
+    async with session:
+        pcm = speech.tobytes()
+        for start in range(0, len(pcm), 4800):  # 100 ms chunks
+            await session.send_audio(pcm[start : start + 4800])
+        events = await _events_until(session, _response_done, timeout=120.0)
+    _no_errors(events)
+    raw = _raw(events)
+    transcripts = [
+        e["transcript"]
+        for e in raw
+        if e["type"] == "conversation.item.input_audio_transcription.completed"
+    ]
+    assert len(transcripts) == 1 and "hello" in transcripts[0].lower(), transcripts
+    audio = b"".join(event.audio.data for event in events if event.type == "audio")
+    assert len(audio) > 24000 * 2 // 2, "less than half a second of answer audio"
+    assert _assistant_texts(events) == ["Hello to you."]
+
+
+async def test_every_setting_the_sdk_sends_on_connect_is_accepted(
+    server: ServerThread, llm: ScriptedLLM
+) -> None:
+    llm.script(Text(["Fine."]))
+    session = await _session(
+        server,
+        output_modalities=["audio"],
+        voice="marin",
+        speed=1.2,
+        max_output_tokens=300,
+        tool_choice="auto",
+        parallel_tool_calls=False,
+        input_audio_noise_reduction={"type": "near_field"},
+        input_audio_transcription={"model": "gpt-4o-mini-transcribe", "language": "en"},
+        turn_detection={"type": "semantic_vad", "eagerness": "high", "interrupt_response": True},
+        tracing={"workflow_name": "agents-sdk-test"},
+    )
+    async with session:
+        await session.send_message("Hello?")
+        events = await _events_until(session, _response_done)
+    _no_errors(events)
+    updated = [e["session"] for e in _raw(events) if e["type"] == "session.updated"][-1]
+    assert updated["audio"]["output"]["voice"] == "marin"
+    assert updated["audio"]["output"]["speed"] == 1.2
+    assert updated["audio"]["input"]["noise_reduction"]["type"] == "near_field"
+    assert updated["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
+    assert updated["max_output_tokens"] == 300
+    request = llm.last_request
+    assert request["max_tokens"] == 300 or request.get("max_completion_tokens") == 300
+    assert request["parallel_tool_calls"] is False
+    assert any(event.type == "audio" for event in events)
