@@ -206,3 +206,28 @@ async def test_every_setting_the_sdk_sends_on_connect_is_accepted(
     assert request["max_tokens"] == 300 or request.get("max_completion_tokens") == 300
     assert request["parallel_tool_calls"] is False
     assert any(event.type == "audio" for event in events)
+
+
+async def test_a_handoff_updates_the_session_to_the_next_agent(
+    server: ServerThread, llm: ScriptedLLM
+) -> None:
+    specialist = RealtimeAgent(name="Specialist", instructions="You are the specialist.")
+    triage = RealtimeAgent(name="Triage", instructions="Route the user.", handoffs=[specialist])
+    llm.script(
+        ToolCalls([("call_h", "transfer_to_specialist", "{}")]),
+        Text(["Specialist ", "here."]),
+    )
+    runner = RealtimeRunner(triage, config={"model_settings": {"output_modalities": ["text"]}})
+    url = server.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
+    session = await runner.run(model_config={"url": url, "api_key": API_KEY})
+    async with session:
+        await session.send_message("I need the specialist.")
+        events = await _events_until(session, _responses_done(2))
+    _no_errors(events)
+    handoffs = [event for event in events if event.type == "handoff"]
+    assert [(h.from_agent.name, h.to_agent.name) for h in handoffs] == [("Triage", "Specialist")]
+    assert _assistant_texts(events) == ["Specialist here."]
+    assert llm.last_request["messages"][0] == {
+        "role": "system",
+        "content": "You are the specialist.",
+    }
