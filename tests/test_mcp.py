@@ -10,12 +10,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from conftest import API_KEY, recv_until
 from core_harness import Core, only, types
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
+from prometheus_client.parser import text_string_to_metric_families
 from scripted_llm import ScriptedLLM, Text, ToolCalls
 from servers import ServerThread, free_port
 
@@ -690,3 +692,52 @@ def test_an_mcp_tool_choice_reaches_the_llm_as_a_named_function(
     assert first["tool_choice"] == {"type": "function", "function": {"name": "calc__add"}}
     assert [tool["function"]["name"] for tool in first["tools"]] == ["calc__add"]
     assert second["tool_choice"] == "auto"
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def _mcp_counts(client: openai.OpenAI) -> dict[tuple[str, str], float]:
+    """`/metrics` of the server behind `client`: MCP listings and calls by outcome."""
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    text = httpx.get(root + "/metrics").text
+    return {
+        (sample.name, sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in ("openrealtime_mcp_list_tools_total", "openrealtime_mcp_calls_total")
+    }
+
+
+def test_metrics_count_listings_and_calls_by_outcome(
+    mcp_client, mcp_http, llm: ScriptedLLM
+) -> None:
+    url, _ = mcp_http
+    before = _mcp_counts(mcp_client)
+    llm.script(
+        ToolCalls(
+            [
+                ("call_1", "calc__add", '{"a": 1, "b": 2}'),
+                ("call_2", "calc__explode", '{"reason": "metrics"}'),
+                ("call_3", "calc__add", "not json"),
+            ]
+        ),
+        Text(["Done."]),
+    )
+    with mcp_client.realtime.connect(model="gpt-realtime") as conn:
+        recv_until(conn, "session.created")
+        _configure(conn, _mcp_tool(url, require_approval="never"))
+        _ask(conn, "Add, explode, and garble.")
+        assert recv_until(conn, "response.done")[-1].response.status == "completed"
+    with mcp_client.realtime.connect(model="gpt-realtime") as conn:
+        recv_until(conn, "session.created")
+        _configure(conn, _mcp_tool(f"http://127.0.0.1:{free_port()}/mcp"))
+    after = _mcp_counts(mcp_client)
+    grew = {key: after[key] - before.get(key, 0.0) for key in after}
+    assert {key: n for key, n in grew.items() if n} == {
+        ("openrealtime_mcp_list_tools_total", "completed"): 1,
+        ("openrealtime_mcp_list_tools_total", "http_error"): 1,
+        ("openrealtime_mcp_calls_total", "completed"): 1,
+        ("openrealtime_mcp_calls_total", "tool_execution_error"): 1,
+        ("openrealtime_mcp_calls_total", "protocol_error"): 1,
+    }

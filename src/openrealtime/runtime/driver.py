@@ -102,7 +102,7 @@ class SessionDriver:
         self._stop_llm: set[str] = set()  # responses whose LLM stream must end (StopGenerating)
         self._speculating: asyncio.Task[None] | None = None  # the latest early decode
         self._timers: dict[int, asyncio.TimerHandle] = {}  # the core's WakeAfter, by id
-        self._mcp = McpConnections(backends.mcp)
+        self._mcp = McpConnections(backends.mcp, self.metrics)
         self._closed = False
         # The tasks it starts log under this session's id, whichever task's callback (the
         # VAD scheduler's, shared by every session) started them.
