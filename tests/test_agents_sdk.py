@@ -231,3 +231,32 @@ async def test_a_handoff_updates_the_session_to_the_next_agent(
         "role": "system",
         "content": "You are the specialist.",
     }
+
+
+async def test_barge_in_the_sdk_truncates_the_answer_it_was_playing(
+    server: ServerThread, llm: ScriptedLLM
+) -> None:
+    story = "The waves rolled in all day long. A small boat sailed past the old lighthouse. " * 4
+    llm.script(Text(story.split(" "), delay=0.1), Text(["Yes?"]))
+    session = await _session(
+        server,
+        input_audio_transcription={"model": "whisper-1"},
+        turn_detection={"type": "server_vad", "interrupt_response": True},
+    )
+    speech = with_silence(speak("wait a moment"), before_ms=100, after_ms=900).tobytes()
+    async with session:
+        await session.send_message("Tell me a story.")
+        events = await _events_until(session, lambda event: event.type == "audio")
+        for start in range(0, len(speech), 4800):
+            await session.send_audio(speech[start : start + 4800])
+        events += await _events_until(session, _responses_done(2), timeout=120.0)
+    _no_errors(events)
+    raw = _raw(events)
+    statuses = [e["response"]["status"] for e in raw if e["type"] == "response.done"]
+    assert statuses == ["cancelled", "completed"]
+    assert any(event.type == "audio_interrupted" for event in events)
+    truncated = [e for e in raw if e["type"] == "conversation.item.truncated"]
+    # The server cuts at what it sent (barge_in.py); the SDK then at what it played, no later.
+    assert len(truncated) == 2
+    assert 0 <= truncated[1]["audio_end_ms"] <= truncated[0]["audio_end_ms"]
+    assert _assistant_texts(events)[-1] == "Yes?"
