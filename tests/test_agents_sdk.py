@@ -7,16 +7,19 @@ reaches the agent session."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
+import pytest
 from agents import function_tool, set_tracing_disabled
+from agents.mcp import MCPServerStreamableHttp
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
 from conftest import API_KEY, validated
 from scripted_llm import ScriptedLLM, Text, ToolCalls
 from servers import ServerThread
 from speech_fixtures import speak, with_silence
+from test_mcp import _tools_server  # the tests' MCP server: add, explode
 
 set_tracing_disabled(True)  # the SDK's own trace exporter would call api.openai.com
 
@@ -260,3 +263,31 @@ async def test_barge_in_the_sdk_truncates_the_answer_it_was_playing(
     assert len(truncated) == 2
     assert 0 <= truncated[1]["audio_end_ms"] <= truncated[0]["audio_end_ms"]
     assert _assistant_texts(events)[-1] == "Yes?"
+
+
+@pytest.fixture(scope="module")
+def mcp_url() -> Iterator[str]:
+    with ServerThread(_tools_server().streamable_http_app()) as thread:
+        yield thread.url + "/mcp"
+
+
+async def test_the_sdks_own_mcp_servers_reach_the_server_as_function_tools(
+    server: ServerThread, llm: ScriptedLLM, mcp_url: str
+) -> None:
+    llm.script(ToolCalls([("call_a", "add", '{"a": 2, "b": 3}')]), Text(["Five."]))
+    async with MCPServerStreamableHttp(params={"url": mcp_url}, name="calc") as calc:
+        agent = RealtimeAgent(name="Calc", instructions="Add.", mcp_servers=[calc])
+        runner = RealtimeRunner(agent, config={"model_settings": {"output_modalities": ["text"]}})
+        url = server.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
+        session = await runner.run(model_config={"url": url, "api_key": API_KEY})
+        async with session:
+            await session.send_message("Two plus three?")
+            events = await _events_until(session, _responses_done(2))
+    _no_errors(events)
+    updated = [e["session"] for e in _raw(events) if e["type"] == "session.updated"][-1]
+    assert {tool["type"] for tool in updated["tools"]} == {"function"}
+    assert {tool["name"] for tool in updated["tools"]} == {"add", "explode"}
+    # The SDK ran the tool on its MCP server and sent the result as the function's output.
+    results = [m["content"] for m in llm.last_request["messages"] if m["role"] == "tool"]
+    assert results == ['{"type": "text", "text": "5"}']
+    assert _assistant_texts(events) == ["Five."]
