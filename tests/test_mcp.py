@@ -10,12 +10,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from conftest import API_KEY, recv_until
 from core_harness import Core, only, types
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
+from prometheus_client.parser import text_string_to_metric_families
 from scripted_llm import ScriptedLLM, Text, ToolCalls
 from servers import ServerThread, free_port
 
@@ -592,3 +594,150 @@ async def test_a_server_that_refuses_streamable_http_is_reached_over_sse() -> No
             assert await connection.call_tool("add", {"a": 2, "b": 2}) == "4"
         finally:
             await connection.aclose()
+
+
+# --- tool_choice of type "mcp" ---------------------------------------------------------------
+
+OTHER = {"type": "mcp", "server_label": "notes", "server_url": "https://notes.example.com/mcp"}
+WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+
+
+def _two_servers_core(tool_choice: Any) -> Core:
+    never = {"require_approval": "never"}
+    core = Core()
+    out = core.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "output_modalities": ["text"],
+                "tools": [{**SPEC, **never}, {**OTHER, **never}, WEATHER],
+                "tool_choice": tool_choice,
+            },
+        }
+    )
+    listings = [effect for effect in out if isinstance(effect, ListMcpTools)]
+    for listing in listings:
+        tools = [ADD, McpToolInfo("sub", {"type": "object"})]
+        if listing.server.label == "notes":
+            tools = [
+                McpToolInfo("add", {"type": "object"}),
+                McpToolInfo("read", {"type": "object"}),
+            ]
+        core.session.on_mcp_tools_listed(listing.item_id, tools)
+    core.drain()
+    return core
+
+
+def test_an_mcp_tool_choice_with_a_name_forces_that_tool_of_that_server() -> None:
+    core = _two_servers_core({"type": "mcp", "server_label": "notes", "name": "add"})
+    request = only(core.send({"type": "response.create"}), "GenerateResponse").request
+    assert [f.name for f in request.tools] == ["notes__add"]
+    assert request.forced_function == "notes__add"
+
+
+def test_an_mcp_tool_choice_with_only_a_label_requires_one_of_that_servers_tools() -> None:
+    core = _two_servers_core({"type": "mcp", "server_label": "calc"})
+    request = only(core.send({"type": "response.create"}), "GenerateResponse").request
+    assert [f.name for f in request.tools] == ["calc__add", "calc__sub"]
+    assert (request.tool_choice, request.forced_function) == ("required", None)
+
+
+def test_an_mcp_tool_choice_naming_a_tool_not_listed_leaves_the_llm_no_tools() -> None:
+    core = _two_servers_core({"type": "mcp", "server_label": "calc", "name": "missing"})
+    request = only(core.send({"type": "response.create"}), "GenerateResponse").request
+    assert (request.tools, request.tool_choice) == ((), "none")
+
+
+def test_after_the_forced_mcp_call_the_answer_goes_on_with_auto() -> None:
+    core = _two_servers_core("auto")
+    out = core.send(
+        {
+            "type": "response.create",
+            "response": {"tool_choice": {"type": "mcp", "server_label": "calc", "name": "sub"}},
+        }
+    )
+    generate = only(out, "GenerateResponse")
+    assert generate.request.forced_function == "calc__sub"
+    response_id = generate.response_id
+    core.session.on_llm_event(response_id, ToolCallDelta(0, "c1", "calc__sub", "{}"))
+    core.session.on_llm_event(response_id, Finished("tool_calls"))
+    run = only(core.drain(), "RunMcpCall")
+    core.session.on_mcp_call_done(response_id, run.item_id, "0", None)
+    again = only(core.drain(), "GenerateResponse").request
+    assert (again.tool_choice, again.forced_function) == ("auto", None)
+    assert {f.name for f in again.tools} == {
+        "calc__add",
+        "calc__sub",
+        "notes__add",
+        "notes__read",
+        "get_weather",
+    }
+
+
+def test_an_mcp_tool_choice_reaches_the_llm_as_a_named_function(
+    mcp_client, mcp_http, llm: ScriptedLLM
+) -> None:
+    url, _ = mcp_http
+    llm.script(ToolCalls([("call_1", "calc__add", '{"a": 1, "b": 1}')]), Text(["Two."]))
+    with mcp_client.realtime.connect(model="gpt-realtime") as conn:
+        recv_until(conn, "session.created")
+        _configure(conn, _mcp_tool(url, require_approval="never"))
+        conn.response.create(
+            response={"tool_choice": {"type": "mcp", "server_label": "calc", "name": "add"}}
+        )
+        done = recv_until(conn, "response.done")[-1]
+    assert done.response.status == "completed"
+    first, second = llm.requests[-2:]
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "calc__add"}}
+    assert [tool["function"]["name"] for tool in first["tools"]] == ["calc__add"]
+    assert second["tool_choice"] == "auto"
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def _mcp_counts(client: openai.OpenAI) -> dict[tuple[str, str], float]:
+    """`/metrics` of the server behind `client`: MCP listings and calls by outcome."""
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    text = httpx.get(root + "/metrics").text
+    return {
+        (sample.name, sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in ("openrealtime_mcp_list_tools_total", "openrealtime_mcp_calls_total")
+    }
+
+
+def test_metrics_count_listings_and_calls_by_outcome(
+    mcp_client, mcp_http, llm: ScriptedLLM
+) -> None:
+    url, _ = mcp_http
+    before = _mcp_counts(mcp_client)
+    llm.script(
+        ToolCalls(
+            [
+                ("call_1", "calc__add", '{"a": 1, "b": 2}'),
+                ("call_2", "calc__explode", '{"reason": "metrics"}'),
+                ("call_3", "calc__add", "not json"),
+            ]
+        ),
+        Text(["Done."]),
+    )
+    with mcp_client.realtime.connect(model="gpt-realtime") as conn:
+        recv_until(conn, "session.created")
+        _configure(conn, _mcp_tool(url, require_approval="never"))
+        _ask(conn, "Add, explode, and garble.")
+        assert recv_until(conn, "response.done")[-1].response.status == "completed"
+    with mcp_client.realtime.connect(model="gpt-realtime") as conn:
+        recv_until(conn, "session.created")
+        _configure(conn, _mcp_tool(f"http://127.0.0.1:{free_port()}/mcp"))
+    after = _mcp_counts(mcp_client)
+    grew = {key: after[key] - before.get(key, 0.0) for key in after}
+    assert {key: n for key, n in grew.items() if n} == {
+        ("openrealtime_mcp_list_tools_total", "completed"): 1,
+        ("openrealtime_mcp_list_tools_total", "http_error"): 1,
+        ("openrealtime_mcp_calls_total", "completed"): 1,
+        ("openrealtime_mcp_calls_total", "tool_execution_error"): 1,
+        ("openrealtime_mcp_calls_total", "protocol_error"): 1,
+    }

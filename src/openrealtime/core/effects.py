@@ -29,6 +29,14 @@ class CancelResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class StopGenerating:
+    """Stop the LLM stream of `response_id`, which reached `max_output_tokens` (a backend
+    that ignores the limit); the speech of the text so far goes on."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Transcribe:
     """Transcribe a committed user audio item (16 kHz mono PCM16)."""
 
@@ -136,6 +144,7 @@ class RunMcpCall:
 Effect = (
     GenerateResponse
     | CancelResponse
+    | StopGenerating
     | Transcribe
     | SpeculateTranscript
     | CancelSpeculation

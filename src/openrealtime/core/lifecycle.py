@@ -26,6 +26,10 @@ Rules:
   `mcp.MAX_TOOL_ROUNDS` times; after that the LLM is offered no MCP tools. If the LLM also
   called the client's functions in that turn, the response ends there instead (`completed`):
   their outputs are the client's to give.
+- When the response's output reaches `max_output_tokens` (counted as usage counts it,
+  `responses.py`) while the LLM still streams, the LLM is stopped (`StopGenerating`) and the
+  response goes on as if the LLM had stopped at the limit: a backend that ignores
+  `max_tokens` cannot run past it. The rest of that stream is dropped.
 - It ends `completed`, or `incomplete` when the LLM stopped at `max_output_tokens`; `cancelled` by
   `response.cancel` (the named response, or else the default conversation's: out-of-band
   ones go on), barge-in, or the server ending the session; `failed` when a backend fails.
@@ -45,7 +49,7 @@ from ..backends.llm.base import Finished, LlmEvent, TextDelta, ToolCallDelta
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
 from ..protocol.items import McpApprovalResponseItem
-from .effects import CancelResponse, Effect, GenerateResponse
+from .effects import CancelResponse, Effect, GenerateResponse, StopGenerating
 from .phases import CancelReason, Trigger, advance
 from .responses import Response
 
@@ -102,15 +106,19 @@ class ResponseLifecycle:
     def llm_event(self, response_id: str, event: LlmEvent) -> Response | None:
         """Returns the response if this event ended it by itself."""
         response = self.active.get(response_id)
-        if response is None:
-            return None  # cancelled or finished: late events are dropped
+        if response is None or response.llm_stopped:
+            return None  # cancelled, finished or stopped at the limit: late events are dropped
         if isinstance(event, TextDelta):
             advance(response, "output_text")
             response.text_delta(event.text)
         elif isinstance(event, ToolCallDelta):
             advance(response, "output_text")
             response.tool_call_delta(event.index, event.call_id, event.name, event.arguments)
-        elif isinstance(event, Finished):
+        if not isinstance(event, Finished) and response.reached_token_limit:
+            self._emit(StopGenerating(response.id))
+            response.llm_stopped = True
+            event = Finished("length")
+        if isinstance(event, Finished):
             runs = response.llm_finished(event.finish_reason, event.usage)
             if response.calling_tools:
                 advance(response, "call_tools")

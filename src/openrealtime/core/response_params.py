@@ -6,16 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..backends.llm.base import FunctionSpec
 from ..protocol import client_events as ce
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
 from ..protocol.items import ItemReference
-from ..protocol.session import RealtimeSession, VoiceId
+from ..protocol.session import RealtimeSession, ToolChoiceFunction, ToolChoiceMcp, VoiceId
 from .context import build_request, estimate_input
 from .conversation import Conversation
 from .effects import GenerateResponse
 from .images import check_item_images
-from .mcp import MAX_TOOL_ROUNDS, McpServers
+from .mcp import MAX_TOOL_ROUNDS, McpServers, McpTarget
 from .responses import Response, ResponseSettings
 
 
@@ -76,6 +77,24 @@ def _reasoning_effort(params: ce.ResponseParams, config: RealtimeSession) -> str
     return reasoning.effort if reasoning is not None else None
 
 
+def mcp_choice(
+    choice: ToolChoiceMcp, functions: tuple[FunctionSpec, ...], targets: dict[str, McpTarget]
+) -> tuple[tuple[FunctionSpec, ...], Any]:
+    """`tool_choice: {"type": "mcp", ...}` as the functions the LLM sees and the choice it gets:
+    the LLM must call that server's tool (`name`), or one of that server's tools. A tool that
+    is not listed (yet), or not allowed, leaves the LLM no tools to call."""
+    names = {
+        name
+        for name, target in targets.items()
+        if target.server.label == choice.server_label
+        and (choice.name is None or target.tool == choice.name)
+    }
+    kept = tuple(spec for spec in functions if spec.name in names)
+    if choice.name is None or not kept:
+        return kept, "required"
+    return kept, ToolChoiceFunction(type="function", name=kept[0].name)
+
+
 def generation(
     response: Response,
     config: RealtimeSession,
@@ -101,19 +120,26 @@ def generation(
                 if item.id not in seen
             ]
         tools = config.tools if params.tools is None else params.tools
-        mcp_functions: tuple[Any, ...] = ()
+        mcp_functions: tuple[FunctionSpec, ...] = ()
         if mcp is not None and response.rounds < MAX_TOOL_ROUNDS:
             mcp_functions, response.mcp_targets = mcp.offered(tools)
         else:
             response.mcp_targets = {}
+        choice = params.tool_choice or config.tool_choice
+        offered_tools: list[Any] = tools
+        if response.rounds and choice != "none":
+            choice = "auto"  # the call it asked for was made; the answer goes on freely
+        elif isinstance(choice, ToolChoiceMcp):
+            mcp_functions, choice = mcp_choice(choice, mcp_functions, response.mcp_targets)
+            offered_tools = []  # only that server's tools
         request = build_request(
             instructions=config.instructions
             if params.instructions is None
             else params.instructions,
             items=items,
-            tools=tools,
+            tools=offered_tools,
             extra_functions=mcp_functions,
-            tool_choice=params.tool_choice or config.tool_choice,
+            tool_choice=choice,
             temperature=params.temperature
             if params.temperature is not None
             else config.temperature,

@@ -19,6 +19,9 @@ what each step sends. Rules:
   `response.mcp_call.in_progress`, and stays open until its result: then its `output` or
   `error`, `response.mcp_call.completed` or `.failed`, and the item is done. An approved
   request opens its `mcp_call` then (with `approval_request_id`); a declined one opens none.
+- The output counts toward `max_output_tokens` as usage estimates it (message text and
+  function-call arguments, 4 characters per token, over every round of the response), so
+  the limit holds even with an LLM backend that ignores `max_tokens` (`lifecycle.py`).
 - `finish` closes every open item (as `incomplete` unless the response completed) and emits
   `response.done` with the status of the phase it ended in.
 """
@@ -49,7 +52,7 @@ from .effects import RunMcpCall
 from .mcp import McpTarget
 from .phases import STATUS, Phase, ResponseStatus
 from .spoken import SpokenAudio
-from .usage import response_usage
+from .usage import response_usage, tokens_for_chars
 
 
 @dataclass(slots=True)
@@ -115,9 +118,16 @@ class Response:
         self.called_functions = False  # the LLM called the client's functions this round
         self._previous_ids: dict[str, str | None] = {}
         self.llm_done = False
+        self.llm_stopped = False  # at max_output_tokens, by StopGenerating: its stream is dropped
         self.finish_reason = "stop"
         self._usage: Any = None
         self.audio_out_ms = 0.0
+        self._output_chars = 0  # what usage estimates output text tokens from
+
+    @property
+    def reached_token_limit(self) -> bool:
+        limit = self.settings.max_output_tokens
+        return limit != "inf" and tokens_for_chars(self._output_chars) >= int(limit)
 
     @property
     def speaks(self) -> bool:
@@ -173,6 +183,7 @@ class Response:
             return
         message = self._message or self._open_message()
         message.text.append(text)
+        self._output_chars += len(text)
         builder = (
             ev.response_output_audio_transcript_delta
             if self.speaks
@@ -219,6 +230,7 @@ class Response:
         if arguments:
             call.arguments.append(arguments)
             if isinstance(call.item, FunctionCallItem):
+                self._output_chars += len(arguments)
                 self._emit(
                     ev.response_function_call_arguments_delta(
                         self.id, call.id, call.output_index, call.call_id, arguments

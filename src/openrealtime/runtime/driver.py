@@ -29,6 +29,7 @@ from ..core.effects import (
     RunMcpCall,
     SpeculateTranscript,
     StartTranscript,
+    StopGenerating,
     Transcribe,
     WakeAfter,
 )
@@ -98,9 +99,10 @@ class SessionDriver:
         self._awaiting_vad = 0  # VAD submissions in flight
         self._backlog: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
+        self._stop_llm: set[str] = set()  # responses whose LLM stream must end (StopGenerating)
         self._speculating: asyncio.Task[None] | None = None  # the latest early decode
         self._timers: dict[int, asyncio.TimerHandle] = {}  # the core's WakeAfter, by id
-        self._mcp = McpConnections(backends.mcp)
+        self._mcp = McpConnections(backends.mcp, self.metrics)
         self._closed = False
         # The tasks it starts log under this session's id, whichever task's callback (the
         # VAD scheduler's, shared by every session) started them.
@@ -241,6 +243,8 @@ class SessionDriver:
                     calls = f"{out.response_id}/mcp/"
                     for key in [key for key in self._tasks if key.startswith(calls)]:
                         self._tasks.pop(key).cancel()
+                elif isinstance(out, StopGenerating):
+                    self._stop_llm.add(out.response_id)
                 elif isinstance(out, ListMcpTools):
                     self._spawn(f"mcp-list/{out.item_id}", self._list_mcp_tools(out))
                 elif isinstance(out, RunMcpCall):
@@ -303,7 +307,8 @@ class SessionDriver:
             finished = False
             started = telemetry.now()
             first_token = True
-            async for event in self.backends.llm.stream(effect.request):
+            stream = self.backends.llm.stream(effect.request)
+            async for event in stream:
                 if first_token and isinstance(event, TextDelta | ToolCallDelta):
                     first_token = False
                     telemetry.llm_first_token(started)
@@ -312,6 +317,12 @@ class SessionDriver:
                 finished |= isinstance(event, Finished)
                 if speech is not None and isinstance(event, TextDelta):
                     speech.push(event.text)
+                if response_id in self._stop_llm:  # reached max_output_tokens
+                    self._stop_llm.discard(response_id)
+                    finished = True
+                    if (aclose := getattr(stream, "aclose", None)) is not None:
+                        await aclose()  # the HTTP stream ends now, not when collected
+                    break
             telemetry.backend_done("llm", started)
             if not finished:
                 session.on_llm_event(response_id, Finished())

@@ -1,6 +1,7 @@
 """A session's MCP connections: one per server, opened on first use (the listing), reused by
 its calls, dropped when a call finds it broken (the next call reconnects), closed with the
-session. Runs the core's `ListMcpTools` and `RunMcpCall`; failures become results."""
+session. Runs the core's `ListMcpTools` and `RunMcpCall`; failures become results. Counts
+each listing and call by outcome (`metrics.MCP_OUTCOMES`)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,39 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from prometheus_client import Counter
+
 from ..backends.mcp.base import McpConnection, McpConnector, McpError, McpServer, McpToolInfo
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 INVALID_PARAMS = -32602  # JSON-RPC's code for bad arguments
 
 
+@contextlib.contextmanager
+def _counted(by_outcome: Callable[[str], Counter]) -> Iterator[None]:
+    try:
+        yield
+    except McpError as exc:
+        by_outcome(exc.kind).inc()
+        raise
+    except asyncio.CancelledError:
+        by_outcome("cancelled").inc()
+        raise
+    except Exception:
+        by_outcome("server_error").inc()
+        raise
+    by_outcome("completed").inc()
+
+
 class McpConnections:
-    def __init__(self, connector: McpConnector) -> None:
+    def __init__(self, connector: McpConnector, metrics: Metrics) -> None:
         self._connector = connector
+        self._metrics = metrics
         self._opening: dict[McpServer, asyncio.Task[McpConnection]] = {}
         self._closing: set[asyncio.Task[None]] = set()  # referenced until done
 
@@ -39,14 +61,19 @@ class McpConnections:
 
     async def list_tools(self, server: McpServer) -> list[McpToolInfo]:
         """Raises McpError."""
-        try:
-            return await (await self._connection(server)).list_tools()
-        except McpError:
-            self._drop(server)
-            raise
+        with _counted(self._metrics.mcp_lists_by_outcome):
+            try:
+                return await (await self._connection(server)).list_tools()
+            except McpError:
+                self._drop(server)
+                raise
 
     async def call(self, server: McpServer, tool: str, arguments: str) -> str:
         """The tool's output. Raises McpError."""
+        with _counted(self._metrics.mcp_calls_by_outcome):
+            return await self._call(server, tool, arguments)
+
+    async def _call(self, server: McpServer, tool: str, arguments: str) -> str:
         try:
             parsed: Any = json.loads(arguments) if arguments.strip() else {}
         except ValueError:

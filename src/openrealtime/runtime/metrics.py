@@ -9,6 +9,7 @@ What is measured where (the core never reads the clock, so every timing is taken
 - errors: `error` events, failed responses (`response.done` with `status: failed`, by
   `status_details.error.code`) and failed transcriptions, from the events the driver sends.
 - backends and stage latencies: the driver, the speech pipeline and the transcript feeds.
+- MCP tool listings and calls, by outcome: the session's MCP connections (`runtime/mcp.py`).
 
 They live here, below the transports and the server, because the driver counts them;
 `server/metrics.py` serves them (`GET /metrics`).
@@ -26,6 +27,17 @@ from prometheus_client.metrics_core import Metric
 
 # Latency buckets in seconds, fine at the low end where the server's own overhead lives.
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# How an MCP listing or call ended: `completed`, an McpError kind, `cancelled` (its response
+# was), or `server_error` (a bug of ours). Fixed, so the label stays bounded.
+MCP_OUTCOMES = (
+    "completed",
+    "tool_execution_error",
+    "protocol_error",
+    "http_error",
+    "cancelled",
+    "server_error",
+)
 
 # Why a session was refused (`Metrics.refused`): a small fixed set, so the label stays bounded.
 REFUSED_REASONS = (
@@ -187,12 +199,23 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.mcp_list_tools = Counter(
+            "openrealtime_mcp_list_tools_total",
+            "MCP servers' tool listings, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.mcp_calls = Counter(
+            "openrealtime_mcp_calls_total", "MCP tool calls, by outcome.", ["outcome"], registry=r
+        )
         # Bound once per label value, shared by every session of the app.
         self.events_in_by_type = tallies.of(self.events_in)
         self.events_out_by_type = tallies.of(self.events_out)
         self.errors_by_code = Children(self.errors)
         self.active_by_transport = Children(self.sessions_active)
         self.opened_by_transport = Children(self.sessions_opened)
+        self.mcp_lists_by_outcome = Children(self.mcp_list_tools)
+        self.mcp_calls_by_outcome = Children(self.mcp_calls)
 
     def refused(self, reason: str) -> None:
         """Count a refused session: the hook for whatever refuses one (limits, shutdown,
