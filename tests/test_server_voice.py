@@ -406,7 +406,7 @@ def test_create_response_false_gives_the_turn_but_no_response(client, llm) -> No
 
 
 def test_high_threshold_ignores_quiet_speech_that_the_default_detects(client, llm) -> None:
-    quiet = (utterance().astype(np.float64) * 0.02).astype(np.int16).tobytes()
+    quiet = (utterance().astype(np.float64) * 0.05).astype(np.int16).tobytes()
     with client.realtime.connect(model="gpt-realtime") as conn:
         open_session(conn, **vad(create_response=False, threshold=0.99))
         append(conn, quiet)
