@@ -2,8 +2,9 @@
 
 Run: python -m benchmarks.transcription_quality [--sentences 44] [--recognizers all]
      [--api-sentences 10]
-Prints tables and writes benchmarks/results/transcription_quality.json. About 11 minutes of
-one core with the defaults (CPU per clip: Whisper tiny.en ~0.85 s, pocketsphinx ~1.2 s).
+Prints tables and writes benchmarks/results/transcription_quality.json. About 28 minutes of
+one core with Whisper base and Festival installed (396 clips; CPU per clip: Whisper tiny.en
+~0.85 s, base ~1.8 s, pocketsphinx ~1.3 s).
 
 The set: SENTENCES (written once, not tuned to any model: commands, questions, names, numbers,
 dates, long and short) spoken in every VOICE: hibari's one offline voice at two speeds and
