@@ -2,17 +2,23 @@
 
 Run: python -m benchmarks.transcription_quality [--sentences 44] [--recognizers all]
      [--api-sentences 10]
-Prints tables and writes benchmarks/results/transcription_quality.json. About 11 minutes of
-one core with the defaults (CPU per clip: Whisper tiny.en ~0.85 s, pocketsphinx ~1.2 s).
+Prints tables and writes benchmarks/results/transcription_quality.json. About 28 minutes of
+one core with Whisper base and Festival installed (396 clips; CPU per clip: Whisper tiny.en
+~0.85 s, base ~1.8 s, pocketsphinx ~1.3 s).
 
 The set: SENTENCES (written once, not tuned to any model: commands, questions, names, numbers,
 dates, long and short) spoken in every VOICE: hibari's one offline voice at two speeds and
 played 12% slower (pitch and tempo down, a lower voice), espeak-ng with four voices/variants,
-one of them faster. Each clip gets 300 ms of silence either side, as the VAD would keep.
+one of them faster, and Festival's diphone voice (kal, male) and HMM voice (slt, female) when
+Debian's `festival`, `festvox-kallpc16k` and `festvox-us-slt-hts` are installed (skipped with a
+note otherwise): more natural than espeak, and made by neither of the server's synthesizers.
+Each clip gets 300 ms of silence either side, as the VAD would keep. Scores are given per voice,
+per synthesizer and over all clips.
 
 Recognizers run through openrealtime's own backend classes (`FasterWhisperTranscriber`,
 `PocketsphinxTranscriber`: the code the server runs), one clip at a time, after `load()`. Whisper
-base is measured if its weights are installed (cached or packaged; nothing is downloaded). HTTP
+base is measured if its weights are installed (`openrealtime[whisper-base]`, or base.en in the
+hub cache; nothing is downloaded). HTTP
 recognizers are skipped. Per clip: decode wall time, the process's CPU time, real-time factor.
 
 The product path: `--api-sentences` sentences in two voices are also sent through the Realtime
@@ -44,7 +50,7 @@ import soxr
 from benchmarks.lib.clients import connect_session, recv_until, run, start_session
 from benchmarks.lib.machine import add_common_arguments, apply_common_arguments, loadavg
 from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
-from benchmarks.lib.speech import Engine, speak, with_silence
+from benchmarks.lib.speech import Engine, festival_voices, speak, with_silence
 from benchmarks.lib.stats import print_table, summary_ms, write_json
 from benchmarks.lib.wer import normalise, wer
 from openrealtime.backends.stt.base import Transcriber, TranscriptDone, TranscriptionOptions
@@ -119,6 +125,8 @@ VOICES = [
     Voice("espeak en-us x1.35", "espeak", "en-us", 1.35),
     Voice("espeak en-us+f3", "espeak", "en-us+f3"),
     Voice("espeak en-gb+m3", "espeak", "en-gb+m3"),
+    Voice("festival kal diphone", "festival", "kal_diphone"),
+    Voice("festival slt hts", "festival", "cmu_us_slt_arctic_hts"),
 ]
 API_VOICES = ("hibari heart", "espeak en-us")
 
@@ -261,12 +269,37 @@ async def through_api(clips: list[Clip], log_level: str) -> list[str]:
 # --- main -----------------------------------------------------------------------------------
 
 
+def available_voices() -> tuple[list[Voice], list[str]]:
+    """The voices this machine can make, and a note for each one it cannot."""
+    voices, skipped = [], []
+    for voice in VOICES:
+        if voice.engine == "festival" and voice.voice not in festival_voices():
+            skipped.append(f"{voice.name}: festival voice {voice.voice} is not installed")
+        else:
+            voices.append(voice)
+    return voices, skipped
+
+
+def by_engine(voices: list[Voice], decodes: list[Decode]) -> dict[str, Any]:
+    out = {}
+    for engine in dict.fromkeys(v.engine for v in voices):
+        names = {v.name for v in voices if v.engine == engine}
+        out[f"all {engine}"] = scores([d for d in decodes if d.voice in names])
+    return out
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     texts = SENTENCES[: args.sentences]
+    voices, skipped = available_voices()
     started = time.perf_counter()
-    clips = [make_clip(text, voice) for voice in VOICES for text in texts]
+    clips = [make_clip(text, voice) for voice in voices for text in texts]
     made_s = time.perf_counter() - started
-    results: dict[str, Any] = {"load_average_before": loadavg(), "synthesis_s": made_s}
+    results: dict[str, Any] = {
+        "load_average_before": loadavg(),
+        "synthesis_s": made_s,
+        "voices": [v.name for v in voices],
+        "voices_skipped": skipped,
+    }
     wanted = None if args.recognizers == "all" else set(args.recognizers.split(","))
     recognizers = installed_recognizers(wanted)
     per_recognizer: dict[str, Any] = {}
@@ -277,7 +310,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         per_recognizer[name] = {
             "load_s": round(time.perf_counter() - loaded - sum(d.wall for d in decodes), 2),
             "all": scores(decodes),
-            "by_voice": {v.name: scores([d for d in decodes if d.voice == v.name]) for v in VOICES},
+            "by_voice": {v.name: scores([d for d in decodes if d.voice == v.name]) for v in voices},
+            "by_engine": by_engine(voices, decodes),
             "errors": [
                 {"voice": d.voice, "said": d.text, "heard": d.heard}
                 for d in decodes
@@ -341,7 +375,7 @@ def main() -> None:
                 s["decode_cpu_ms"]["p50"],
                 s["rtf_wall"],
             ]
-            for voice, s in [*r["by_voice"].items(), ("all", r["all"])]
+            for voice, s in [*r["by_voice"].items(), *r["by_engine"].items(), ("all", r["all"])]
         ]
         print_table(
             ["voice", "clips", "WER %", "exact", "wall p50 ms", "wall p95 ms", "CPU p50 ms", "RTF"],
@@ -354,6 +388,8 @@ def main() -> None:
             f"Realtime API (transcription session) vs the backend, {api['clips']} clips: "
             f"same words in {api['same_words']}; WER {api['wer_api']}% vs {api['wer_backend']}%"
         )
+    for note in results["voices_skipped"]:
+        print(f"skipped {note}")
     print(f"audio files inside installed packages: {results['found_audio'] or 'none'}")
     print(
         f"load average before/after: {results['load_average_before']} / {results['load_average_after']}"

