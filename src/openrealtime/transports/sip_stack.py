@@ -12,6 +12,7 @@ RFC 3261 over UDP and TCP) and aiortp (RTP, RFC 4733 DTMF). Why these: docs/arch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 from aiortp import RTPSession
 from aiosipua import CallSession, IncomingCall
 from aiosipua.dialog import DialogState
-from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport
+from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport, _UdpProtocol
 from aiosipua.uas import SipUAS
 
 from ..audio.formats import AudioFormat
@@ -48,6 +49,24 @@ class RtpLink:
 
     async def close(self) -> None:
         await self._media.close()
+
+
+class UdpTransport(UdpSipTransport):
+    """aiosipua's UDP transport, minus an `isinstance` check on the loop's transport that
+    uvloop's fails (its transports are not asyncio's classes): the failed check logged an
+    error, and under uvloop the endpoint never received a datagram."""
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self), local_addr=self.local_addr
+        )
+        self._udp_transport = transport
+
+
+class _Protocol(_UdpProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._owner._udp_transport = transport  # type: ignore[assignment]
 
 
 def _ignore(_: Any) -> None:
@@ -176,7 +195,7 @@ class SipListener:
 
     async def start(self) -> None:
         transports: list[SipTransport] = [
-            UdpSipTransport(local_addr=(self.host, self.port)),
+            UdpTransport(local_addr=(self.host, self.port)),
             TcpSipTransport(local_addr=(self.host, self.port)),
         ]
         for transport in transports:

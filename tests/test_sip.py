@@ -1,0 +1,267 @@
+"""SIP calls end to end on loopback, as OpenAI takes them: a phone (tests/sip_caller.py, on
+aiosipua + aiortp) calls the server; the webhook receiver verifies `realtime.call.incoming`
+with the official SDK; the official SDK accepts, rejects, refers and hangs up; a sideband
+(`realtime.connect(call_id=...)`) sees the session's events, each validated strictly with the
+SDK's types. The spoken turn is paced in real time (`-m realtime`).
+
+The server's backends are conftest's (Silero VAD, the embedded recognizer and voice); the
+model is the scripted LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import openai
+import pytest
+from conftest import API_KEY, arecv, arecv_until
+from scripted_llm import Text
+from servers import ServerThread
+from sip_caller import Phone, WebhookReceiver, free_udp_port, webhook_receiver
+from speech_fixtures import speak, with_silence
+from webrtc_client import rms
+from websockets.exceptions import ConnectionClosed
+
+from openrealtime.backends.registry import Backends
+from openrealtime.config import Settings
+from openrealtime.server.app import create_app
+from openrealtime.server.webhooks import sign
+
+SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, exactly").decode()
+RING_TIMEOUT_S = 3.0
+
+
+class SipServer:
+    def __init__(self, http: ServerThread, sip_port: int, receiver: WebhookReceiver) -> None:
+        self.http, self.sip_port, self.receiver = http, sip_port, receiver
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.sip_port)
+
+    async def ring(self, phone: Phone) -> str:
+        """Dial, and the call id the webhook gives."""
+        await phone.dial()
+        event = await self.receiver.next_event()
+        assert event.type == "realtime.call.incoming"
+        return str(event.data.call_id)
+
+
+@pytest.fixture(scope="module")
+def sip_server(settings: Settings, backends: Backends) -> Iterator[SipServer]:
+    with webhook_receiver(SECRET) as (receiver, url):
+        sip_port = free_udp_port()
+        sip_settings = settings.model_copy(
+            update={
+                "sip_port": sip_port,
+                "sip_webhook_url": url,
+                "webhook_secret": SECRET,
+                "sip_ring_timeout": RING_TIMEOUT_S,
+                "rtp_ports": "31000-31999",
+            }
+        )
+        with ServerThread(create_app(sip_settings, backends)) as http:
+            yield SipServer(http, sip_port, receiver)
+
+
+@pytest.fixture
+async def sdk(sip_server: SipServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The operator's control side; one per test, as each test runs on its own event loop."""
+    client = openai.AsyncOpenAI(base_url=sip_server.http.url + "/v1", api_key=API_KEY)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def phone(sip_server: SipServer) -> AsyncIterator[Phone]:
+    phone = Phone(sip_server.address)
+    yield phone
+    await phone.close()
+
+
+def test_the_signature_is_standard_webhooks() -> None:
+    """Standard Webhooks' published example (standard-webhooks/libraries, test vectors)."""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    assert (
+        sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body)
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
+
+
+async def test_an_invite_rings_and_the_webhook_carries_its_headers_verbatim(
+    sip_server: SipServer, phone: Phone, sdk: openai.AsyncOpenAI
+) -> None:
+    await phone.dial()
+    event = await sip_server.receiver.next_event()  # verified by the SDK's unwrap
+    assert event.object == "event" and event.id.startswith("evt_")
+    assert abs(event.created_at - time.time()) < 30
+    headers = {h.name: h.value for h in event.data.sip_headers}
+    assert headers["X-Customer-Id"] == "c-42 ; tier=gold"
+    assert headers["Call-ID"] == phone.call.call_id
+    assert headers["From"].startswith("<sip:+14155550100@127.0.0.1>")
+    await sdk.realtime.calls.reject(event.data.call_id)
+    assert await phone.refused() == 603
+
+
+@pytest.mark.parametrize("status", [486, 404])
+async def test_reject_with_a_code(
+    sip_server: SipServer, phone: Phone, status: int, sdk: openai.AsyncOpenAI
+) -> None:
+    call_id = await sip_server.ring(phone)
+    await sdk.realtime.calls.reject(call_id, status_code=status)
+    assert await phone.refused() == status
+    # Gone: a second answer finds no call.
+    with pytest.raises(openai.NotFoundError):
+        await sdk.realtime.calls.accept(call_id, type="realtime")
+
+
+async def test_a_guessed_call_id_is_404_in_openai_shape(
+    sip_server: SipServer, sdk: openai.AsyncOpenAI
+) -> None:
+    for answer in (
+        sdk.realtime.calls.accept("rtc_guessed", type="realtime"),
+        sdk.realtime.calls.reject("rtc_guessed"),
+        sdk.realtime.calls.refer("rtc_guessed", target_uri="tel:+14155550123"),
+        sdk.realtime.calls.hangup("rtc_guessed"),
+    ):
+        with pytest.raises(openai.NotFoundError) as refused:
+            await answer
+        assert refused.value.body["code"] == "call_not_found"  # type: ignore[index]
+
+
+async def test_a_call_nobody_answers_rings_out(
+    sip_server: SipServer, phone: Phone, sdk: openai.AsyncOpenAI
+) -> None:
+    call_id = await sip_server.ring(phone)
+    started = time.monotonic()
+    assert await phone.refused(timeout=RING_TIMEOUT_S + 5) == 480
+    assert time.monotonic() - started > RING_TIMEOUT_S - 1
+    with pytest.raises(openai.NotFoundError):
+        await sdk.realtime.calls.accept(call_id, type="realtime")
+
+
+async def test_accept_then_the_sideband_then_hang_up_from_the_server(
+    sip_server: SipServer, phone: Phone, sdk: openai.AsyncOpenAI
+) -> None:
+    call_id = await sip_server.ring(phone)
+    await sdk.realtime.calls.accept(
+        call_id, type="realtime", instructions="You answer the phone.", model="gpt-realtime"
+    )
+    await phone.answered()
+    async with sdk.realtime.connect(call_id=call_id) as sideband:
+        attached = await arecv(sideband)
+        assert attached.type == "session.updated"
+        assert attached.session.instructions == "You answer the phone."
+        # The server sends RTP from the start (silence while nothing plays).
+        await asyncio.sleep(0.5)
+        assert len(phone.audio_since(0)) >= 8000 * 0.2
+        await sdk.realtime.calls.hangup(call_id)
+        await asyncio.wait_for(phone.hung_up_by_server.wait(), 5)
+        with pytest.raises(ConnectionClosed) as closed:  # the sideband is closed
+            while True:
+                await sideband.recv_bytes()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    with pytest.raises(openai.NotFoundError):
+        await sdk.realtime.calls.hangup(call_id)
+
+
+async def test_the_caller_hangs_up_and_the_session_ends(
+    sip_server: SipServer, phone: Phone, sdk: openai.AsyncOpenAI
+) -> None:
+    call_id = await sip_server.ring(phone)
+    await sdk.realtime.calls.accept(call_id, type="realtime")
+    await phone.answered()
+    calls = sip_server.http.server.config.app.state.calls
+    assert await calls.get(call_id) is not None
+    phone.hang_up()
+    deadline = time.monotonic() + 5
+    while await calls.get(call_id) is not None or call_id in [c.id for c in await calls.all()]:
+        assert time.monotonic() < deadline, "the call outlived the caller's BYE"
+        await asyncio.sleep(0.05)
+
+
+async def test_refer_transfers_an_answered_call(
+    sip_server: SipServer, phone: Phone, sdk: openai.AsyncOpenAI
+) -> None:
+    call_id = await sip_server.ring(phone)
+    with pytest.raises(openai.BadRequestError):  # still ringing
+        await sdk.realtime.calls.refer(call_id, target_uri="tel:+14155550123")
+    await sdk.realtime.calls.accept(call_id, type="realtime")
+    await phone.answered()
+    await sdk.realtime.calls.refer(call_id, target_uri="sip:desk@example.com")
+    deadline = time.monotonic() + 5
+    while phone.referred_to is None:
+        assert time.monotonic() < deadline, "no REFER reached the caller"
+        await asyncio.sleep(0.05)
+    assert phone.referred_to == "sip:desk@example.com"
+    await sdk.realtime.calls.hangup(call_id)
+
+
+async def test_dtmf_is_one_event_per_key_press(
+    sip_server: SipServer, phone: Phone, sdk: openai.AsyncOpenAI
+) -> None:
+    call_id = await sip_server.ring(phone)
+    await sdk.realtime.calls.accept(call_id, type="realtime")
+    await phone.answered()
+    async with sdk.realtime.connect(call_id=call_id) as sideband:
+        assert (await arecv(sideband)).type == "session.updated"
+        for digit in "5#":
+            phone.press(digit)
+            await asyncio.sleep(0.4)
+        pressed = []
+        while len(pressed) < 2:
+            event = await asyncio.wait_for(arecv(sideband), 5)
+            if event.type == "input_audio_buffer.dtmf_event_received":
+                pressed.append(event)
+        assert [e.event for e in pressed] == ["5", "#"]
+        assert abs(pressed[0].received_at - time.time()) < 30
+    await sdk.realtime.calls.hangup(call_id)
+
+
+def _utterance(text: str) -> np.ndarray:
+    return with_silence(speak(text, 8000), 300, 1500, 8000)
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_a_spoken_turn_over_the_phone(
+    sip_server: SipServer, llm, transport: str, sdk: openai.AsyncOpenAI
+) -> None:
+    llm.script(Text(["Sure, ", "the lights are on now."]))
+    phone = Phone(sip_server.address, transport)
+    try:
+        call_id = await sip_server.ring(phone)
+        await sdk.realtime.calls.accept(
+            call_id,
+            type="realtime",
+            audio={"input": {"transcription": {"model": "x"}}},
+        )
+        await phone.answered()
+        async with sdk.realtime.connect(call_id=call_id) as sideband:
+            assert (await arecv(sideband)).type == "session.updated"
+            quiet = rms(phone.audio_since(0))
+            phone.play(_utterance("turn on the lights in the kitchen"))
+            events = await arecv_until(sideband, "input_audio_buffer.speech_started")
+            events += await arecv_until(sideband, "output_audio_buffer.started")
+            started_at = time.monotonic()
+            events += await arecv_until(sideband, "output_audio_buffer.stopped")
+            transcript = next(
+                e
+                for e in events
+                if e.type == "conversation.item.input_audio_transcription.completed"
+            )
+            assert transcript.transcript.strip()
+            done = next(e for e in events if e.type == "response.done")
+            assert done.response.status == "completed"
+            assert "response.output_audio.done" in [e.type for e in events]
+            heard = phone.audio_since(started_at - 0.2)
+            assert quiet < 50
+            assert rms(heard) > 300, rms(heard)  # speech, through G.711 both ways
+        phone.hang_up()
+    finally:
+        await phone.close()
