@@ -29,6 +29,7 @@ from ..audio.formats import AudioFormat
 log = logging.getLogger(__name__)
 
 PCMU, PCMA, TELEPHONE_EVENT = 0, 8, 101
+MAX_ENDED = 4096  # ended calls' Call-IDs kept, so that a late retransmission rings nothing
 CODECS = {PCMU: AudioFormat.PCMU, PCMA: AudioFormat.PCMA}
 
 
@@ -191,6 +192,7 @@ class SipListener:
         self._rtp_range = rtp_ports
         self._next_rtp = rtp_ports[0]
         self._invites: dict[str, SipInvite] = {}
+        self._ended: dict[str, None] = {}  # recent Call-IDs, oldest first: retransmissions
         self._agents: list[SipUAS] = []
 
     async def start(self) -> None:
@@ -237,6 +239,15 @@ class SipListener:
         return ordered
 
     def _invite(self, call: IncomingCall, uas: SipUAS) -> None:
+        known = self._invites.get(call.call_id)
+        if known is not None or call.call_id in self._ended:
+            # A retransmitted INVITE (UDP, a slow answer): aiosipua took it for a new call and
+            # replaced the one it holds, whose dialog the caller's BYE or CANCEL names.
+            if known is not None:
+                uas._calls[call.call_id] = known._call
+            else:
+                uas._calls.pop(call.call_id, None)
+            return
         invite = SipInvite(call, uas, self)
         self._invites[call.call_id] = invite
         try:
@@ -246,9 +257,12 @@ class SipListener:
             invite.reject(500)
 
     def _far_end(self, sip_call_id: str) -> None:
-        invite = self._invites.pop(sip_call_id, None)
+        invite = self._invites.get(sip_call_id)
         if invite is not None:
             invite.far_end_ended()
 
     def forget(self, sip_call_id: str) -> None:
         self._invites.pop(sip_call_id, None)
+        self._ended[sip_call_id] = None
+        while len(self._ended) > MAX_ENDED:
+            del self._ended[next(iter(self._ended))]
