@@ -114,9 +114,7 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
             public_address=settings.sip_public_address,
             rtp_ports=settings.rtp_port_range,
         )
-        http.append(
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S))
-        )
+        http.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S)))
         await listener.start()
         if settings.webhook_secret is None:
             log.warning("SIP webhooks go unsigned: give --webhook-secret whsec_...")
