@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -265,3 +269,61 @@ async def test_a_spoken_turn_over_the_phone(
         phone.hang_up()
     finally:
         await phone.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--sip-port", "5060"], {}, "--sip-port needs --sip-webhook-url"),
+        (
+            ["--sip-port", "5060", "--sip-webhook-url", "http://x", "--webhook-secret", "abc"],
+            {},
+            "invalid --webhook-secret (or OPENREALTIME_WEBHOOK_SECRET)",
+        ),
+        ([], {"OPENREALTIME_RTP_PORTS": "20000-10000"}, "invalid --rtp-ports"),
+        (["--sip-ring-timeout", "90"], {}, "invalid --sip-ring-timeout"),
+    ],
+    ids=["no_webhook_url", "secret_not_whsec", "rtp_ports_backwards", "ring_timeout_over_60"],
+)
+def test_a_sip_setting_that_cannot_work_is_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], says: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENREALTIME_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "openrealtime", "serve", *args],
+        env=clean | env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert says in line, line
+
+
+async def test_shutdown_hangs_up_answered_calls_and_refuses_ringing_ones(
+    settings: Settings, backends: Backends
+) -> None:
+    with webhook_receiver(SECRET) as (receiver, url):
+        sip_port = free_udp_port()
+        own = settings.model_copy(
+            update={"sip_port": sip_port, "sip_webhook_url": url, "webhook_secret": SECRET}
+        )
+        http = ServerThread(create_app(own, backends)).__enter__()
+        answered, ringing = Phone(("127.0.0.1", sip_port)), Phone(("127.0.0.1", sip_port))
+        sdk = openai.AsyncOpenAI(base_url=http.url + "/v1", api_key=API_KEY)
+        try:
+            await answered.dial()
+            call_id = (await receiver.next_event()).data.call_id
+            await sdk.realtime.calls.accept(call_id, type="realtime")
+            await answered.answered()
+            await ringing.dial()
+            await receiver.next_event()
+            await asyncio.to_thread(http.__exit__, None, None, None)
+            await asyncio.wait_for(answered.hung_up_by_server.wait(), 5)
+            assert await ringing.refused() == 503
+        finally:
+            await sdk.close()
+            await answered.close()
+            await ringing.close()

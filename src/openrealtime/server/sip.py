@@ -123,6 +123,10 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
         finally:
             for call_id in list(ringing):
                 refuse(call_id, 503)
+            # Answered calls end (BYE) while the listener can still send; the calls router's
+            # shutdown, which would end them too, comes after this one's.
+            answered = [c for c in await registry.all() if isinstance(c.peer, _sip_peer())]
+            await asyncio.gather(*(call.end() for call in answered))
             for task in list(deliveries):
                 task.cancel()
             await asyncio.gather(*deliveries, return_exceptions=True)
@@ -227,6 +231,12 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
         return Response(status_code=200)
 
     return router
+
+
+def _sip_peer() -> type:
+    from ..transports.sip import SipPeer
+
+    return SipPeer
 
 
 def _not_found(call_id: str) -> Response:

@@ -143,10 +143,13 @@ class SipInvite:
     def hang_up(self) -> None:
         if not self._ended:
             self._ended = True
-            if self.answered:
-                self._call.hangup()
-            else:
-                self._call.reject(487)
+            try:
+                if self.answered:
+                    self._call.hangup()
+                else:
+                    self._call.reject(487)
+            except Exception:  # the listener has stopped: nothing more can be sent
+                log.warning("SIP %s: could not send the hang-up", self.sip_call_id, exc_info=True)
             self._forget()
 
     def refer(self, target_uri: str) -> None:
