@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -327,3 +328,36 @@ async def test_shutdown_hangs_up_answered_calls_and_refuses_ringing_ones(
             await sdk.close()
             await answered.close()
             await ringing.close()
+
+
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+
+
+@pytest.mark.realtime
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (apt-get install sip-tester)")
+@pytest.mark.parametrize("transport", ["u1", "t1"], ids=["udp", "tcp"])
+async def test_sipp_calls_and_is_answered_through_the_sdk(
+    sip_server: SipServer, sdk: openai.AsyncOpenAI, tmp_path: Path, transport: str
+) -> None:
+    """SIPp's own `uac_pcap` scenario (INVITE, expects 100/180/200, ACK, plays G.711 A-law
+    from a capture, BYE): a caller that shares no code with the server."""
+    (tmp_path / "pcap").mkdir()
+    for capture in SIPP_PCAPS.glob("*.pcap"):
+        (tmp_path / "pcap" / capture.name).symlink_to(capture)
+    sipp = await asyncio.create_subprocess_exec(
+        "sipp", "-sn", "uac_pcap", f"127.0.0.1:{sip_server.sip_port}", "-s", "agent",
+        "-m", "1", "-t", transport, "-nostdin", "-timeout", "30s",
+        "-mp", str(free_udp_port()),
+        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        event = await sip_server.receiver.next_event()
+        headers = {h.name: h.value for h in event.data.sip_headers}
+        assert headers["Subject"] == "Performance Test"  # a header of SIPp's scenario
+        await sdk.realtime.calls.accept(event.data.call_id, type="realtime")
+        _, stderr = await asyncio.wait_for(sipp.communicate(), 40)
+        assert sipp.returncode == 0, stderr.decode()[-500:]  # the call succeeded, BYE answered
+    finally:
+        if sipp.returncode is None:
+            sipp.kill()
+            await sipp.wait()

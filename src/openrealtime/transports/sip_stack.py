@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortp import RTPSession
-from aiosipua import CallSession, IncomingCall
+from aiosipua import CallSession, IncomingCall, SipRequest, SipResponse
 from aiosipua.dialog import DialogState
+from aiosipua.headers import parse_via, stringify_via
 from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport, _UdpProtocol
 from aiosipua.uas import SipUAS
 
@@ -65,6 +66,35 @@ class UdpTransport(UdpSipTransport):
         self._udp_transport = transport
 
 
+class TcpTransport(TcpSipTransport):
+    """aiosipua's TCP transport, answering on the connection a request came in on (RFC 3261
+    §18.2.2). aiosipua routes a response by its Via, and without `rport` that names the
+    caller's listening port, a connection it does not have (sipp over TCP)."""
+
+    async def start(self) -> None:
+        deliver = self.on_message
+        if deliver is not None:
+
+            def on_message(message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+                if isinstance(message, SipRequest):
+                    _via_is_the_connection(message, addr)
+                deliver(message, addr)
+
+            self.on_message = on_message
+        await super().start()
+
+
+def _via_is_the_connection(request: SipRequest, addr: tuple[str, int]) -> None:
+    vias = request.headers.get("via")
+    if not vias:
+        return
+    top = parse_via(vias[0])
+    top.params["received"], top.params["rport"] = addr[0], str(addr[1])
+    request.headers.remove("Via")
+    for via in [stringify_via(top), *vias[1:]]:
+        request.headers.append("Via", via)
+
+
 class _Protocol(_UdpProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._owner._udp_transport = transport  # type: ignore[assignment]
@@ -91,12 +121,15 @@ class SipInvite:
     @property
     def headers(self) -> list[dict[str, str]]:
         """The INVITE's headers as it sent them (names as written, compact forms expanded,
-        values as they stand), in order."""
-        return [
+        values as they stand), in order. Except: the top Via has the `received` and `rport`
+        the transport stamped, and the Vias come first, where a caller puts them (stamping
+        moved them last)."""
+        headers = [
             {"name": name, "value": value}
             for name, values in self._call.invite.headers.items()
             for value in values
         ]
+        return sorted(headers, key=lambda header: header["name"].lower() != "via")
 
     @property
     def answered(self) -> bool:
@@ -201,7 +234,7 @@ class SipListener:
     async def start(self) -> None:
         transports: list[SipTransport] = [
             UdpTransport(local_addr=(self.host, self.port)),
-            TcpSipTransport(local_addr=(self.host, self.port)),
+            TcpTransport(local_addr=(self.host, self.port)),
         ]
         for transport in transports:
             uas = SipUAS(transport, user_agent="openrealtime")
