@@ -361,3 +361,58 @@ async def test_sipp_calls_and_is_answered_through_the_sdk(
         if sipp.returncode is None:
             sipp.kill()
             await sipp.wait()
+
+
+LONG_ANSWER = (
+    "Let me tell you a long story about the sea. The waves rolled in all day long. "
+    "A small boat sailed past the old lighthouse. The keeper waved from the top of the tower. "
+    "Gulls circled over the harbour and the fishermen mended their nets. "
+    "In the evening the wind rose and the sky turned a deep shade of orange."
+)
+
+
+@pytest.mark.realtime
+async def test_barge_in_truncates_at_what_the_caller_heard(
+    sip_server: SipServer, sdk: openai.AsyncOpenAI, phone: Phone, llm
+) -> None:
+    llm.script(Text([LONG_ANSWER]))
+    call_id = await sip_server.ring(phone)
+    await sdk.realtime.calls.accept(call_id, type="realtime")
+    await phone.answered()
+    async with sdk.realtime.connect(call_id=call_id) as sideband:
+        assert (await arecv(sideband)).type == "session.updated"
+        phone.play(_utterance("tell me a story"))
+        events = await arecv_until(sideband, "output_audio_buffer.started")
+        item_id = next(e for e in events if e.type == "response.output_item.added").item.id
+        # The next turn interrupts but is not answered, so silence follows the barge-in.
+        await sideband.session.update(
+            session={
+                "type": "realtime",
+                "audio": {
+                    "input": {"turn_detection": {"type": "server_vad", "create_response": False}}
+                },
+            }
+        )
+        await asyncio.sleep(2.0)  # let some of the answer play
+        phone.play(_utterance("stop please"))
+        events += await arecv_until(sideband, "conversation.item.truncated")
+        truncated_at = time.monotonic()
+        types = [e.type for e in events]
+        assert "output_audio_buffer.cleared" in types
+        assert "output_audio_buffer.stopped" not in types
+        truncated = events[-1]
+        assert truncated.item_id == item_id
+        done = next(e for e in events if e.type == "response.done").response
+        generated_ms = done.usage.output_token_details.audio_tokens * 50
+        # The caller heard part of it (the player counts what it sent, not the time passed).
+        assert 500 < truncated.audio_end_ms < generated_ms - 1000, (
+            truncated.audio_end_ms,
+            generated_ms,
+        )
+        heard = phone.audio_since(0)
+        loud_ms = np.count_nonzero(np.abs(heard.astype(np.int32)) > 300) / 8
+        assert loud_ms > 200  # the answer was audible before the cut
+        await asyncio.sleep(1.0)
+        after = phone.audio_since(truncated_at + 0.3)
+        assert len(after) > 8000 * 0.5 and rms(after) < 50, rms(after)  # silence since
+    phone.hang_up()
