@@ -61,6 +61,7 @@ def run_openrealtime(args: argparse.Namespace) -> None:
         **({"tts": "openai", "tts_base_url": args.llm_url} if args.tts == "scripted" else {}),
         max_sessions=100_000,
         max_sessions_per_key=100_000,
+        **dict(setting.split("=", 1) for setting in args.setting),
     )
     # As server.run.run does, with the app wrapped only to learn its event loop.
     configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
@@ -84,6 +85,9 @@ def main() -> None:
     parser.add_argument("--stt", default="pocketsphinx", help="pocketsphinx or scripted")
     parser.add_argument("--tts", default="espeak", help="espeak or scripted (the fake's speech)")
     parser.add_argument("--control", help="openrealtime: Unix socket path of the side channel")
+    parser.add_argument(
+        "--setting", action="append", default=[], help="openrealtime: FIELD=VALUE, repeatable"
+    )
     parser.add_argument(
         "--collect-every",
         type=float,

@@ -206,6 +206,7 @@ class OpenRealtimeProcess(ServerProcess):
         tts: str = "espeak",
         control: bool = False,
         collect_every: float | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         record_source()
         self.control_path: str | None = None
@@ -218,6 +219,8 @@ class OpenRealtimeProcess(ServerProcess):
             args += ["--control", self.control_path]
         if collect_every:
             args += ["--collect-every", str(collect_every)]
+        for field, value in (settings or {}).items():  # any other Settings field
+            args += ["--setting", f"{field}={value}"]
         super().__init__("openrealtime", *args, ready_path="/healthz")
 
     @property
