@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openai
@@ -416,3 +417,52 @@ async def test_barge_in_truncates_at_what_the_caller_heard(
         after = phone.audio_since(truncated_at + 0.3)
         assert len(after) > 8000 * 0.5 and rms(after) < 50, rms(after)  # silence since
     phone.hang_up()
+
+
+async def test_over_redis_a_sideband_and_a_hang_up_on_another_instance_reach_the_call(
+    settings: Settings, backends: Backends, redis_server: Any
+) -> None:
+    """Instance A takes the call; the operator's sideband and hang-up land on instance B."""
+    shared = {"redis_url": redis_server.url}
+    with webhook_receiver(SECRET) as (receiver, url):
+        sip_port = free_udp_port()
+        with (
+            ServerThread(
+                create_app(
+                    settings.model_copy(
+                        update={
+                            **shared,
+                            "sip_port": sip_port,
+                            "sip_webhook_url": url,
+                            "webhook_secret": SECRET,
+                        }
+                    ),
+                    backends,
+                )
+            ) as a,
+            ServerThread(create_app(settings.model_copy(update=shared), backends)) as b,
+        ):
+            phone = Phone(("127.0.0.1", sip_port))
+            on_a = openai.AsyncOpenAI(base_url=a.url + "/v1", api_key=API_KEY)
+            on_b = openai.AsyncOpenAI(base_url=b.url + "/v1", api_key=API_KEY, max_retries=0)
+            try:
+                await phone.dial()
+                call_id = (await receiver.next_event()).data.call_id
+                await on_a.realtime.calls.accept(call_id, type="realtime", instructions="Hi.")
+                await phone.answered()
+                async with on_b.realtime.connect(call_id=call_id) as sideband:
+                    attached = await arecv(sideband)
+                    assert attached.type == "session.updated"
+                    assert attached.session.instructions == "Hi."
+                    phone.press("7")
+                    while (event := await asyncio.wait_for(arecv(sideband), 5)).type != (
+                        "input_audio_buffer.dtmf_event_received"
+                    ):
+                        pass
+                    assert event.event == "7"
+                    await on_b.realtime.calls.hangup(call_id)
+                    await asyncio.wait_for(phone.hung_up_by_server.wait(), 5)
+            finally:
+                await on_a.close()
+                await on_b.close()
+                await phone.close()
