@@ -466,3 +466,22 @@ async def test_over_redis_a_sideband_and_a_hang_up_on_another_instance_reach_the
                 await on_a.close()
                 await on_b.close()
                 await phone.close()
+
+
+async def test_a_re_invite_is_answered_with_the_same_session(
+    sip_server: SipServer, sdk: openai.AsyncOpenAI, phone: Phone
+) -> None:
+    call_id = await sip_server.ring(phone)
+    await sdk.realtime.calls.accept(call_id, type="realtime")
+    await phone.answered()
+    seq = phone.reinvite()
+    deadline = time.monotonic() + 5
+    while (seq, "INVITE", 200) not in phone.responses:
+        assert time.monotonic() < deadline, phone.responses
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    heard_before = len(phone.audio_since(0))
+    await asyncio.sleep(0.5)
+    assert len(phone.audio_since(0)) > heard_before  # the call's RTP goes on
+    await sdk.realtime.calls.hangup(call_id)
+    await asyncio.wait_for(phone.hung_up_by_server.wait(), 5)

@@ -36,6 +36,7 @@ class Phone:
         self.kind = transport
         self.heard: list[tuple[float, np.ndarray]] = []  # (arrival time, samples)
         self.referred_to: str | None = None
+        self.responses: list[tuple[int, str, int]] = []  # (CSeq, method, status) received
         self.hung_up_by_server = asyncio.Event()
         self.rtp: RTPSession | None = None
         self.call: Any = None
@@ -56,6 +57,14 @@ class Phone:
         self._uas = SipUAS(sip, uac=self._uac)
         self._uas.on_bye = lambda _call, _request: self.hung_up_by_server.set()
         self._uas.on_refer = self._on_refer
+        handle = self._uac.handle_response
+
+        def record(response: Any, addr: tuple[str, int]) -> None:
+            cseq = response.cseq
+            self.responses.append((cseq.seq, cseq.method, response.status_code))
+            handle(response, addr)
+
+        self._uac.handle_response = record  # type: ignore[method-assign]
         await self._uas.start()
         if isinstance(sip, TcpSipTransport):
             await sip.connect(self.server)
@@ -122,6 +131,12 @@ class Phone:
     def audio_since(self, moment: float) -> np.ndarray:
         chunks = [samples for at, samples in self.heard if at >= moment]
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+    def reinvite(self) -> int:
+        """Send a re-INVITE with the same offer; its CSeq number."""
+        assert self._uac is not None
+        request = self._uac.send_reinvite(self.call.dialog, self.call.sdp_offer, self.server)
+        return int(request.cseq.seq)
 
     def hang_up(self) -> None:
         assert self._uac is not None

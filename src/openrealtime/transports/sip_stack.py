@@ -22,6 +22,7 @@ from aiortp import RTPSession
 from aiosipua import CallSession, IncomingCall, SipRequest, SipResponse
 from aiosipua.dialog import DialogState
 from aiosipua.headers import parse_via, stringify_via
+from aiosipua.sdp import serialize_sdp
 from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport, _UdpProtocol
 from aiosipua.uas import SipUAS
 
@@ -113,6 +114,7 @@ class SipInvite:
         self._listener = listener
         self.on_end: Callable[[], None] = _nothing
         self._ended = False
+        self._media: CallSession | None = None
 
     @property
     def sip_call_id(self) -> str:
@@ -171,7 +173,22 @@ class SipInvite:
         if media is None:
             raise ValueError("no free RTP port in the configured range")
         self._call.accept(media.sdp_answer)
+        self._media = media
         return RtpLink(media)
+
+    def reoffered(self) -> None:
+        """A re-INVITE on the answered call (a refresh, a new address; trunks and softphones
+        send them): answered with the same session, media sent where the new offer says."""
+        answer = self._call.sdp_answer
+        offer = self._call.sdp_offer
+        if self._media is None or answer is None:
+            self._call._send_response(491, "Request Pending")
+            return
+        if offer is not None and offer.rtp_address is not None:
+            self._media.update_remote(offer.rtp_address)
+        self._call._send_response(
+            200, "OK", body=serialize_sdp(answer), content_type="application/sdp"
+        )
 
     def hang_up(self) -> None:
         if not self._ended:
@@ -241,6 +258,7 @@ class SipListener:
             uas.on_invite = lambda call, uas=uas: self._invite(call, uas)
             uas.on_bye = lambda call, _request: self._far_end(call.call_id)
             uas.on_cancel = lambda request, _addr: self._far_end(request.call_id or "")
+            uas.on_reinvite = self._reinvite
             await uas.start()
             self._agents.append(uas)
         log.info("SIP listening on %s:%d (UDP and TCP)", self.host, self.port)
@@ -291,6 +309,11 @@ class SipListener:
         except Exception:
             log.exception("SIP INVITE %s failed", call.call_id)
             invite.reject(500)
+
+    def _reinvite(self, call: IncomingCall) -> None:
+        invite = self._invites.get(call.call_id)
+        if invite is not None:
+            invite.reoffered()
 
     def _far_end(self, sip_call_id: str) -> None:
         invite = self._invites.get(sip_call_id)
