@@ -485,3 +485,17 @@ async def test_a_re_invite_is_answered_with_the_same_session(
     assert len(phone.audio_since(0)) > heard_before  # the call's RTP goes on
     await sdk.realtime.calls.hangup(call_id)
     await asyncio.wait_for(phone.hung_up_by_server.wait(), 5)
+
+
+async def test_a_caller_who_gives_up_while_it_rings_leaves_nothing_to_accept(
+    sip_server: SipServer, sdk: openai.AsyncOpenAI, phone: Phone
+) -> None:
+    call_id = await sip_server.ring(phone)
+    phone.cancel()
+    deadline = time.monotonic() + 5
+    while (1, "INVITE", 487) not in phone.responses:  # Request Terminated
+        assert time.monotonic() < deadline, phone.responses
+        await asyncio.sleep(0.05)
+    assert (1, "CANCEL", 200) in phone.responses
+    with pytest.raises(openai.NotFoundError):
+        await sdk.realtime.calls.accept(call_id, type="realtime")

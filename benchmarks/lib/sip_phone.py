@@ -138,6 +138,11 @@ class Phone:
         request = self._uac.send_reinvite(self.call.dialog, self.call.sdp_offer, self.server)
         return int(request.cseq.seq)
 
+    def cancel(self) -> None:
+        """Give up while it rings (CANCEL)."""
+        assert self._uac is not None
+        assert self.call.cancel(self._uac) is not None, "the call is not ringing"
+
     def hang_up(self) -> None:
         assert self._uac is not None
         assert self.call.hangup(self._uac) is not None, "the call is not answered"
