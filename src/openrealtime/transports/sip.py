@@ -54,6 +54,10 @@ class SipPeer:
         self._resampler: StreamResampler | None = None
         self._ended = asyncio.Event()
         self.packets_sent = 0
+        # From now on, not from `run()`: the caller's BYE may come before the call's task runs.
+        invite.on_end = self._ended.set
+        if invite.ended:
+            self._ended.set()
 
     @property
     def ended(self) -> bool:
@@ -79,7 +83,6 @@ class SipPeer:
         driver.player = self.playout
         link.on_audio = self._audio_in
         link.on_dtmf = self._dtmf
-        self.invite.on_end = self._ended.set
         pacer: asyncio.Task[None] | None = None
         try:
             driver.start()

@@ -134,6 +134,10 @@ class SipInvite:
         return sorted(headers, key=lambda header: header["name"].lower() != "via")
 
     @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
     def answered(self) -> bool:
         return self._call.dialog.state == DialogState.CONFIRMED
 
