@@ -70,6 +70,7 @@ def run_openrealtime(args: argparse.Namespace) -> None:
         max_sessions=100_000,
         max_sessions_per_key=100_000,
         mcp_allow_hosts=args.mcp_allow_hosts,
+        **dict(setting.split("=", 1) for setting in args.setting),
     )
     # As server.run.run does, with the app wrapped only to learn its event loop.
     configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
@@ -116,6 +117,9 @@ def main() -> None:
     )
     parser.add_argument("--control", help="openrealtime: Unix socket path of the side channel")
     parser.add_argument("--mcp-allow-hosts", default="", help="openrealtime: MCP hosts allowed")
+    parser.add_argument(
+        "--setting", action="append", default=[], help="openrealtime: FIELD=VALUE, repeatable"
+    )
     parser.add_argument(
         "--collect-every",
         type=float,

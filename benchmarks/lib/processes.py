@@ -217,6 +217,7 @@ class OpenRealtimeProcess(ServerProcess):
         collect_every: float | None = None,
         mcp_allow_hosts: str | None = None,
         workers: int = 1,
+        settings: dict[str, str] | None = None,
     ) -> None:
         record_source()
         self.control_path: str | None = None
@@ -233,6 +234,8 @@ class OpenRealtimeProcess(ServerProcess):
             args += ["--collect-every", str(collect_every)]
         if mcp_allow_hosts:
             args += ["--mcp-allow-hosts", mcp_allow_hosts]
+        for field, value in (settings or {}).items():  # any other Settings field
+            args += ["--setting", f"{field}={value}"]
         super().__init__("openrealtime", *args, ready_path="/healthz")
 
     @property

@@ -199,6 +199,39 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         },
     ),
     (
+        "--sip-port",
+        "sip_port",
+        {"type": int, "help": "take SIP calls on this port, UDP and TCP on --host (default: off)"},
+    ),
+    (
+        "--sip-webhook-url",
+        "sip_webhook_url",
+        {"help": "where the realtime.call.incoming webhook of each call goes"},
+    ),
+    (
+        "--webhook-secret",
+        "webhook_secret",
+        {"help": "whsec_... secret the webhooks are signed with (Standard Webhooks)"},
+    ),
+    (
+        "--sip-public-address",
+        "sip_public_address",
+        {"help": "the address callers send RTP to, given in the SDP (behind NAT)"},
+    ),
+    (
+        "--rtp-ports",
+        "rtp_ports",
+        {"help": "UDP port range for calls' RTP, LO-HI (default 10000-20000)"},
+    ),
+    (
+        "--sip-ring-timeout",
+        "sip_ring_timeout",
+        {
+            "type": float,
+            "help": "seconds a call rings before it is refused with 480 (default 30, < 60)",
+        },
+    ),
+    (
         "--redis-url",
         "redis_url",
         {

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     # Server processes behind the one port (server/supervisor.py); 1: this process serves.
     workers: int = Field(default=1, ge=1, le=64)
 
+    # SIP calls (docs/operations.md): off unless a port is given. An INVITE rings, and the
+    # `realtime.call.incoming` webhook goes to the URL, signed with the `whsec_` secret.
+    sip_port: int | None = Field(default=None, ge=1, le=65535)
+    sip_webhook_url: str | None = None
+    webhook_secret: str | None = None
+    sip_public_address: str | None = None  # the address in the SDP (NAT); unset: the local one
+    rtp_ports: str = "10000-20000"  # LO-HI, the UDP ports calls' RTP binds
+    sip_ring_timeout: float = Field(default=30.0, gt=0, lt=60)
+
     # Backends by name (backends/registry.py lists the names each accepts).
     llm: str = "openai"  # any OpenAI-compatible Chat Completions endpoint
     vad: str = "silero"
@@ -97,6 +106,28 @@ class Settings(BaseSettings):
             return [o.strip().rstrip("/") for o in value if isinstance(o, str) and o.strip()]
         return value
 
+    @field_validator("rtp_ports")
+    @classmethod
+    def _check_rtp_ports(cls, value: str) -> str:
+        low, _, high = value.partition("-")
+        if not (low.strip().isdigit() and high.strip().isdigit()):
+            raise ValueError("expected LO-HI, such as 10000-20000")
+        if not 1024 <= int(low) < int(high) <= 65535:
+            raise ValueError("expected 1024 <= LO < HI <= 65535")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("whsec_"):
+            raise ValueError("expected whsec_ followed by base64, as OpenAI's dashboard gives")
+        return value
+
+    @property
+    def rtp_port_range(self) -> tuple[int, int]:
+        low, _, high = self.rtp_ports.partition("-")
+        return int(low), int(high)
+
     @property
     def open_mode(self) -> bool:
         return not self.api_keys
@@ -107,4 +138,9 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"refusing to listen on {self.host} with no API keys configured: anyone could use "
                 "this server. Give --api-key KEY (or OPENREALTIME_API_KEYS), or pass --insecure."
+            )
+        if self.sip_port is not None and not self.sip_webhook_url:
+            raise ValueError(
+                "--sip-port needs --sip-webhook-url (or OPENREALTIME_SIP_WEBHOOK_URL): calls "
+                "ring there, and ring out unanswered without it."
             )

@@ -30,6 +30,7 @@ from .observability import observe
 from .sessions import new_session, session_config
 from .shared import create_shared_state
 from .sideband import run_sideband
+from .sip import sip_router
 
 log = logging.getLogger("openrealtime")
 
@@ -84,6 +85,8 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     app.include_router(console_router(settings))
     calls = app.state.calls = shared.calls
     app.include_router(calls_router(auth, calls))
+    if settings.sip_port is not None:  # SIP calls: accept, reject, refer (server/sip.py)
+        app.include_router(sip_router(settings, auth, calls))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

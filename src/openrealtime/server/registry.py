@@ -1,4 +1,4 @@
-"""The registry of live WebRTC calls, which hang-ups and sideband WebSockets
+"""The registry of live calls (WebRTC and SIP), which hang-ups and sideband WebSockets
 (`/v1/realtime?call_id=`) find them in: in-process here, across instances in
 server/redis_calls.py.
 """
@@ -10,16 +10,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from fastapi import WebSocket
 
 from ..runtime.driver import SessionDriver
+from ..transports.ending import Close
 from ..transports.websocket import EventSource
 from .auth import Principal
-
-if TYPE_CHECKING:  # aiortc and av load with the first call, not at start
-    from ..transports.webrtc import WebRtcPeer
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +33,27 @@ class RemoteCall(EventSource, Protocol):
     async def aclose(self) -> None: ...
 
 
+class CallPeer(Protocol):
+    """What holds a call's media: a WebRTC peer (transports/webrtc.py) or a SIP call
+    (transports/sip.py)."""
+
+    driver: SessionDriver
+
+    @property
+    def ended(self) -> bool: ...
+
+    def hang_up(self) -> None: ...
+
+    def close_with(self, close: Close) -> None: ...
+
+    async def run(self) -> None: ...
+
+
 @dataclass(eq=False)
 class Call:
     id: str
     opener: str  # the key or client secret that opened it: it may hang up
-    peer: WebRtcPeer
+    peer: CallPeer
     task: asyncio.Task[None] | None = None
     sidebands: set[WebSocket] = field(default_factory=set)
 

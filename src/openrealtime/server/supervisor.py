@@ -56,6 +56,10 @@ def check_supervisor(settings: Settings) -> None:
     """Before anything starts; raises ValueError with what to change."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("--workers needs SO_REUSEPORT, which this system lacks; use --workers 1")
+    if settings.sip_port is not None:
+        # A ringing call lives in the process that took its INVITE, and the kernel would spread
+        # one call's SIP packets over the workers; SIP stays a single-process feature for now.
+        raise ValueError("--sip-port needs --workers 1: SIP calls are taken by one process")
     if settings.redis_url is None:
         redis_server_binary()
 
