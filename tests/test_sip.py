@@ -114,6 +114,35 @@ async def test_an_invite_rings_and_the_webhook_carries_its_headers_verbatim(
     assert await phone.refused() == 603
 
 
+async def test_the_webhook_carries_only_the_headers_the_operator_names(
+    settings: Settings, backends: Backends
+) -> None:
+    with webhook_receiver(SECRET) as (receiver, url):
+        sip_port = free_udp_port()
+        chosen = settings.model_copy(
+            update={
+                "sip_port": sip_port,
+                "sip_webhook_url": url,
+                "webhook_secret": SECRET,
+                "rtp_ports": "32000-32099",
+                "sip_webhook_headers": ["from", "X-CUSTOMER-ID"],  # names match in any case
+            }
+        )
+        with ServerThread(create_app(chosen, backends)) as http:
+            phone = Phone(("127.0.0.1", sip_port))
+            try:
+                await phone.dial()
+                event = await receiver.next_event()
+                assert [h.name for h in event.data.sip_headers] == ["From", "X-Customer-Id"]
+                assert event.data.sip_headers[1].value == "c-42 ; tier=gold"  # still verbatim
+                client = openai.AsyncOpenAI(base_url=http.url + "/v1", api_key=API_KEY)
+                await client.realtime.calls.reject(event.data.call_id)
+                await client.close()
+                assert await phone.refused() == 603
+            finally:
+                await phone.close()
+
+
 @pytest.mark.parametrize("status", [486, 404])
 async def test_reject_with_a_code(
     sip_server: SipServer, phone: Phone, status: int, sdk: openai.AsyncOpenAI

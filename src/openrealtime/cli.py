@@ -224,6 +224,14 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         {"help": "UDP port range for calls' RTP, LO-HI (default 10000-20000)"},
     ),
     (
+        "--sip-webhook-headers",
+        "sip_webhook_headers",
+        {
+            "help": "comma-separated INVITE headers the webhook carries, e.g. From,To,Call-ID "
+            "(default: all, verbatim)"
+        },
+    ),
+    (
         "--sip-ring-timeout",
         "sip_ring_timeout",
         {

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     sip_public_address: str | None = None  # the address in the SDP (NAT); unset: the local one
     rtp_ports: str = "10000-20000"  # LO-HI, the UDP ports calls' RTP binds
     sip_ring_timeout: float = Field(default=30.0, gt=0, lt=60)
+    # The INVITE headers the webhook carries, by name (any case); empty: all of them.
+    sip_webhook_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Backends by name (backends/registry.py lists the names each accepts).
     llm: str = "openai"  # any OpenAI-compatible Chat Completions endpoint
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     tts_api_key: str | None = None
     tts_timeout: float = 30.0  # --tts openai
 
-    @field_validator("api_keys", "mcp_allow_hosts", mode="before")
+    @field_validator("api_keys", "mcp_allow_hosts", "sip_webhook_headers", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -91,6 +91,9 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
     async def deliver(call_id: str, headers: list[dict[str, str]]) -> None:
         url = settings.sip_webhook_url
         assert url is not None  # Settings.check
+        wanted = {name.lower() for name in settings.sip_webhook_headers}
+        if wanted:
+            headers = [h for h in headers if h["name"].lower() in wanted]
         body, request_headers = signed_request(
             call_incoming(call_id, headers, time.time()), settings.webhook_secret
         )
