@@ -83,3 +83,35 @@ def test_a_session_before_the_models_are_loaded_waits_for_its_transcript(
         ]
         assert models(server.url) == "ready"
         assert turn_judge._loaded() is not None, "Smart Turn was not warmed"
+
+
+@pytest.mark.parametrize(
+    ("stt", "tts", "warmed"),
+    [("faster-whisper", "openai", True), ("openai", "hibari", True), ("openai", "openai", False)],
+)
+async def test_the_end_of_turn_model_is_warmed_only_beside_a_local_speech_model(
+    monkeypatch: pytest.MonkeyPatch, stt: str, tts: str, warmed: bool
+) -> None:
+    """With HTTP speech backends the idle server stays lean (issue 9's RSS); with a speech
+    model in the process everything is warmed at start (issue 10)."""
+    from openrealtime.server.lifecycle import ModelWarmup
+
+    calls: list[str] = []
+    monkeypatch.setattr(turn_judge, "warm", lambda: calls.append("turn"))
+    settings = Settings(
+        stt=stt,
+        tts=tts,
+        stt_base_url="http://127.0.0.1:9/v1",
+        stt_model="x",
+        tts_base_url="http://127.0.0.1:9/v1",
+        tts_model="x",
+    )
+    backends = create_backends(settings)
+    # Only the end-of-turn model is in question: the speech models' own loads are not run.
+    monkeypatch.setattr(backends.stt, "load", lambda: None)
+    monkeypatch.setattr(backends.tts, "load", lambda: None)
+    warmup = ModelWarmup(backends)
+    await warmup.finished()
+    assert warmup.state == "ready"
+    assert calls == (["turn"] if warmed else [])
+    await backends.aclose()

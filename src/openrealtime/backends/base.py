@@ -22,6 +22,9 @@ class Capabilities:
     languages: frozenset[str] | None = None
     # LLM: reads `image_url` content parts (the served model is a vision model).
     vision: bool = False
+    # STT, TTS: runs a model in this server (or its worker processes), not over HTTP. Such a
+    # server is warmed whole at start; one on HTTP speech backends stays lean (server/lifecycle.py).
+    local_model: bool = False
 
     def handles_language(self, language: str | None) -> bool:
         """Whether a requested language (e.g. "en", "en-US"; None: unspecified) is handled."""

@@ -228,14 +228,18 @@ class ModelWarmup:
     on first use behind the same lock as this warm-up (the recognizer, the voice, the worker
     pool, the end-of-turn model), so nothing fails for being early; it is only slower. A model
     that fails to load here is logged; each later use tries again and reports its own error.
-    The end-of-turn model (Smart Turn, for `semantic_vad`) is warmed beside the others.
+    The end-of-turn model (Smart Turn, for `semantic_vad`) is warmed beside them when a speech
+    model runs here; on HTTP speech backends the server stays lean (~100 MB idle), and it loads
+    with the first `semantic_vad` pause instead.
 
     A load cannot be interrupted, and a process must not exit while a thread is inside a
     model's native code (it crashes), so shutdown waits for the loads in hand (`finished`)."""
 
     def __init__(self, backends: Backends) -> None:
         self.state = "loading"  # then "ready" or "failed", shown by /healthz
-        loads = {"stt": backends.stt.load, "tts": backends.tts.load, "turn": turn_judge.warm}
+        loads = {"stt": backends.stt.load, "tts": backends.tts.load}
+        if backends.stt.capabilities.local_model or backends.tts.capabilities.local_model:
+            loads["turn"] = turn_judge.warm
         self._task = asyncio.get_running_loop().create_task(self._run(loads))
 
     async def _run(self, loads: dict[str, Callable[[], None]]) -> None:

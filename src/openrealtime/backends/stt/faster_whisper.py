@@ -85,7 +85,9 @@ class FasterWhisperTranscriber(BatchTranscriber):
         self.workers = workers
         # Whisper's ".en" models know English only; the others detect the language.
         english_only = model.endswith(".en")
-        self.capabilities = Capabilities(languages=frozenset({"en"}) if english_only else None)
+        self.capabilities = Capabilities(
+            languages=frozenset({"en"}) if english_only else None, local_model=True
+        )
         self._model = _model
         self.short_window = short_window
         # The fast decode of short utterances; only with a real faster-whisper model.

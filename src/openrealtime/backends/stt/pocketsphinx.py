@@ -155,7 +155,7 @@ class PocketsphinxTranscriber:
     """The embedded default `Transcriber`. Thread-safe; share one instance across sessions."""
 
     name = "pocketsphinx"
-    capabilities = Capabilities(streaming=True, languages=frozenset({"en"}))
+    capabilities = Capabilities(streaming=True, languages=frozenset({"en"}), local_model=True)
 
     def __init__(self, workers: int | None = None) -> None:
         # Decodes serialise on the GIL anyway (see above), so a few workers only bound the

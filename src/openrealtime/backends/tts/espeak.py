@@ -224,7 +224,7 @@ def _get_engine() -> _Engine:
 
 class EspeakSynthesizer(BackendBase):
     name = "espeak"
-    capabilities = Capabilities(streaming=True)
+    capabilities = Capabilities(streaming=True, local_model=True)
 
     def __init__(self) -> None:
         self._engine = _get_engine()

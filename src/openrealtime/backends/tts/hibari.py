@@ -105,7 +105,7 @@ class HibariSynthesizer(BackendBase):
 
     name = "hibari"
     sample_rate = SAMPLE_RATE
-    capabilities = Capabilities(streaming=True, languages=frozenset({"en"}))
+    capabilities = Capabilities(streaming=True, languages=frozenset({"en"}), local_model=True)
 
     def __init__(self, threads: int = 1, seed: int | None = 0) -> None:
         # The model loads in `load()` (at start-up, off the event loop), or at the first call.
