@@ -394,7 +394,7 @@ async def test_hangup_ends_the_call_and_frees_everything(rtc_server) -> None:
         await client.until("session.created")
         call_id = client.call_id
         during = await _tasks(rtc_server)
-        assert "_run_call" in during and "WebRtcPeer._await_track_end" in during
+        assert "run_call" in during and "WebRtcPeer._await_track_end" in during
         async with httpx.AsyncClient(base_url=rtc_server.url) as http:
             auth = {"Authorization": f"Bearer {API_KEY}"}
             other = new_secret({"type": "realtime"}, 60, time.time())

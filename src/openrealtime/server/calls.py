@@ -69,10 +69,10 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
     @router.post("/v1/realtime/calls", status_code=201)
     async def create_call(request: Request) -> Response:
         try:
-            principal = await _authenticate(auth, request)
+            principal = await authenticate_call(auth, request)
             offer, session_part = await _read_offer(request)
             model = request.query_params.get("model")
-            config = _configure(principal, session_part, model, request)
+            config = configure_call(principal, session_part, model, request)
             lifecycle: Lifecycle = request.app.state.lifecycle
             slot = await lifecycle.admit(principal)  # 503 shutting down, 429 a session limit
         except (Refused, NotAdmitted) as refused:
@@ -103,7 +103,7 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
             call = Call(call_id, principal.token, peer)
             await registry.add(call)
             call.task = asyncio.get_running_loop().create_task(
-                _run_call(call, registry, lifecycle, slot), name=f"{call_id} call"
+                run_call(call, registry, lifecycle, slot), name=f"{call_id} call"
             )
         except BaseException:
             await slot.release()
@@ -119,7 +119,7 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
     @router.post("/v1/realtime/calls/{call_id}/hangup")
     async def hangup(call_id: str, request: Request) -> Response:
         try:
-            principal = await _authenticate(auth, request)
+            principal = await authenticate_call(auth, request)
         except Refused as refused:
             return refused.response
         call = await registry.get(call_id)
@@ -134,7 +134,7 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
     return router
 
 
-async def _run_call(call: Call, registry: CallRegistry, lifecycle: Lifecycle, slot: Slot) -> None:
+async def run_call(call: Call, registry: CallRegistry, lifecycle: Lifecycle, slot: Slot) -> None:
     try:
         with lifecycle.live(call.driver, call.peer.close_with):  # age limit, shutdown
             await call.peer.run()
@@ -146,7 +146,7 @@ async def _run_call(call: Call, registry: CallRegistry, lifecycle: Lifecycle, sl
         await slot.release()
 
 
-async def _authenticate(auth: Authenticator, request: Request) -> Principal:
+async def authenticate_call(auth: Authenticator, request: Request) -> Principal:
     try:
         return await auth.authenticate(bearer_token(dict(request.headers)))
     except AuthError as refused:
@@ -214,7 +214,7 @@ def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
     return parts
 
 
-def _configure(
+def configure_call(
     principal: Principal, part: bytes | None, model: str | None, request: Request
 ) -> RealtimeSession | TranscriptionSession:
     """The call's session: a client secret's minted one (with the `session` part applied over

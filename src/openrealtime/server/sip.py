@@ -37,7 +37,7 @@ from ..logs import bind_ids
 from ..protocol import errors
 from ..runtime.driver import SessionDriver
 from .auth import Authenticator
-from .calls import Refused, _authenticate, _configure, _run_call
+from .calls import Refused, authenticate_call, configure_call, run_call
 from .errors import openai_error
 from .lifecycle import Lifecycle, NotAdmitted
 from .registry import Call, CallRegistry
@@ -141,11 +141,11 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
     @router.post("/v1/realtime/calls/{call_id}/accept")
     async def accept(call_id: str, request: Request) -> Response:
         try:
-            principal = await _authenticate(auth, request)
+            principal = await authenticate_call(auth, request)
             body = await _body(request)
             if call_id not in ringing:
                 return _not_found(call_id)
-            config = _configure(principal, body or b"{}", None, request)
+            config = configure_call(principal, body or b"{}", None, request)
             lifecycle: Lifecycle = request.app.state.lifecycle
             slot = await lifecycle.admit(principal)
         except (Refused, NotAdmitted) as refused:
@@ -175,7 +175,7 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
             live = Call(call_id, principal.token, peer)
             await registry.add(live)
             live.task = asyncio.get_running_loop().create_task(
-                _run_call(live, registry, lifecycle, slot), name=f"{call_id} call"
+                run_call(live, registry, lifecycle, slot), name=f"{call_id} call"
             )
         except BaseException:
             await slot.release()
@@ -186,7 +186,7 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
     @router.post("/v1/realtime/calls/{call_id}/reject")
     async def reject(call_id: str, request: Request) -> Response:
         try:
-            await _authenticate(auth, request)
+            await authenticate_call(auth, request)
             fields = _json(await _body(request))
         except Refused as refused:
             return refused.response
@@ -206,7 +206,7 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
     @router.post("/v1/realtime/calls/{call_id}/refer")
     async def refer(call_id: str, request: Request) -> Response:
         try:
-            await _authenticate(auth, request)
+            await authenticate_call(auth, request)
             fields = _json(await _body(request))
         except Refused as refused:
             return refused.response
