@@ -183,6 +183,8 @@ def installed_recognizers(wanted: set[str] | None) -> dict[str, Transcriber]:
             except Exception:  # not packaged and not in the hub cache: not installed
                 continue
             out[f"whisper {name}"] = FasterWhisperTranscriber(model_dir)
+            # --stt-short-window true: the same weights in a 10 s encoder window.
+            out[f"whisper {name} short"] = FasterWhisperTranscriber(model_dir, short_window=True)
     try:
         from openrealtime.backends.stt.pocketsphinx import PocketsphinxTranscriber
     except ImportError:

@@ -78,7 +78,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     send_lags: list[float] = []
     with (
         start_llm() as llm,
-        OpenRealtimeProcess(llm, args.server_log_level, args.stt, tts=args.tts) as server,
+        OpenRealtimeProcess(
+            llm,
+            args.server_log_level,
+            args.stt,
+            tts=args.tts,
+            settings=dict(setting.split("=", 1) for setting in args.setting),
+        ) as server,
     ):
         url = server.ws_url
         processes = {"openrealtime": server, "scripted_llm": llm}
@@ -177,6 +183,12 @@ def main() -> None:
     parser.add_argument("--tts", default="hibari", help="default hibari")
     parser.add_argument(
         "--voice", default="hibari", choices=["hibari", "espeak"], help="who speaks the turns"
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        help="a server setting, FIELD=VALUE (e.g. stt_short_window=true); repeatable",
     )
     add_common_arguments(parser)
     args = parser.parse_args()

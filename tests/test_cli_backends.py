@@ -137,9 +137,11 @@ def test_the_recognizer_and_the_voice_load_side_by_side() -> None:
 
 
 @pytest.mark.parametrize(
-    ("flag", "expected"), [([], False), (["--stt-short-window", "true"], True)]
+    ("flag", "expected"), [([], True), (["--stt-short-window", "false"], False)]
 )
-def test_the_short_whisper_window_is_one_flag_away(flag: list[str], expected: bool) -> None:
+def test_the_short_whisper_window_is_the_default_and_one_flag_turns_it_off(
+    flag: list[str], expected: bool
+) -> None:
     from openrealtime.backends.registry import TRANSCRIBERS
     from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
     from openrealtime.cli import parse_settings

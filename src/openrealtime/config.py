@@ -78,8 +78,10 @@ class Settings(BaseSettings):
     stt: str = "faster-whisper"
     stt_base_url: str | None = None
     stt_model: str | None = None  # --stt faster-whisper: tiny.en unless set
-    # --stt faster-whisper: short turns in a 10 s encoder window (faster, a little less exact).
-    stt_short_window: bool = False
+    # --stt faster-whisper: turns up to 8 s in a 10 s encoder window, not Whisper's 30 s: a
+    # third of the CPU and the transcript ready at speech_stopped, with the same word error
+    # rate on the benchmark's 396 clips (docs/models.md); false: always the 30 s window.
+    stt_short_window: bool = True
     stt_api_key: str | None = None
     stt_timeout: float = 30.0  # --stt openai
     # Model worker processes that run the recognizer (backends/workers.py); 0: in-process.
