@@ -183,7 +183,7 @@ def test_spanish_speech_is_heard_in_english(
     first_end = 1 + len(speak(SPANISH[0], RATE, voice="es")) / RATE
     assert first_end * 1000 <= elapsed[0] <= first_end * 1000 + 1200
     # The LLM is asked to translate into English, with the first phrase as the second's context.
-    request = llm.last_request()
+    request = llm.last_request
     messages = [(m["role"], m["content"]) for m in request["messages"]]
     assert "English" in messages[0][1]
     assert messages[1:] == [
@@ -208,7 +208,7 @@ def test_no_input_transcript_unless_configured(
     types = [e.type for e in events]
     assert "session.input_transcript.delta" not in types
     assert "session.output_audio.delta" in types
-    assert "Spanish" in llm.last_request()["messages"][0]["content"]
+    assert "Spanish" in llm.last_request["messages"][0]["content"]
 
 
 def test_bad_input_gets_errors_and_the_session_goes_on(server: ServerThread) -> None:
@@ -258,7 +258,7 @@ def test_a_dead_llm_gives_an_error_and_the_next_phrase_is_translated(
 
 def test_a_wrong_key_is_refused(server: ServerThread) -> None:
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-wrong")
-    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
-        with client.realtime.translations.connect(model="gpt-realtime-translate"):
-            pass
+    connection = client.realtime.translations.connect(model="gpt-realtime-translate")
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused, connection:
+        pass
     assert refused.value.response.status_code == 401

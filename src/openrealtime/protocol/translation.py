@@ -74,6 +74,7 @@ class SessionClose(WireModel):
 
 
 ClientEvent = SessionUpdate | AudioAppend | SessionClose
+CLIENT_EVENT_TYPES = {"session.update", "session.input_audio_buffer.append", "session.close"}
 _CLIENT_EVENT: TypeAdapter[ClientEvent] = TypeAdapter(
     Annotated[ClientEvent, Field(discriminator="type")]
 )
@@ -87,6 +88,14 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
         raise errors.invalid_json(exc) from None
     event_id = data.get("event_id") if isinstance(data, dict) else None
     event_id = event_id if isinstance(event_id, str) else None
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind not in CLIENT_EVENT_TYPES:
+        raise ProtocolError(
+            f"Invalid value: {kind!r}. Supported values are: {sorted(CLIENT_EVENT_TYPES)}.",
+            errors.UNKNOWN_EVENT_TYPE,
+            "type",
+            event_id=event_id,
+        )
     try:
         event = _CLIENT_EVENT.validate_python(data)
     except ValidationError as exc:

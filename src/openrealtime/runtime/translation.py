@@ -47,6 +47,8 @@ class TranslationDriver:
         self._vad_stream = backends.vad.new_stream()
         self._frame_ms = backends.vad.frame_samples * 1000 / backends.vad.sample_rate
         self._frames_seen = 0
+        self._detecting = 0  # VAD submissions not yet answered
+        self._closing = False  # `session.close` came: no more input
         self._phrases: asyncio.Queue[Phrase | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._started = {"input": False, "output": False}  # a phrase was sent on that stream
@@ -75,15 +77,20 @@ class TranslationDriver:
             self._emit(wire.session_updated(self.session.snapshot()))
         elif isinstance(event, wire.AudioAppend):
             self._append(event)
-        elif isinstance(event, wire.SessionClose):
-            if (phrase := self.session.flush()) is not None:
-                self._phrases.put_nowait(phrase)
-            self._phrases.put_nowait(None)  # the worker says session.closed after the rest
+        elif isinstance(event, wire.SessionClose) and not self._closing:
+            self._closing = True  # the audio the VAD still holds is translated first
+            if not self._detecting:
+                self._finish_input()
+
+    def _finish_input(self) -> None:
+        if (phrase := self.session.flush()) is not None:
+            self._phrases.put_nowait(phrase)
+        self._phrases.put_nowait(None)  # the worker says session.closed after the rest
 
     # -- lifetime ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._emit(wire.session_created(self.session.snapshot()))
+        """Start translating; `session.created` is the transport's to send first."""
         self._worker = asyncio.create_task(self._work())
 
     async def close(self) -> None:
@@ -96,6 +103,8 @@ class TranslationDriver:
     # -- input ------------------------------------------------------------------------------
 
     def _append(self, event: wire.AudioAppend) -> None:
+        if self._closing:
+            return
         try:
             raw = base64.b64decode(event.audio, validate=True)
         except ValueError:
@@ -113,9 +122,18 @@ class TranslationDriver:
             return
         pcm16k = self._resampler.process(np.frombuffer(raw, np.int16))
         self.session.audio(pcm16k.tobytes())
-        scheduler_for(self._backends.vad).submit(self._vad_stream, pcm16k, self._detected)
+        if scheduler_for(self._backends.vad).submit(self._vad_stream, pcm16k, self._detected):
+            self._detecting += 1
 
     def _detected(self, result: VadResult) -> None:
+        self._detecting -= 1
+        try:
+            self._phrases_of(result)
+        finally:
+            if self._closing and not self._detecting:
+                self._finish_input()
+
+    def _phrases_of(self, result: VadResult) -> None:
         if isinstance(result, Exception):
             log.warning("voice activity detection failed: %s", result)
             self.reject(ProtocolError("Voice activity detection failed.", "vad_error"))

@@ -33,7 +33,13 @@ async def run_translation_websocket(
     driver.start()
     try:
         await run_websocket(
-            websocket, driver, TranslationDialect(), owner=False, ending=ending, limits=limits
+            websocket,
+            driver,
+            TranslationDialect(),
+            owner=False,
+            first=wire.session_created(driver.session.snapshot()),
+            ending=ending,
+            limits=limits,
         )
     finally:
         await driver.close()
