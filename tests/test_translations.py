@@ -23,7 +23,10 @@ import orjson
 import pytest
 import websockets.exceptions
 from conftest import API_KEY, _by_type
-from openai.types.realtime import RealtimeTranslationServerEvent
+from openai.types.realtime import (
+    RealtimeTranslationClientSecretCreateResponse,
+    RealtimeTranslationServerEvent,
+)
 from scripted_llm import Fail, ScriptedLLM, Text
 from servers import ServerThread
 from speech_fixtures import speak
@@ -262,3 +265,39 @@ def test_a_wrong_key_is_refused(server: ServerThread) -> None:
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused, connection:
         pass
     assert refused.value.response.status_code == 401
+
+
+def test_a_client_secret_opens_a_translation_session_with_its_settings(
+    server: ServerThread,
+) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY)
+    raw = client.realtime.translations.client_secrets.with_raw_response.create(
+        session={
+            "model": "gpt-realtime-translate",
+            "audio": {
+                "input": {"transcription": {"model": "gpt-4o-transcribe"}},
+                "output": {"language": "fr"},
+            },
+        },
+        expires_after={"anchor": "created_at", "seconds": 600},
+    )
+    minted = RealtimeTranslationClientSecretCreateResponse.model_validate_json(raw.content)
+    assert minted.value.startswith("ek_")
+    assert minted.session.audio.output.language == "fr"
+    browser = openai.OpenAI(base_url=server.url + "/v1", api_key=minted.value)
+    with browser.realtime.translations.connect(model="ignored") as conn:
+        created = _recv(conn)
+        assert created.type == "session.created"
+        assert created.session.model == "gpt-realtime-translate"
+        assert created.session.audio.output.language == "fr"
+        assert created.session.audio.input.transcription.model == "gpt-4o-transcribe"
+
+
+def test_a_client_secret_for_an_unknown_language_is_refused(server: ServerThread) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.realtime.translations.client_secrets.create(
+            session={"model": "gpt-realtime-translate", "audio": {"output": {"language": "xx"}}}
+        )
+    assert refused.value.status_code == 400
+    assert "xx" in refused.value.message

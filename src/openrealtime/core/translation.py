@@ -19,6 +19,7 @@ from ..protocol.translation import (
     DEFAULT_LANGUAGE,
     FRAME_MS,
     LANGUAGES,
+    SessionCreateRequest,
     SessionUpdateRequest,
     check_language,
 )
@@ -84,7 +85,7 @@ class TranslationSession:
             },
         }
 
-    def update(self, request: SessionUpdateRequest) -> None:
+    def update(self, request: SessionUpdateRequest | SessionCreateRequest) -> None:
         """Apply a validated `session.update`: fields it sets replace, fields it omits stay."""
         audio = request.audio
         if audio is None:

@@ -56,6 +56,13 @@ class SessionUpdateRequest(WireModel):
     audio: Audio | None = None
 
 
+class SessionCreateRequest(WireModel):
+    """A translation client secret's session (`/v1/realtime/translations/client_secrets`)."""
+
+    model: str
+    audio: Audio | None = None
+
+
 class SessionUpdate(WireModel):
     type: Literal["session.update"]
     session: SessionUpdateRequest
