@@ -151,17 +151,10 @@ class TranslationDriver:
                 await self._translate(phrase)
             except BackendError as failure:
                 log.warning("a phrase could not be translated: %s", failure)
-                self._emit(
-                    error_event(
-                        {
-                            "type": errors.SERVER_ERROR,
-                            "code": failure.code,
-                            "message": failure.message,
-                            "param": None,
-                            "event_id": None,
-                        }
-                    )
-                )
+                self._failed(failure.code, failure.message)
+            except Exception:  # a bug on one phrase must not silence the rest of the session
+                log.exception("a phrase could not be translated")
+                self._failed(errors.SERVER_ERROR, "The phrase could not be translated.")
         self._emit(wire.session_closed())
         self.closed.set()
 
@@ -205,6 +198,10 @@ class TranslationDriver:
             if chunk:
                 audio = base64.b64encode(chunk).decode()
                 self._emit(wire.output_audio_delta(audio, tts.sample_rate, elapsed))
+
+    def _failed(self, code: str, message: str) -> None:
+        error = {"type": errors.SERVER_ERROR, "code": code, "message": message, "param": None}
+        self._emit(error_event({**error, "event_id": None}))
 
     def _emit(self, event: dict[str, Any]) -> None:
         for sink in list(self._sinks):
