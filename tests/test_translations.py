@@ -301,3 +301,13 @@ def test_a_client_secret_for_an_unknown_language_is_refused(server: ServerThread
         )
     assert refused.value.status_code == 400
     assert "xx" in refused.value.message
+
+
+def test_the_age_limit_ends_a_translation_session(settings: Settings, backends: Backends) -> None:
+    short = settings.model_copy(update={"max_session_minutes": 0.02})  # 1.2 s
+    with ServerThread(create_app(short, backends)) as thread, _connect(thread) as conn:
+        assert _recv(conn).type == "session.created"
+        error = _recv(conn)
+        assert (error.type, error.error.code) == ("error", "session_expired")
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            conn.recv_bytes()

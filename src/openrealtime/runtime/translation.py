@@ -47,6 +47,7 @@ class TranslationDriver:
         self._vad_stream = backends.vad.new_stream()
         self._frame_ms = backends.vad.frame_samples * 1000 / backends.vad.sample_rate
         self._frames_seen = 0
+        self._busy = False  # a phrase is being translated
         self._detecting = 0  # VAD submissions not yet answered
         self._closing = False  # `session.close` came: no more input
         self._phrases: asyncio.Queue[Phrase | None] = asyncio.Queue()
@@ -87,7 +88,19 @@ class TranslationDriver:
             self._phrases.put_nowait(phrase)
         self._phrases.put_nowait(None)  # the worker says session.closed after the rest
 
-    # -- lifetime ---------------------------------------------------------------------------
+    # -- lifetime (the server's age limit and shutdown see these, server/lifecycle.py) -------
+
+    @property
+    def session_id(self) -> str:
+        return self.session.id
+
+    @property
+    def responding(self) -> bool:
+        """A phrase is being translated or waits to be: a shutdown lets it finish."""
+        return self._busy or not self._phrases.empty()
+
+    def cancel_responses(self) -> None:
+        """The server ends the session: `close()`, which follows, stops the phrase under way."""
 
     def start(self) -> None:
         """Start translating; `session.created` is the transport's to send first."""
@@ -147,6 +160,7 @@ class TranslationDriver:
 
     async def _work(self) -> None:
         while (phrase := await self._phrases.get()) is not None:
+            self._busy = True
             try:
                 await self._translate(phrase)
             except BackendError as failure:
@@ -155,6 +169,8 @@ class TranslationDriver:
             except Exception:  # a bug on one phrase must not silence the rest of the session
                 log.exception("a phrase could not be translated")
                 self._failed(errors.SERVER_ERROR, "The phrase could not be translated.")
+            finally:
+                self._busy = False
         self._emit(wire.session_closed())
         self.closed.set()
 

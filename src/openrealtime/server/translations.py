@@ -69,9 +69,11 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
                 session.update(audio)
             bind_ids(session_id=session.id)
             driver = TranslationDriver(session, websocket.app.state.backends)
-            await run_translation_websocket(
-                websocket, driver, ending=Ending(), limits=lifecycle.queue_limits
-            )
+            ending = Ending()  # the age limit and a shutdown end the session through it
+            with lifecycle.live(driver, ending.request):
+                await run_translation_websocket(
+                    websocket, driver, ending=ending, limits=lifecycle.queue_limits
+                )
         finally:
             await slot.release()
 
