@@ -31,6 +31,7 @@ from .sessions import new_session, session_config
 from .shared import create_shared_state
 from .sideband import run_sideband
 from .sip import sip_router
+from .translations import translations_router
 
 log = logging.getLogger("openrealtime")
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     app.include_router(console_router(settings))
     calls = app.state.calls = shared.calls
     app.include_router(calls_router(auth, calls))
+    app.include_router(translations_router(auth, lifecycle))  # /v1/realtime/translations
     if settings.sip_port is not None:  # SIP calls: accept, reject, refer (server/sip.py)
         app.include_router(sip_router(settings, auth, calls))
 

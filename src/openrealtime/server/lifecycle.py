@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi.responses import JSONResponse
 
@@ -36,7 +37,6 @@ from ..config import Settings
 from ..protocol import errors
 from ..protocol.errors import ProtocolError
 from ..runtime import turn_judge
-from ..runtime.driver import SessionDriver
 from ..transports.ending import Close
 from ..transports.send_queue import QueueLimits
 from .auth import Principal
@@ -79,9 +79,20 @@ class Slot:
             log.exception("could not give back a session slot")
 
 
+class LiveDriver(Protocol):
+    """What the age limit and shutdown need of a session's driver (a voice session's
+    `SessionDriver`, or a translation session's)."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def responding(self) -> bool: ...
+    def cancel_responses(self) -> None: ...
+
+
 @dataclass(eq=False)
 class LiveSession:
-    driver: SessionDriver
+    driver: LiveDriver
     end: Callable[[Close], None]  # the transport's: the error event, then close or hang up
     ended: bool = False
 
@@ -145,7 +156,7 @@ class Lifecycle:
         return Slot(limiter, key)
 
     @contextmanager
-    def live(self, driver: SessionDriver, end: Callable[[Close], None]) -> Iterator[LiveSession]:
+    def live(self, driver: LiveDriver, end: Callable[[Close], None]) -> Iterator[LiveSession]:
         """Register a session while it runs, with its age limit armed."""
         entry = LiveSession(driver, end)
         self._live.add(entry)
