@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ..core.configuration import check_voice
@@ -40,7 +39,7 @@ from ..protocol.session import (
 )
 from ..runtime.driver import SessionDriver
 from .auth import Authenticator, AuthError, Principal, bearer_token
-from .errors import openai_error
+from .errors import Refused, invalid_request, openai_error
 from .lifecycle import Lifecycle, NotAdmitted, Slot
 from .registry import Call, CallRegistry
 from .sessions import new_session, session_config
@@ -50,11 +49,6 @@ log = logging.getLogger(__name__)
 MAX_OFFER_BYTES = 256 * 1024  # an SDP offer is a few kB; the session part, a few more
 SDP = "application/sdp"
 HOW_TO_SEND = "Send the SDP offer as application/sdp, or as multipart/form-data with a part 'sdp' and optionally a part 'session'."
-
-
-class Refused(Exception):
-    def __init__(self, response: JSONResponse) -> None:
-        self.response = response
 
 
 def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
@@ -225,24 +219,24 @@ def configure_call(
     try:
         data: Any = orjson.loads(part)
     except orjson.JSONDecodeError as exc:
-        raise _invalid(
+        raise invalid_request(
             ProtocolError(f"The 'session' part is not valid JSON: {exc}.", errors.INVALID_JSON)
         ) from None
     if not isinstance(data, dict):
-        raise _invalid(
+        raise invalid_request(
             ProtocolError("The 'session' part must be a JSON object.", errors.INVALID_TYPE)
         )
     try:
         requested = RealtimeSession.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(from_validation_error(exc, data, prefix="session")) from None
+        raise invalid_request(from_validation_error(exc, data, prefix="session")) from None
     if principal.session is None:
         if "model" not in requested.model_fields_set and model:
             requested.model = model
         config: RealtimeSession | TranscriptionSession = requested
     else:
         if not isinstance(base, RealtimeSession):
-            raise _invalid(
+            raise invalid_request(
                 ProtocolError(
                     "This client secret was minted for a transcription session; a 'session' "
                     "part of type 'realtime' cannot apply to it. Send the offer without it.",
@@ -265,9 +259,5 @@ def configure_call(
                 lambda v: tts.resolve_voice(v) is not None,
             )
         except ProtocolError as error:
-            raise _invalid(error) from None
+            raise invalid_request(error) from None
     return config
-
-
-def _invalid(error: ProtocolError) -> Refused:
-    return Refused(openai_error(400, error.message, error.code, error.param))

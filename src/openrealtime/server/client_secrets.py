@@ -37,7 +37,7 @@ from ..protocol.session import (
     TranscriptionSession,
 )
 from .auth import bearer_token
-from .errors import openai_error
+from .errors import Refused, invalid_request, openai_error
 from .secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S, PREFIX, SecretStore, new_secret
 
 router = APIRouter()
@@ -83,25 +83,18 @@ class BetaClientSecret(WireModel):
         return expiry.seconds if expiry is not None else DEFAULT_TTL_S
 
 
-class Refused(Exception):
-    """An HTTP answer other than success, already in OpenAI's error shape."""
-
-    def __init__(self, response: JSONResponse) -> None:
-        self.response = response
-
-
 # --- routes --------------------------------------------------------------------------------
 
 
 @router.post("/v1/realtime/client_secrets")
 async def create_client_secret(request: Request) -> JSONResponse:
     try:
-        _check_minter(request)
-        body = await _json_object(request)
+        check_minter(request)
+        body = await json_object(request)
         try:
             parsed = ClientSecretRequest.model_validate(body)
         except ValidationError as exc:
-            raise _invalid(from_validation_error(exc, body)) from None
+            raise invalid_request(from_validation_error(exc, body)) from None
         config = parsed.session or RealtimeSession()
         _check_voice(request, config, "session.audio.output.voice")
         value, expires_at, shown = await mint(
@@ -167,13 +160,13 @@ _BETA_TRANSCRIPTION_FIELDS = frozenset(
 
 async def _create_beta(request: Request, *, transcription: bool) -> JSONResponse:
     try:
-        _check_minter(request)
-        fields = dict(await _json_object(request))
+        check_minter(request)
+        fields = dict(await json_object(request))
         secret_body = fields.pop("client_secret", None) or {}
         try:
             secret = BetaClientSecret.model_validate(secret_body)
         except ValidationError as exc:
-            raise _invalid(
+            raise invalid_request(
                 from_validation_error(exc, secret_body, prefix="client_secret")
             ) from None
         _check_beta_values(fields, transcription)
@@ -182,7 +175,7 @@ async def _create_beta(request: Request, *, transcription: bool) -> JSONResponse
         try:
             config = kind.model_validate(ga)
         except ValidationError as exc:
-            raise _invalid(_to_beta_error(from_validation_error(exc, ga))) from None
+            raise invalid_request(_to_beta_error(from_validation_error(exc, ga))) from None
         _check_voice(request, config, "voice")
         value, expires_at, shown = await mint(request.app.state.auth.secrets, config, secret.ttl_s)
     except Refused as refused:
@@ -201,13 +194,13 @@ def _check_beta_values(fields: dict[str, Any], transcription: bool) -> None:
     known = _BETA_TRANSCRIPTION_FIELDS if transcription else _BETA_FIELDS
     for key in fields:
         if key not in known:
-            raise _invalid(
+            raise invalid_request(
                 ProtocolError(f"Unknown parameter: '{key}'.", errors.UNKNOWN_PARAMETER, key)
             )
     for key in ("input_audio_format", "output_audio_format"):
         value = fields.get(key)
         if key in fields and value not in FORMAT_TO_GA:
-            raise _invalid(
+            raise invalid_request(
                 ProtocolError(
                     f"Invalid value: {value!r}. Supported values are: {_BETA_FORMATS}.",
                     errors.INVALID_VALUE,
@@ -222,7 +215,7 @@ def _check_beta_values(fields: dict[str, Any], transcription: bool) -> None:
             isinstance(modalities, list) and modalities and set(modalities) <= {"text", "audio"}
         )
     ):
-        raise _invalid(
+        raise invalid_request(
             ProtocolError(
                 "Invalid value for 'modalities': expected a list of 'text' and 'audio'.",
                 errors.INVALID_VALUE,
@@ -247,7 +240,7 @@ def _to_beta_error(error: ProtocolError) -> ProtocolError:
 # --- shared --------------------------------------------------------------------------------
 
 
-def _check_minter(request: Request) -> None:
+def check_minter(request: Request) -> None:
     """Only a standard key mints (any key but a client secret, in open mode)."""
     token = bearer_token({k.lower(): v for k, v in request.headers.items()})
     if request.app.state.auth.is_standard_key(token):
@@ -266,7 +259,7 @@ def _check_minter(request: Request) -> None:
     raise Refused(openai_error(401, message, "invalid_api_key"))
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}  # every field is optional
@@ -291,7 +284,7 @@ def _check_voice(request: Request, config: Config, param: str) -> None:
     try:
         check_voice(config.audio.output.voice, param, lambda v: tts.resolve_voice(v) is not None)
     except ProtocolError as error:
-        raise _invalid(error) from None
+        raise invalid_request(error) from None
 
 
 async def mint(secrets: SecretStore, config: Config, ttl_s: int) -> tuple[str, int, dict[str, Any]]:
@@ -303,7 +296,3 @@ async def mint(secrets: SecretStore, config: Config, ttl_s: int) -> tuple[str, i
     # Each connection gets a session id of its own; this one names the configuration shown.
     shown = _ANY_SESSION.validate_python({**stored, "id": new_id("sess")})
     return secret.value, secret.expires_at, shown.model_dump(mode="json")
-
-
-def _invalid(error: ProtocolError) -> Refused:
-    return Refused(openai_error(400, error.message, error.code, error.param))

@@ -2,6 +2,8 @@
 
 from fastapi.responses import JSONResponse
 
+from ..protocol.errors import ProtocolError
+
 
 class SharedStateUnavailable(Exception):
     """An operation needs the shared state and cannot reach it. The message says what could
@@ -19,3 +21,15 @@ def openai_error(
         {"error": {"message": message, "type": type_, "param": param, "code": code}},
         status_code=status,
     )
+
+
+class Refused(Exception):
+    """An HTTP answer other than success, already in OpenAI's error shape."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+
+def invalid_request(error: ProtocolError) -> Refused:
+    """A 400 for what the request body got wrong."""
+    return Refused(openai_error(400, error.message, error.code, error.param))

@@ -37,8 +37,8 @@ from ..logs import bind_ids
 from ..protocol import errors
 from ..runtime.driver import SessionDriver
 from .auth import Authenticator
-from .calls import Refused, authenticate_call, configure_call, run_call
-from .errors import openai_error
+from .calls import authenticate_call, configure_call, run_call
+from .errors import Refused, openai_error
 from .lifecycle import Lifecycle, NotAdmitted
 from .registry import Call, CallRegistry
 from .sessions import new_session

@@ -19,8 +19,8 @@ from ..runtime.translation import TranslationDriver
 from ..transports.ending import Ending
 from ..transports.translation import run_translation_websocket
 from .auth import Authenticator, AuthError, bearer_token
-from .client_secrets import ExpiresAfter, Refused, _check_minter, _invalid, _json_object
-from .errors import openai_error
+from .client_secrets import ExpiresAfter, check_minter, json_object
+from .errors import Refused, invalid_request, openai_error
 from .lifecycle import Lifecycle, NotAdmitted
 from .secrets import new_secret
 
@@ -80,19 +80,19 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
     @router.post("/v1/realtime/translations/client_secrets")
     async def create_client_secret(request: Request) -> JSONResponse:
         try:
-            _check_minter(request)
-            body = await _json_object(request)
+            check_minter(request)
+            body = await json_object(request)
             try:
                 parsed = TranslationSecretRequest.model_validate(body)
             except ValidationError as exc:
-                raise _invalid(from_validation_error(exc, body)) from None
+                raise invalid_request(from_validation_error(exc, body)) from None
             config = parsed.session
             session = TranslationSession(new_id("sess"), config.model, 0)
             if config.audio is not None:
                 try:
                     session.update(config)
                 except ProtocolError as error:
-                    raise _invalid(error) from None
+                    raise invalid_request(error) from None
         except Refused as refused:
             return refused.response
         stored = {"type": "translation", **session.snapshot()}
