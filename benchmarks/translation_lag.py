@@ -15,8 +15,8 @@ streams espeak-ng's "es" voice in real time (20 ms chunks), each phrase followed
 
 Per phrase, from the client's clock: end of speech (send time of the chunk holding its last
 sample above -50 dBFS) → first `session.output_transcript.delta`, and → first
-`session.output_audio.delta`; an event belongs to the last phrase whose speech had ended when it
-arrived. A warm-up session of one phrase runs first. CPU is the server's over the measured
+`session.output_audio.delta`; an event's `elapsed_ms` tells its phrase. The phrases are
+translated one at a time, so a recognizer slower than the speech makes the lag grow. A warm-up session of one phrase runs first. CPU is the server's over the measured
 session, in cores: CPU seconds per session-second.
 """
 
@@ -73,6 +73,7 @@ async def session(url: str, phrases: list[tuple[list[str], int]]) -> dict[str, A
     """One translation session: the end of each phrase's speech, and every event's arrival."""
     client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=BENCH_API_KEY)
     ends: list[float] = []
+    ends_ms: list[int] = []  # the same, on the input audio's timeline
     arrivals: list[tuple[float, str, int | None]] = []
     async with client.realtime.translations.connect(model="gpt-realtime-translate") as conn:
         assert (await conn.recv()).type == "session.created"
@@ -103,17 +104,23 @@ async def session(url: str, phrases: list[tuple[list[str], int]]) -> dict[str, A
                 sent += 1
                 if i == last:
                     ends.append(now())
+                    ends_ms.append(20 * sent)
         await conn.session.close()
         await asyncio.wait_for(receiver, 60)
-    return {"ends": ends, "arrivals": arrivals, "wall": now() - start}
+    return {"ends": ends, "ends_ms": ends_ms, "arrivals": arrivals, "wall": now() - start}
 
 
-def lags(ends: list[float], arrivals: list[tuple[float, str, int | None]], kind: str) -> list:
-    """Per phrase, seconds from its end of speech to its first `kind` event (None: none)."""
+def lags(measured: dict[str, Any], kind: str) -> list[float | None]:
+    """Per phrase, seconds from its end of speech to its first `kind` event (None: none). An
+    event's `elapsed_ms` (its phrase's end on the input timeline, rounded up) names its phrase:
+    the last one whose speech had ended there."""
+    ends, ends_ms = measured["ends"], measured["ends_ms"]
     firsts: list[float | None] = [None] * len(ends)
-    for t, type_, _ in arrivals:
-        owner = sum(1 for end in ends if end <= t) - 1
-        if type_ == kind and owner >= 0 and firsts[owner] is None:
+    for t, type_, elapsed in measured["arrivals"]:
+        if type_ != kind or elapsed is None:
+            continue
+        owner = sum(1 for end in ends_ms if end <= elapsed) - 1
+        if owner >= 0 and firsts[owner] is None:
             firsts[owner] = t - ends[owner]
     return firsts
 
@@ -138,7 +145,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         cpu = meter.stop()
         rss_mib["after the session"] = server.rss_kib() / 1024
     ends, arrivals = measured["ends"], measured["arrivals"]
-    audio, text = lags(ends, arrivals, AUDIO), lags(ends, arrivals, TEXT)
+    audio, text = lags(measured, AUDIO), lags(measured, TEXT)
     return {
         "phrases_sent": len(ends),
         "phrases_cut": len({e for _, type_, e in arrivals if type_ == AUDIO}),
