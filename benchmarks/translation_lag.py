@@ -14,7 +14,8 @@ streams espeak-ng's "es" voice in real time (20 ms chunks), each phrase followed
 `--pause-ms` of silence so its translation is out before the next one ends.
 
 Per phrase, from the client's clock: end of speech (send time of the chunk holding its last
-sample above -50 dBFS) → first `session.output_transcript.delta`, and → first
+sample above -50 dBFS) → `session.input_transcript.delta` (VAD and recognizer), → first
+`session.output_transcript.delta`, and → first
 `session.output_audio.delta`; an event's `elapsed_ms` tells its phrase. The phrases are
 translated one at a time, so a recognizer slower than the speech makes the lag grow. A warm-up session of one phrase runs first. CPU is the server's over the measured
 session, in cores: CPU seconds per session-second.
@@ -54,6 +55,7 @@ PHRASES = [
     "quiero reservar una mesa para dos personas",
 ]
 AUDIO, TEXT = "session.output_audio.delta", "session.output_transcript.delta"
+HEARD = "session.input_transcript.delta"  # the recognizer's part of the lag
 
 
 def chunks_of(text: str, pause_ms: int) -> tuple[list[str], int]:
@@ -151,6 +153,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "phrases_cut": len({e for _, type_, e in arrivals if type_ == AUDIO}),
         "errors": [type_ for _, type_, _ in arrivals if type_ == "error"],
         "lag_ms": {
+            "end of phrase → input transcript": summary_ms(
+                [v for v in lags(measured, HEARD) if v is not None], (50, 95)
+            ),
             "end of phrase → first output transcript": summary_ms(
                 [v for v in text if v is not None], (50, 95)
             ),
