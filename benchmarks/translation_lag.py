@@ -11,14 +11,14 @@ the scripted model."), openrealtime with the embedded recognizer (`--stt faster-
 English), and this client, which opens a translation session with the official SDK's async
 `client.realtime.translations.connect`, asks for English output with input transcription, and
 streams espeak-ng's "es" voice in real time (20 ms chunks), each phrase followed by
-`--pause-ms` of silence so its translation is out before the next one ends.
+`--pause-ms` of silence.
 
 Per phrase, from the client's clock: end of speech (send time of the chunk holding its last
 sample above -50 dBFS) → `session.input_transcript.delta` (VAD and recognizer), → first
-`session.output_transcript.delta`, and → first
-`session.output_audio.delta`; an event's `elapsed_ms` tells its phrase. The phrases are
-translated one at a time, so a recognizer slower than the speech makes the lag grow. A warm-up session of one phrase runs first. CPU is the server's over the measured
-session, in cores: CPU seconds per session-second.
+`session.output_transcript.delta`, → first `session.output_audio.delta`; an event's
+`elapsed_ms` tells its phrase. Phrases are translated one at a time, so a recognizer slower
+than the speech makes the lag grow. A warm-up session of one phrase runs first. CPU is the
+server's over the measured session, in cores: CPU seconds per session-second.
 """
 
 from __future__ import annotations
