@@ -1,24 +1,20 @@
 """Lag of a live translation session (`/v1/realtime/translations`, issue 13): from the end of a
 Spanish phrase to its first translated audio and text.
 
-Run: python -m benchmarks.translation_lag [--phrases 10] [--pause-ms 3000] [--stt-model base]
-     [--tts hibari]
-Prints a table and writes benchmarks/results/translation_lag.json. Takes about a minute.
+Run: python -m benchmarks.translation_lag [--phrases 10] [--pause-ms 3000]; about a minute.
+Prints a table and writes benchmarks/results/translation_lag.json.
 
-Three processes: the fake LLM (instant; whatever the prompt, it "translates" to "Hello from
-the scripted model."), openrealtime with the embedded recognizer (`--stt faster-whisper`,
-`--stt-model base`: multilingual, the `[whisper-base]` extra) and voice (hibari: the target is
-English), and this client, which opens a translation session with the official SDK's async
-`client.realtime.translations.connect`, asks for English output with input transcription, and
-streams espeak-ng's "es" voice in real time (20 ms chunks), each phrase followed by
-`--pause-ms` of silence.
+Three processes: the fake LLM (instant; it "translates" anything to its canned reply),
+openrealtime with Whisper base (multilingual; the `[whisper-base]` extra) and hibari (the
+target is English), and this client: the SDK's async `client.realtime.translations.connect`,
+English output, input transcription on, espeak-ng's "es" voice streamed in real time (20 ms
+chunks), each phrase followed by `--pause-ms` of silence.
 
 Per phrase, from the client's clock: end of speech (send time of the chunk holding its last
 sample above -50 dBFS) → `session.input_transcript.delta` (VAD and recognizer), → first
 `session.output_transcript.delta`, → first `session.output_audio.delta`; an event's
-`elapsed_ms` tells its phrase. Phrases are translated one at a time, so a recognizer slower
-than the speech makes the lag grow. A warm-up session of one phrase runs first. CPU is the
-server's over the measured session, in cores: CPU seconds per session-second.
+`elapsed_ms` tells its phrase. A warm-up session of one phrase runs first. CPU: the server's
+over the measured session, in cores (CPU seconds per session-second).
 """
 
 from __future__ import annotations
@@ -66,9 +62,8 @@ def chunks_of(text: str, pause_ms: int) -> tuple[list[str], int]:
     pcm = np.concatenate([pcm, np.zeros(-len(pcm) % CHUNK + RATE * pause_ms // 1000, np.int16)])
     raw = pcm.astype("<i2").tobytes()
     step = 2 * CHUNK
-    return [base64.b64encode(raw[i : i + step]).decode() for i in range(0, len(raw), step)], (
-        last // CHUNK
-    )
+    chunks = [base64.b64encode(raw[i : i + step]).decode() for i in range(0, len(raw), step)]
+    return chunks, last // CHUNK
 
 
 async def session(url: str, phrases: list[tuple[list[str], int]]) -> dict[str, Any]:
@@ -146,22 +141,19 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         measured = await session(server.url, phrases)
         cpu = meter.stop()
         rss_mib["after the session"] = server.rss_kib() / 1024
-    ends, arrivals = measured["ends"], measured["arrivals"]
+    arrivals = measured["arrivals"]
     audio, text = lags(measured, AUDIO), lags(measured, TEXT)
     return {
-        "phrases_sent": len(ends),
+        "phrases_sent": len(measured["ends"]),
         "phrases_cut": len({e for _, type_, e in arrivals if type_ == AUDIO}),
         "errors": [type_ for _, type_, _ in arrivals if type_ == "error"],
         "lag_ms": {
-            "end of phrase → input transcript": summary_ms(
-                [v for v in lags(measured, HEARD) if v is not None], (50, 95)
-            ),
-            "end of phrase → first output transcript": summary_ms(
-                [v for v in text if v is not None], (50, 95)
-            ),
-            "end of phrase → first output audio": summary_ms(
-                [v for v in audio if v is not None], (50, 95)
-            ),
+            f"end of phrase → {name}": summary_ms([v for v in values if v is not None], (50, 95))
+            for name, values in (
+                ("input transcript", lags(measured, HEARD)),
+                ("first output transcript", text),
+                ("first output audio", audio),
+            )
         },
         "phrases_without_audio": sum(1 for v in audio if v is None),
         "server_cpu_cores_per_session": cpu["openrealtime"],
