@@ -241,3 +241,19 @@ async def test_a_wrong_key_and_a_missing_offer_are_refused(server: ServerThread)
             headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/sdp"},
         )
         assert empty.status_code == 400 and empty.json()["error"]["param"] == "sdp"
+
+
+async def test_the_age_limit_ends_a_translation_call(
+    settings: Settings, backends: Backends
+) -> None:
+    short = settings.model_copy(update={"max_session_minutes": 0.02})  # 1.2 s
+    with ServerThread(create_app(short, backends)) as thread:
+        client = TranslationCallClient(thread.url, API_KEY)
+        try:
+            await client.connect()
+            assert (await client.recv()).type == "session.created"
+            error = await client.recv(timeout=10)
+            assert (error.type, error.error.code) == ("error", "session_expired")
+            await _until_closed(client)
+        finally:
+            await client.close()
