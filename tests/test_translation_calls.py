@@ -12,6 +12,7 @@ streamed at 1x, so the spoken test is `-m realtime`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -36,7 +37,10 @@ from webrtc_client import RATE, CallClient, rms
 from benchmarks.lib.webrtc import answers_opus_dtx
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
+from openrealtime.protocol import translation as wire
 from openrealtime.server.app import create_app
+from openrealtime.transports.playout import Playout
+from openrealtime.transports.translation import PHRASE_GAP_S, PhrasePlayout
 
 CALLS = "/v1/realtime/translations/calls"
 EVENTS = _by_type(RealtimeTranslationServerEvent)
@@ -257,3 +261,29 @@ async def test_the_age_limit_ends_a_translation_call(
             await _until_closed(client)
         finally:
             await client.close()
+
+
+async def test_each_phrase_plays_in_order_and_the_playout_rests_after_the_last() -> None:
+    """The translation's speech through the voice playout: phrases (by `elapsed_ms`) play one
+    after the other, resampled to 48 kHz, and the last one ends once no audio came for
+    PHRASE_GAP_S, so the track may pause."""
+    playout = Playout(emit=lambda event: None, on_position=lambda item, ms, playing: None)
+    phrases = PhrasePlayout(playout)
+    rate = 22_050
+    half_second = (8000 * np.sin(np.arange(rate // 2) * 0.1)).astype(np.int16)
+    delta = base64.b64encode(half_second.tobytes()).decode()
+    for elapsed, chunks in ((1200, 2), (3400, 1)):
+        phrases.take(wire.output_transcript_delta("ignored", elapsed))
+        for _ in range(chunks):
+            phrases.take(wire.output_audio_delta(delta, rate, elapsed))
+    before = [playout.next_frame() for _ in range(100)]  # 2 s
+    assert not playout.idle  # the last phrase may still get speech (its tail is held)
+    await asyncio.sleep(PHRASE_GAP_S + 0.2)
+    after = [playout.next_frame() for _ in range(10)]
+    assert playout.idle
+    # 1.5 s of speech from the first frame, with no gap between the phrases; the last few ms
+    # (the resamplers' delay) play when the phrase ends.
+    loud = [bool(np.abs(frame).max() > 4000) for frame in before]
+    assert loud[:72] == [True] * 72 and not any(loud[75:])
+    tail = [bool(np.abs(frame).max() > 4000) for frame in after]
+    assert 74 <= sum(loud) + sum(tail) <= 76, (sum(loud), sum(tail))

@@ -118,6 +118,7 @@
     ui.translation.hidden = !translating;
     ui.transcript.hidden = translating;
     ui.transcriptTitle.textContent = translating ? "Translation" : "Transcript";
+    document.body.classList.toggle("translating", translating); // no turns: no turn latency
   }
 
   function showError(title, message) {
