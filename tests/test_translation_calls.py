@@ -287,3 +287,20 @@ async def test_each_phrase_plays_in_order_and_the_playout_rests_after_the_last()
     assert loud[:72] == [True] * 72 and not any(loud[75:])
     tail = [bool(np.abs(frame).max() > 4000) for frame in after]
     assert 74 <= sum(loud) + sum(tail) <= 76, (sum(loud), sum(tail))
+
+
+async def test_a_server_that_stops_hangs_up_its_translation_calls(
+    settings: Settings, backends: Backends
+) -> None:
+    thread = ServerThread(create_app(settings, backends))
+    with thread:
+        client = TranslationCallClient(thread.url, API_KEY)
+        try:
+            await client.connect()
+            assert (await client.recv()).type == "session.created"
+            stopping = asyncio.create_task(asyncio.to_thread(thread.__exit__, None, None, None))
+            await _until_closed(client)
+            await stopping
+            assert not thread.thread.is_alive()
+        finally:
+            await client.close()
