@@ -137,3 +137,23 @@ def test_console_setting_from_flag_and_environment(monkeypatch: pytest.MonkeyPat
     assert parse_settings(["serve", "--no-console"]).console is False
     monkeypatch.setenv("OPENREALTIME_CONSOLE", "false")
     assert parse_settings(["serve"]).console is False
+
+
+def test_translation_mode_mints_a_translation_secret(server: ServerThread) -> None:
+    minted = httpx.post(
+        server.url + "/console/session",
+        json={"mode": "translation", "language": "de"},
+        headers={"Origin": server.url},
+    )
+    assert minted.status_code == 200, minted.text
+    session = minted.json()["session"]
+    assert session["type"] == "translation"
+    assert session["audio"]["output"]["language"] == "de"
+    assert session["audio"]["input"]["transcription"] is not None  # the page's source pane
+    unknown = httpx.post(
+        server.url + "/console/session",
+        json={"mode": "translation", "language": "klingon"},
+        headers={"Origin": server.url},
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["param"] == "language"

@@ -9,6 +9,12 @@ default recognizer, Whisper tiny.en), the assistant's, the event log, a turn's l
 the assistant's audio in the default voice, hibari (measured in the page with a WebAudio analyser on the
 remote track). A screenshot goes to `test-artifacts/`.
 
+The translation mode is checked the same way: the fake microphone speaks Spanish (espeak-ng's
+"es" voice), the page opens `/v1/realtime/translations/calls` and must show the input
+transcript and its English translation in their panes and play the translated speech. There
+the recognizer and the LLM are scripted (as in tests/test_translations.py: the default
+recognizer is English-only), the VAD and the voice are the real ones.
+
 CI installs Chromium (`apt-get install chromium`); Playwright drives it but cannot download a
 browser of its own here, so it is launched from `/usr/bin/chromium`.
 """
@@ -16,6 +22,7 @@ browser of its own here, so it is launched from `/usr/bin/chromium`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import wave
@@ -28,7 +35,8 @@ import pytest
 from conftest import API_KEY
 from scripted_llm import ScriptedLLM, Text
 from servers import ServerThread
-from speech_fixtures import with_silence
+from speech_fixtures import speak, with_silence
+from test_translations import HEARD, SPANISH, ScriptedTranscriber
 
 from openrealtime.backends.registry import Backends
 from openrealtime.config import Settings
@@ -194,6 +202,115 @@ def test_console_talks_over_webrtc(
             page.wait_for_selector("#log li .type:text('hangup: HTTP 200')", timeout=10_000)
             gone = httpx.post(
                 f"{server.url}/v1/realtime/calls/{state['callId']}/hangup",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            )
+            assert gone.status_code == 404, gone.text
+        finally:
+            context.close()
+
+
+TRANSLATED = "Hello, how are you?"
+TRANSLATION_READY = """([audible, heard, translated]) => {
+  const c = window.__console;
+  return !!c && c.mode === "translation" && c.phase === "live"
+    && c.source.includes(heard) && c.target.includes(translated) && c.remotePeak > audible;
+}"""
+TRANSLATION_SNAPSHOT = """() => {
+  const c = window.__console;
+  return JSON.stringify({
+    mode: c.mode, phase: c.phase, error: c.error, callId: c.callId, source: c.source,
+    target: c.target, remotePeak: c.remotePeak, micPeak: c.micPeak,
+    log: [...document.querySelectorAll("#log li .type")].slice(-40).map((n) => n.textContent),
+  });
+}"""
+
+
+@pytest.fixture
+def spanish_microphone(tmp_path: Path) -> Path:
+    rate = 24_000
+    pcm = with_silence(speak(SPANISH[0], rate, voice="es"), 500, TRAILING_SILENCE_MS, rate)
+    path = tmp_path / "spanish.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm.tobytes())
+    return path
+
+
+@pytest.fixture
+def translation_server(settings: Settings, backends: Backends) -> Iterator[ServerThread]:
+    stt = ScriptedTranscriber()
+    stt.texts = [HEARD[0]] * 10  # the fake microphone loops: each pass is heard the same
+    with ServerThread(create_app(settings, dataclasses.replace(backends, stt=stt))) as thread:
+        yield thread
+
+
+def test_console_translates_over_webrtc(
+    translation_server: ServerThread,
+    llm: ScriptedLLM,
+    spanish_microphone: Path,
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    server = translation_server
+    llm.script(*[Text(["Hello, ", "how are you?"]) for _ in range(10)])
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "console-translation.png"
+    page_errors: list[str] = []
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={spanish_microphone}"],
+            viewport={"width": 1440, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(server.url + "/")
+            assert page.locator("#translation").is_hidden()
+            page.check('input[name="mode"][value="translation"]')
+            assert page.locator("#language").is_visible()
+            assert page.locator("#instructions").is_hidden()
+            page.select_option("#language", "en")
+            page.click("#start")
+            try:
+                page.wait_for_function(
+                    TRANSLATION_READY,
+                    arg=[AUDIBLE_RMS, HEARD[0], TRANSLATED],
+                    timeout=90_000,
+                    polling=100,
+                )
+            except PlaywrightError:
+                page.screenshot(path=str(screenshot))
+                state = json.loads(page.evaluate(TRANSLATION_SNAPSHOT))
+                pytest.fail(
+                    f"the console did not translate; screenshot {screenshot}; "
+                    f"page state {json.dumps(state, indent=1)}; page errors {page_errors}"
+                )
+            state = json.loads(page.evaluate(TRANSLATION_SNAPSHOT))
+            page.screenshot(path=str(screenshot))
+
+            # What a person sees: both panes, the conversation view put away.
+            assert HEARD[0] in page.locator("#source-text").inner_text()
+            assert TRANSLATED in page.locator("#target-text").inner_text()
+            assert page.locator("#transcript").is_hidden()
+            assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+            assert not page_errors, page_errors
+            # The secret the console minted asked for English, with the input transcript on.
+            assert "English" in llm.last_request["messages"][0]["content"]
+            assert state["remotePeak"] > AUDIBLE_RMS
+
+            page.click("#stop")
+            page.wait_for_function("() => window.__console.phase === 'stopped'", timeout=10_000)
+            page.wait_for_selector("#log li .type:text('hangup: HTTP 200')", timeout=10_000)
+            gone = httpx.post(
+                f"{server.url}/v1/realtime/translations/calls/{state['callId']}/hangup",
                 headers={"Authorization": f"Bearer {API_KEY}"},
             )
             assert gone.status_code == 404, gone.text

@@ -133,6 +133,12 @@ class TranslationDriver:
                 )
             )
             return
+        self.append_audio(raw)
+
+    def append_audio(self, raw: bytes) -> None:
+        """24 kHz PCM16 mono, already checked (a WebRTC call's track, decoded)."""
+        if self._closing:
+            return
         pcm16k = self._resampler.process(np.frombuffer(raw, np.int16))
         self.session.audio(pcm16k.tobytes())
         if scheduler_for(self._backends.vad).submit(self._vad_stream, pcm16k, self._detected):

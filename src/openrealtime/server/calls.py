@@ -64,7 +64,7 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
     async def create_call(request: Request) -> Response:
         try:
             principal = await authenticate_call(auth, request)
-            offer, session_part = await _read_offer(request)
+            offer, session_part = await read_offer(request)
             model = request.query_params.get("model")
             config = configure_call(principal, session_part, model, request)
             lifecycle: Lifecycle = request.app.state.lifecycle
@@ -82,9 +82,9 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
                 session, backends, metrics=request.app.state.metrics, transport="webrtc"
             )
             # aiortc and av (~40 MiB) load with the first call, not at start.
-            from ..transports.webrtc import WebRtcPeer
+            from ..transports.webrtc import VoiceMedia, WebRtcPeer
 
-            peer = WebRtcPeer(driver, name=call_id)
+            peer = WebRtcPeer(driver, VoiceMedia(driver), name=call_id)
             try:
                 answer = await peer.answer(offer)
             except Exception as exc:  # aiortc raises ValueError and others on a bad offer
@@ -147,7 +147,7 @@ async def authenticate_call(auth: Authenticator, request: Request) -> Principal:
         raise Refused(openai_error(401, str(refused), "invalid_api_key")) from None
 
 
-async def _read_offer(request: Request) -> tuple[str, bytes | None]:
+async def read_offer(request: Request) -> tuple[str, bytes | None]:
     """The SDP offer, and the raw `session` part if there is one."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()

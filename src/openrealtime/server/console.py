@@ -3,7 +3,9 @@
 - `GET /` serves the page; its script and style sheet are under `/console/`.
 - `POST /console/session` (`{instructions?, voice?}`) mints a short-lived client secret with
   the server's own authority and answers `{value, expires_at, session}`, the shape of
-  `POST /v1/realtime/client_secrets`. The browser sends no key: the console is the operator's,
+  `POST /v1/realtime/client_secrets`. `{mode: "translation", language}` mints a translation
+  session's (input transcript on, speech translated into `language`), for the page's
+  translation mode, which calls `/v1/realtime/translations/calls`. The browser sends no key: the console is the operator's,
   so anyone who can reach the server can use it. `--no-console` (`OPENREALTIME_CONSOLE=false`)
   removes every route here.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
@@ -25,9 +27,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import Field, ValidationError
 
 from ..config import Settings
+from ..core.translation import TranslationSession
+from ..ids import new_id
 from ..protocol import errors
+from ..protocol import translation as wire
 from ..protocol.base import WireModel
-from ..protocol.errors import from_validation_error
+from ..protocol.errors import ProtocolError, from_validation_error
 from ..protocol.session import (
     DEFAULT_INSTRUCTIONS,
     OPENAI_VOICES,
@@ -62,8 +67,10 @@ _PAGE_HEADERS = {
 
 
 class ConsoleSessionRequest(WireModel):
+    mode: Literal["voice", "translation"] = "voice"
     instructions: str = Field(DEFAULT_INSTRUCTIONS, max_length=MAX_INSTRUCTIONS)
     voice: str = "alloy"
+    language: str = wire.DEFAULT_LANGUAGE  # translation: the language to translate into
 
 
 def router(settings: Settings) -> APIRouter:
@@ -103,6 +110,8 @@ def router(settings: Settings) -> APIRouter:
         except ValidationError as exc:
             error = from_validation_error(exc, body)
             return openai_error(400, error.message, error.code, error.param)
+        if asked.mode == "translation":
+            return await _mint_translation(request, asked.language)
         if asked.voice not in OPENAI_VOICES or (
             request.app.state.backends.tts.resolve_voice(asked.voice) is None
         ):
@@ -130,6 +139,34 @@ def router(settings: Settings) -> APIRouter:
         )
 
     return routes
+
+
+async def _mint_translation(request: Request, language: str) -> JSONResponse:
+    """A translation session's secret: the input transcript on (the page's source pane), the
+    speech translated into `language`."""
+    session = TranslationSession(new_id("sess"), "gpt-realtime-translate", 0)
+    try:
+        wire.check_language(language)
+        session.update(
+            wire.SessionUpdateRequest.model_validate(
+                {
+                    "audio": {
+                        "input": {"transcription": {"model": "whisper-1"}},
+                        "output": {"language": language},
+                    }
+                }
+            )
+        )
+    except ProtocolError as error:
+        return openai_error(400, error.message, error.code, "language")
+    stored = {"type": "translation", **session.snapshot()}
+    secret = new_secret(stored, SECRET_TTL_S, time.time())
+    await request.app.state.auth.secrets.put(secret)
+    log.info("console: minted a translation client secret (language=%s)", language)
+    return JSONResponse(
+        {"value": secret.value, "expires_at": secret.expires_at, "session": stored},
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _same_origin(request: Request) -> bool:

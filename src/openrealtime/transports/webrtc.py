@@ -16,6 +16,11 @@ driver runs the work:
   WebSocket, GA dialect, except the audio deltas: audio goes over the media track only.
   `session.created` is queued when the call starts and sent as the channel opens.
 
+The peer is the same for a translation call (`POST /v1/realtime/translations/calls`): what
+differs is the session behind it, as a `CallMedia` (`VoiceMedia` here; transports/translation.py
+`TranslationMedia`): how the track's audio is appended, how the session's audio reaches the
+playout, and which event carries audio (kept off the data channel).
+
 The peer owns its session: when it is hung up, its connection fails or closes, or its audio
 track ends, the session's backend work stops and the peer is closed. When the server ends it
 (`close_with`: the session's age limit, a shutdown), the `error` event goes out on the data
@@ -27,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from aiortc import (
@@ -49,6 +55,7 @@ from .ending import Close
 from .inbound_audio import InboundAudio
 from .playout import Playout
 from .playout_track import PlayoutTrack
+from .websocket import EventSource
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +70,78 @@ MAX_PENDING_EVENTS = 10_000
 FLUSH_TIMEOUT_S = 1.0
 
 
-class WebRtcPeer:
+class CallDriver(EventSource, Protocol):
+    """The driver a peer owns: a voice session's or a translation session's."""
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class CallMedia(Protocol):
+    """How a call's audio meets its session."""
+
+    audio_delta: str  # the event type whose audio goes on the track, not the data channel
+
+    def input_rate(self) -> int: ...
+
+    def append(self, pcm: np.ndarray) -> None:
+        """The caller's audio, mono int16 at `input_rate()`."""
+
+    def new_playout(self) -> Playout: ...
+
+    def play_into(self, playout: Playout | None) -> None:
+        """Send the session's audio to `playout` from now on; None: no longer."""
+
+
+class VoiceMedia:
+    """A voice session's: its input format, its audio deltas, barge-in through the player."""
+
+    audio_delta = AUDIO_DELTA
+
+    def __init__(self, driver: SessionDriver) -> None:
+        self._driver = driver
+        self._sink: Callable[[ServerEvent], None] | None = None
+
+    def input_rate(self) -> int:
+        return formats.sample_rate(self._driver.input_format)  # session.update may change it
+
+    def append(self, pcm: np.ndarray) -> None:
+        self._driver.append_audio(formats.encode(self._driver.input_format, pcm))
+
+    def new_playout(self) -> Playout:
+        return Playout(emit=self._driver.emit, on_position=self._driver.playback)
+
+    def play_into(self, playout: Playout | None) -> None:
+        if self._sink is not None:
+            self._driver.remove_sink(self._sink)
+            self._sink = None
+        if playout is not None:
+            self._sink = playout.take
+            self._driver.add_sink(self._sink)
+        self._driver.player = playout
+
+
+D = TypeVar("D", bound=CallDriver)
+
+
+class WebRtcPeer(Generic[D]):
     """One call's peer connection. `answer()` the offer, then `run()` until the call ends."""
 
     def __init__(
-        self, driver: SessionDriver, dialect: Dialect | None = None, name: str = ""
+        self,
+        driver: D,
+        media: CallMedia,
+        dialect: Dialect | None = None,
+        name: str = "",
     ) -> None:
         self.driver = driver
+        self.media = media
         self.dialect = dialect or GA()
         self.name = name  # for logs and task names
         # No STUN or TURN: a server is reached at its own addresses (host candidates).
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.playout = Playout(emit=driver.emit, on_position=driver.playback)
+        self.playout = media.new_playout()
         self._track = PlayoutTrack(self.playout)
         self._plays = False  # the offer has an audio section to send the answer in
         self._offered_tracks: list[MediaStreamTrack] = []
@@ -117,14 +184,16 @@ class WebRtcPeer:
             audio._codecs = opus
             if audio.receiver.track in self._offered_tracks:  # the client sends audio
                 self._remote_audio = audio.receiver.track
-                self._inbound = InboundAudio(self._append_audio, self._input_rate)
+                self._inbound = InboundAudio(self.media.append, self.media.input_rate)
                 take_receive_path(audio.receiver, self._inbound)
         if "m=application" not in offer_sdp:
             self._pending = None  # audio only: no data channel will come
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return with_opus_dtx(self.pc.localDescription.sdp)
 
-    def hang_up(self) -> None:
+    def hang_up(self, flush: bool = False) -> None:
+        """End the call; `flush`: once the data channel has sent what it holds."""
+        self._closing = self._closing or flush
         self._ended.set()
 
     def close_with(self, close: Close) -> None:
@@ -145,8 +214,7 @@ class WebRtcPeer:
         driver = self.driver
         driver.add_sink(self._send)
         if self._plays:
-            driver.add_sink(self.playout.take)
-            driver.player = self.playout
+            self.media.play_into(self.playout)
         loop = asyncio.get_running_loop()
         watchdog = loop.call_later(CONNECT_TIMEOUT_S, self._connect_timeout)
         pump: asyncio.Task[None] | None = None
@@ -173,8 +241,7 @@ class WebRtcPeer:
                     inbound.dropped,
                 )
             driver.remove_sink(self._send)
-            driver.remove_sink(self.playout.take)
-            driver.player = None
+            self.media.play_into(None)
             if pump is not None:
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
@@ -285,7 +352,7 @@ class WebRtcPeer:
 
     def _send(self, event: ServerEvent) -> None:
         """The driver's sink: every event but audio, on the data channel."""
-        if event["type"] == AUDIO_DELTA:
+        if event["type"] == self.media.audio_delta:
             return
         text = self.dialect.encode(event)
         if text is None:
@@ -300,12 +367,6 @@ class WebRtcPeer:
                 self._pending = None
 
     # --- audio in ---------------------------------------------------------------------------
-
-    def _input_rate(self) -> int:
-        return formats.sample_rate(self.driver.input_format)  # session.update may change it
-
-    def _append_audio(self, pcm: np.ndarray) -> None:
-        self.driver.append_audio(formats.encode(self.driver.input_format, pcm))
 
     async def _await_track_end(self, track: MediaStreamTrack) -> None:
         """The caller's audio comes through `InboundAudio`; the track only tells when it ends

@@ -3,8 +3,10 @@
 // The flow is the one OpenAI documents for browsers: a client secret minted by the server
 // (here POST /console/session), then RTCPeerConnection + microphone + the "oai-events" data
 // channel, the SDP offer POSTed to /v1/realtime/calls, and the answer set back. Events on the
-// channel are the WebSocket's JSON, GA names. `window.__console` exposes what the page
-// measured, for tests and for anyone curious in the developer tools.
+// channel are the WebSocket's JSON, GA names. In translation mode the same flow opens
+// /v1/realtime/translations/calls: the page shows what was heard and its translation, and
+// plays the translated speech. `window.__console` exposes what the page measured, for tests
+// and for anyone curious in the developer tools.
 "use strict";
 
 (() => {
@@ -13,6 +15,14 @@
     form: $("setup"),
     instructions: $("instructions"),
     voice: $("voice"),
+    modes: [...document.querySelectorAll('input[name="mode"]')],
+    voiceFields: $("voice-fields"),
+    translationFields: $("translation-fields"),
+    language: $("language"),
+    transcriptTitle: $("transcript-title"),
+    translation: $("translation"),
+    sourceText: $("source-text"),
+    targetText: $("target-text"),
     start: $("start"),
     stop: $("stop"),
     status: $("status"),
@@ -40,6 +50,8 @@
   const MAX_LOG = 1000;
   const ICE_GATHERING_TIMEOUT_MS = 2000;
   const STORAGE_KEY = "openrealtime.console";
+  // Where each mode calls (its hang-up is `${path}/${call_id}/hangup`).
+  const CALLS = { voice: "/v1/realtime/calls", translation: "/v1/realtime/translations/calls" };
 
   // What the page saw, for tests and the curious (read-only by convention).
   const debug = {
@@ -55,6 +67,9 @@
     micPeak: 0,
     remoteLevel: 0, // RMS of the assistant's audio as the page hears it, 0..1
     remotePeak: 0,
+    mode: "voice",
+    source: "", // translation mode: the input transcript so far
+    target: "", // and its translation
     transcript(role) {
       return this.turns.filter((t) => t.role === role).map((t) => t.text);
     },
@@ -86,6 +101,24 @@
     ui.stop.disabled = false;
     ui.instructions.disabled = busy;
     ui.voice.disabled = busy;
+    ui.language.disabled = busy;
+    for (const radio of ui.modes) radio.disabled = busy;
+  }
+
+  function currentMode() {
+    const checked = ui.modes.find((radio) => radio.checked);
+    return checked ? checked.value : "voice";
+  }
+
+  function applyMode() {
+    const translating = currentMode() === "translation";
+    debug.mode = translating ? "translation" : "voice";
+    ui.voiceFields.hidden = translating;
+    ui.translationFields.hidden = !translating;
+    ui.translation.hidden = !translating;
+    ui.transcript.hidden = translating;
+    ui.transcriptTitle.textContent = translating ? "Translation" : "Transcript";
+    document.body.classList.toggle("translating", translating); // no turns: no turn latency
   }
 
   function showError(title, message) {
@@ -139,8 +172,25 @@
     resetConversation();
     const instructions = ui.instructions.value.trim();
     const voice = ui.voice.value;
-    remember({ instructions: ui.instructions.value, voice });
-    call = { pc: null, dc: null, mic: null, audio: null, meters: {}, secret: null, ended: false };
+    const mode = currentMode();
+    const language = ui.language.value;
+    remember({ instructions: ui.instructions.value, voice, mode, language });
+    const asked =
+      mode === "translation"
+        ? { mode, language }
+        : instructions
+          ? { instructions, voice }
+          : { voice };
+    call = {
+      pc: null,
+      dc: null,
+      mic: null,
+      audio: null,
+      meters: {},
+      secret: null,
+      ended: false,
+      path: CALLS[mode],
+    };
     const current = call;
     try {
       if (!navigator.mediaDevices || !window.RTCPeerConnection) {
@@ -153,7 +203,7 @@
       const minted = await fetch("/console/session", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(instructions ? { instructions, voice } : { voice }),
+        body: JSON.stringify(asked),
       });
       if (!minted.ok) throw await refusal(minted, "The server refused a session");
       current.secret = (await minted.json()).value;
@@ -180,7 +230,7 @@
       await iceGathered(pc);
       setPhase("connecting", "Calling the server…");
       note("SDP offer sent");
-      const answer = await fetch("/v1/realtime/calls", {
+      const answer = await fetch(current.path, {
         method: "POST",
         headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${current.secret}` },
         body: pc.localDescription.sdp,
@@ -215,7 +265,7 @@
   function hangUp(current) {
     // Best effort: closing the peer connection ends the call in any case.
     if (!current.callId || !current.secret) return Promise.resolve();
-    return fetch(`/v1/realtime/calls/${encodeURIComponent(current.callId)}/hangup`, {
+    return fetch(`${current.path}/${encodeURIComponent(current.callId)}/hangup`, {
       method: "POST",
       headers: { Authorization: `Bearer ${current.secret}` },
     })
@@ -268,8 +318,9 @@
   function channelOpened(current) {
     if (current.ended) return;
     note("event channel open");
-    // Transcription events are off by default; the transcript needs them.
-    send({
+    // Transcription events are off by default; the transcript needs them. (A translation
+    // session's secret has them on already.)
+    if (current.path === CALLS.voice) send({
       type: "session.update",
       session: {
         type: "realtime",
@@ -473,6 +524,15 @@
         }
         break;
       }
+      // Translation sessions: the source transcript and its translation, each in its pane.
+      case "session.input_transcript.delta":
+        debug.source += event.delta || "";
+        appendPane(ui.sourceText, debug.source);
+        break;
+      case "session.output_transcript.delta":
+        debug.target += event.delta || "";
+        appendPane(ui.targetText, debug.target);
+        break;
       case "error":
         showError("The server reported an error", (event.error && event.error.message) || "unknown error");
         break;
@@ -481,8 +541,18 @@
 
   // --- transcript -------------------------------------------------------------------------
 
+  function appendPane(pane, text) {
+    const stick = pane.scrollHeight - pane.scrollTop - pane.clientHeight < 40;
+    pane.textContent = text;
+    if (stick) pane.scrollTop = pane.scrollHeight;
+  }
+
   function resetConversation() {
     for (const node of [...ui.transcript.querySelectorAll(".turn")]) node.remove();
+    debug.source = "";
+    debug.target = "";
+    ui.sourceText.textContent = "";
+    ui.targetText.textContent = "";
     ui.empty.hidden = false;
     debug.turns = [];
     debug.latencies = [];
@@ -704,6 +774,11 @@
       ui.instructions.value = saved.instructions;
     }
     if (saved && [...ui.voice.options].some((o) => o.value === saved.voice)) ui.voice.value = saved.voice;
+    if (saved && [...ui.language.options].some((o) => o.value === saved.language)) {
+      ui.language.value = saved.language;
+    }
+    const savedMode = saved && ui.modes.find((radio) => radio.value === saved.mode);
+    if (savedMode) savedMode.checked = true;
   } catch {
     /* nothing saved */
   }
@@ -713,6 +788,7 @@
     start();
   });
   ui.stop.addEventListener("click", stop);
+  for (const radio of ui.modes) radio.addEventListener("change", applyMode);
   $("error-dismiss").addEventListener("click", () => {
     ui.error.hidden = true;
   });
@@ -726,5 +802,6 @@
 
   // For tests and demos: feed an event as if it came from the server.
   debug.inject = (event) => received(JSON.stringify(event));
+  applyMode();
   setPhase("idle");
 })();
