@@ -15,7 +15,7 @@ from speech_fixtures import speak
 
 from openrealtime.backends.stt.base import TranscriptDone, TranscriptionOptions
 from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
-from openrealtime.backends.stt.whisper_window import SHORT_AUDIO_S, ShortWindow
+from openrealtime.backends.stt.whisper_window import SHORT_AUDIO_S, Heard, ShortWindow
 
 pytest.importorskip("faster_whisper")
 
@@ -80,21 +80,22 @@ def test_a_turn_is_decoded_in_the_short_window_and_falls_back_when_it_declines(
     pcm = (spoken("Play some relaxing music") * 32768).astype("<i2").tobytes()
     window = window_of(transcriber)
     calls: list[str | None] = []
-    decode = window.decode
+    hear = window.hear
 
-    def spy(*args: Any) -> str | None:
-        calls.append(result := decode(*args))
-        return result
+    def spy(*args: Any) -> Heard | None:
+        heard = hear(*args)
+        calls.append(heard.text if heard is not None else None)
+        return heard
 
     async def done() -> TranscriptDone:
         events = [e async for e in transcriber.transcribe(pcm, TranscriptionOptions())]
         assert isinstance(events[-1], TranscriptDone)
         return events[-1]
 
-    monkeypatch.setattr(window, "decode", spy)
+    monkeypatch.setattr(window, "hear", spy)
     fast = asyncio.run(done())
     assert calls and calls[0] is not None and fast.text == calls[0]
-    monkeypatch.setattr(window, "decode", lambda *args: None)
+    monkeypatch.setattr(window, "hear", lambda *args: Heard(None, "en"))
     slow = asyncio.run(done())
     assert words(slow.text) == words(fast.text) == ["play", "some", "relaxing", "music"]
 

@@ -134,18 +134,25 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
         def work() -> None:
             try:
-                text = window.decode(audio, options.language, options.prompt) if window else None
-                if text is not None:
-                    if text:
-                        put(_Segment(text))
-                    put(_Finished(language))
+                heard = window.hear(audio, options.language, options.prompt) if window else None
+                if heard is not None and heard.text is not None:
+                    if heard.text:
+                        put(_Segment(heard.text))
+                    put(_Finished(heard.language if language is None else language))
                     return
+                # The language the short window detected is not detected again (~1.7 s for
+                # base). A multilingual model's retries at higher temperatures re-decode the
+                # whole window up to 5 times, seconds each, for a phrase it mostly still mishears
+                # (espeak's Spanish): a translation must keep up, so it decodes once.
+                detected = heard.language if heard is not None else options.language
+                multilingual = self.capabilities.languages is None
                 segments, info = model.transcribe(
                     audio,
-                    language=options.language,
+                    language=detected if multilingual else options.language,
                     initial_prompt=options.prompt,
                     beam_size=1,
                     vad_filter=False,
+                    **({"temperature": 0.0} if multilingual else {}),
                 )
                 for segment in segments:
                     if stop.is_set():
