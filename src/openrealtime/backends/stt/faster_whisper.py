@@ -193,6 +193,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
             import faster_whisper
         except ImportError as exc:
             raise MissingDependencyError("stt", "faster-whisper") from exc
+        log.info("loading the faster-whisper model", extra={"model": self.model})
         path = locate_model(self.model, self.download_root)
         start = time.perf_counter()
         try:
@@ -222,6 +223,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
 def _warm_up(model: WhisperLike) -> None:
     silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
-    segments, _ = model.transcribe(silence, beam_size=1, vad_filter=False)
+    # Told the language: a multilingual model would otherwise detect it (~1.7 s for base).
+    segments, _ = model.transcribe(silence, language="en", beam_size=1, vad_filter=False)
     for _ in segments:
         pass
