@@ -104,6 +104,16 @@ class FasterWhisperTranscriber(BatchTranscriber):
                     self._window.decode(np.zeros(SAMPLE_RATE // 2, np.float32), "en", None)
                 self._model = model  # the short window warmed too: both run in a turn's life
 
+    async def aclose(self) -> None:
+        """Wait for a load under way (a lazy one, e.g. the first translation session's): the
+        process must not exit while a thread is inside the model's native code."""
+
+        def wait() -> None:
+            with self._load_lock:
+                pass
+
+        await asyncio.to_thread(wait)
+
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
     ) -> AsyncIterator[TranscriptEvent]:
