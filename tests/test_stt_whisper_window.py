@@ -1,6 +1,7 @@
 """The 10 s encoder window for short utterances (backends/stt/whisper_window.py), with the real
 packaged Whisper tiny.en: it hears the same words as the full 30 s decode, says nothing on
-silence, and hands anything it cannot keep back to the full decode."""
+silence, and hands anything it cannot keep back to the full decode; with the packaged
+multilingual base, it detects the language itself."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from speech_fixtures import speak
 
 from openrealtime.backends.stt.base import TranscriptDone, TranscriptionOptions
 from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
-from openrealtime.backends.stt.whisper_window import SHORT_AUDIO_S, ShortWindow
+from openrealtime.backends.stt.whisper_window import SHORT_AUDIO_S, Heard, ShortWindow
 
 pytest.importorskip("faster_whisper")
 
@@ -80,21 +81,22 @@ def test_a_turn_is_decoded_in_the_short_window_and_falls_back_when_it_declines(
     pcm = (spoken("Play some relaxing music") * 32768).astype("<i2").tobytes()
     window = window_of(transcriber)
     calls: list[str | None] = []
-    decode = window.decode
+    hear = window.hear
 
-    def spy(*args: Any) -> str | None:
-        calls.append(result := decode(*args))
-        return result
+    def spy(*args: Any) -> Heard | None:
+        heard = hear(*args)
+        calls.append(heard.text if heard is not None else None)
+        return heard
 
     async def done() -> TranscriptDone:
         events = [e async for e in transcriber.transcribe(pcm, TranscriptionOptions())]
         assert isinstance(events[-1], TranscriptDone)
         return events[-1]
 
-    monkeypatch.setattr(window, "decode", spy)
+    monkeypatch.setattr(window, "hear", spy)
     fast = asyncio.run(done())
     assert calls and calls[0] is not None and fast.text == calls[0]
-    monkeypatch.setattr(window, "decode", lambda *args: None)
+    monkeypatch.setattr(window, "hear", lambda *args: Heard(None, "en"))
     slow = asyncio.run(done())
     assert words(slow.text) == words(fast.text) == ["play", "some", "relaxing", "music"]
 
@@ -125,3 +127,72 @@ def test_a_decode_that_says_the_utterance_twice_is_left_to_the_full_decode(
 
     monkeypatch.setattr(model, "model", Model())
     assert window.decode(spoken("Turn on the lights in the kitchen."), None, None) is None
+
+
+@pytest.fixture(scope="module")
+def base() -> FasterWhisperTranscriber:
+    t = FasterWhisperTranscriber("base", short_window=True)
+    t.load()
+    return t
+
+
+def test_a_multilingual_model_detects_the_language_in_the_short_window(
+    base: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Told no language, Whisper base hears a Spanish phrase in the 10 s window and reports the
+    language it detected there: faster-whisper's 30 s path (a second 30 s encoding just to
+    detect the language, then retries at higher temperatures: seconds per phrase) never runs."""
+    pcm = speak("me llamo Carlos y vivo en Madrid", 16000, voice="es").astype("<i2").tobytes()
+    model: Any = base._model
+
+    def no_full_decode(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the 30 s path ran")
+
+    monkeypatch.setattr(model, "transcribe", no_full_decode)
+
+    async def done() -> TranscriptDone:
+        events = [e async for e in base.transcribe(pcm, TranscriptionOptions())]
+        assert isinstance(events[-1], TranscriptDone)
+        return events[-1]
+
+    heard = asyncio.run(done())
+    assert heard.extra == {"language": "es"}
+    assert {"llamo", "madrid"} <= set(words(heard.text)), heard.text
+
+
+def test_a_declined_multilingual_decode_falls_back_once_in_the_detected_language(
+    base: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the short window declines, the 30 s decode is told the language the window detected
+    (no second detection) and decodes once, at temperature 0."""
+    pcm = speak("hoy hace mucho calor en la ciudad", 16000, voice="es").astype("<i2").tobytes()
+    window = base._window
+    assert window is not None
+    hear = window.hear
+
+    def declined(*args: Any) -> Heard:
+        heard = hear(*args)
+        assert heard is not None
+        return Heard(None, heard.language)
+
+    monkeypatch.setattr(window, "hear", declined)
+    model: Any = base._model
+    calls: list[dict[str, Any]] = []
+    transcribe = model.transcribe
+
+    def spy(audio: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return transcribe(audio, **kwargs)
+
+    monkeypatch.setattr(model, "transcribe", spy)
+
+    async def done() -> TranscriptDone:
+        events = [e async for e in base.transcribe(pcm, TranscriptionOptions())]
+        assert isinstance(events[-1], TranscriptDone)
+        return events[-1]
+
+    heard = asyncio.run(done())
+    [call] = calls
+    assert (call["language"], call["temperature"]) == ("es", 0.0)
+    assert heard.extra == {"language": "es"}
+    assert {"calor"} <= set(words(heard.text)), heard.text

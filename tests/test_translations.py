@@ -4,7 +4,7 @@
 
 The speech is real Spanish (espeak-ng's "es" voice) and so are the VAD (Silero) and the voice
 (the default synthesizer). The recognizer is scripted: the embedded default (tiny.en) is
-English-only, and a multilingual one (`--stt-model base`) is not installed in CI. The LLM is
+English-only (tests/test_translation_embedded.py runs the embedded Whisper base). The LLM is
 the scripted Chat Completions server: translations are deterministic.
 """
 
@@ -78,7 +78,9 @@ def stt() -> ScriptedTranscriber:
 def server(
     settings: Settings, backends: Backends, stt: ScriptedTranscriber
 ) -> Iterator[ServerThread]:
-    with ServerThread(create_app(settings, dataclasses.replace(backends, stt=stt))) as thread:
+    with ServerThread(
+        create_app(settings, dataclasses.replace(backends, stt=stt, translation_stt=None))
+    ) as thread:
         yield thread
 
 

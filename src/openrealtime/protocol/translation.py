@@ -36,6 +36,9 @@ class NoiseReduction(WireModel):
 
 class Transcription(WireModel):
     model: str
+    # An extension, as `transcription.language` of voice sessions: the source language
+    # (ISO 639-1), which spares the recognizer detecting it. Unset: detected per phrase.
+    language: str | None = None
 
 
 class AudioInput(WireModel):
@@ -107,19 +110,29 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
         event = _CLIENT_EVENT.validate_python(data)
     except ValidationError as exc:
         raise errors.from_validation_error(exc, data, event_id=event_id) from None
-    if isinstance(event, SessionUpdate):
-        output = event.session.audio.output if event.session.audio else None
-        if output is not None and output.language is not None:
-            check_language(output.language, event_id)
+    if isinstance(event, SessionUpdate) and event.session.audio is not None:
+        check_languages(event.session.audio, event_id)
     return event
 
 
-def check_language(language: str, event_id: str | None = None) -> None:
+def check_languages(audio: Audio, event_id: str | None = None) -> None:
+    """The target and source languages `audio` sets are ones the server knows."""
+    if audio.output is not None and audio.output.language is not None:
+        check_language(audio.output.language, event_id)
+    transcription = audio.input.transcription if audio.input is not None else None
+    if transcription is not None and transcription.language is not None:
+        param = "session.audio.input.transcription.language"
+        check_language(transcription.language, event_id, param)
+
+
+def check_language(
+    language: str, event_id: str | None = None, param: str = "session.audio.output.language"
+) -> None:
     if language.lower() not in LANGUAGES:
         raise ProtocolError(
             f"Invalid value: '{language}'. Supported values are: {sorted(LANGUAGES)}.",
             errors.INVALID_VALUE,
-            "session.audio.output.language",
+            param,
             event_id=event_id,
         )
 

@@ -106,6 +106,15 @@ class TranslationDriver:
         """Start translating; `session.created` is the transport's to send first."""
         self._worker = asyncio.create_task(self._work())
 
+    async def _load_recognizer(self) -> None:
+        """The translation recognizer (Whisper base beside tiny.en) loads on the first session,
+        on a thread, while the first phrase is still being spoken. A failure is the first
+        phrase's to report (its own load attempt raises it again)."""
+        try:
+            await asyncio.to_thread(self._backends.translation_recognizer.load)
+        except Exception as failure:
+            log.warning("the translation recognizer failed to load: %s", failure)
+
     async def close(self) -> None:
         scheduler_for(self._backends.vad).forget(self._vad_stream)
         if self._worker is not None:
@@ -165,6 +174,7 @@ class TranslationDriver:
     # -- phrases, one at a time, in order ---------------------------------------------------
 
     async def _work(self) -> None:
+        await self._load_recognizer()
         while (phrase := await self._phrases.get()) is not None:
             self._busy = True
             try:
@@ -182,11 +192,15 @@ class TranslationDriver:
 
     async def _translate(self, phrase: Phrase) -> None:
         session, elapsed = self.session, phrase.elapsed_ms
-        options = TranscriptionOptions(model=None)
+        options = TranscriptionOptions(model=None, language=session.source_language)
         source = ""
-        async for event in self._backends.stt.transcribe(phrase.pcm16k, options):
+        recognizer = self._backends.translation_recognizer
+        async for event in recognizer.transcribe(phrase.pcm16k, options):
             if isinstance(event, TranscriptDone):
                 source = event.text.strip()
+                detected = event.extra.get("language")
+                if options.language is None and source and isinstance(detected, str):
+                    session.heard_in(detected)
         if not source:
             return
         if session.transcription is not None:

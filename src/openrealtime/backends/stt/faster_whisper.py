@@ -104,6 +104,16 @@ class FasterWhisperTranscriber(BatchTranscriber):
                     self._window.decode(np.zeros(SAMPLE_RATE // 2, np.float32), "en", None)
                 self._model = model  # the short window warmed too: both run in a turn's life
 
+    async def aclose(self) -> None:
+        """Wait for a load under way (a lazy one, e.g. the first translation session's): the
+        process must not exit while a thread is inside the model's native code."""
+
+        def wait() -> None:
+            with self._load_lock:
+                pass
+
+        await asyncio.to_thread(wait)
+
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
     ) -> AsyncIterator[TranscriptEvent]:
@@ -134,18 +144,25 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
         def work() -> None:
             try:
-                text = window.decode(audio, options.language, options.prompt) if window else None
-                if text is not None:
-                    if text:
-                        put(_Segment(text))
-                    put(_Finished(language))
+                heard = window.hear(audio, options.language, options.prompt) if window else None
+                if heard is not None and heard.text is not None:
+                    if heard.text:
+                        put(_Segment(heard.text))
+                    put(_Finished(heard.language if language is None else language))
                     return
+                # The language the short window detected is not detected again (~1.7 s for
+                # base). A multilingual model's retries at higher temperatures re-decode the
+                # whole window up to 5 times, seconds each, for a phrase it mostly still mishears
+                # (espeak's Spanish): a translation must keep up, so it decodes once.
+                detected = heard.language if heard is not None else options.language
+                multilingual = self.capabilities.languages is None
                 segments, info = model.transcribe(
                     audio,
-                    language=options.language,
+                    language=detected if multilingual else options.language,
                     initial_prompt=options.prompt,
                     beam_size=1,
                     vad_filter=False,
+                    **({"temperature": 0.0} if multilingual else {}),
                 )
                 for segment in segments:
                     if stop.is_set():
@@ -186,6 +203,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
             import faster_whisper
         except ImportError as exc:
             raise MissingDependencyError("stt", "faster-whisper") from exc
+        log.info("loading the faster-whisper model", extra={"model": self.model})
         path = locate_model(self.model, self.download_root)
         start = time.perf_counter()
         try:
@@ -215,6 +233,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
 def _warm_up(model: WhisperLike) -> None:
     silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
-    segments, _ = model.transcribe(silence, beam_size=1, vad_filter=False)
+    # Told the language: a multilingual model would otherwise detect it (~1.7 s for base).
+    segments, _ = model.transcribe(silence, language="en", beam_size=1, vad_filter=False)
     for _ in segments:
         pass

