@@ -1,7 +1,8 @@
 """semantic_vad (Smart Turn) against server_vad 500 ms: how soon a finished sentence ends its
 turn, and how many unfinished ones are cut at a mid-sentence pause.
 
-Run: python -m benchmarks.semantic_vad [--sentences 20] [--pause-ms 700] [--trailing-ms 8500]
+Run: python -m benchmarks.semantic_vad [--sentences 22] [--pause-ms 700] [--trailing-ms 8500]
+     [--nice -10]
 Prints a table and writes benchmarks/results/semantic_vad.json. Takes ~10 minutes at the
 defaults: audio is paced in real time (20 ms chunks at t0 + k x 20 ms).
 
@@ -41,6 +42,7 @@ import uvicorn
 
 from benchmarks.lib.clients import connect_session, start_session
 from benchmarks.lib.launch import BENCH_API_KEY
+from benchmarks.lib.machine import add_common_arguments, apply_common_arguments
 from benchmarks.lib.speech import speak
 from benchmarks.lib.stats import percentile, print_table, summary_ms, write_json
 from openrealtime.backends.registry import create_backends
@@ -313,7 +315,9 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int, default=700)
     parser.add_argument("--trailing-ms", type=int, default=8500)
     parser.add_argument("--stagger-ms", type=int, default=400)
+    add_common_arguments(parser)
     args = parser.parse_args()
+    apply_common_arguments(args)
     texts = SENTENCES[: args.sentences]
     load_before = os.getloadavg()
     calls_s: list[float] = []
