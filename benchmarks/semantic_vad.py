@@ -3,7 +3,7 @@ turn, and how many unfinished ones are cut at a mid-sentence pause.
 
 Run: python -m benchmarks.semantic_vad [--sentences 22] [--pause-ms 700] [--trailing-ms 8500]
      [--nice -10]
-Prints a table and writes benchmarks/results/semantic_vad.json. Takes ~10 minutes at the
+Prints a table and writes benchmarks/results/semantic_vad.json. Takes ~12 minutes at the
 defaults: audio is paced in real time (20 ms chunks at t0 + k x 20 ms).
 
 openrealtime runs in this process (uvicorn in a thread; no response is created). Each sentence
