@@ -4,6 +4,7 @@ tiny.en for the transcripts whose words are checked."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from servers import ServerThread
 from speech_fixtures import speak, with_silence
 from test_server_voice import RATE, append, one, open_session, position, trimmed
 
+from benchmarks.semantic_vad import clips
 from openrealtime.backends.registry import create_backends
 from openrealtime.backends.stt.whisper_weights import locate_model
 from openrealtime.config import Settings
@@ -74,6 +76,92 @@ def test_semantic_vad_ends_a_finished_sentence_before_its_longest_wait(client) -
     assert position(events, "input_audio_buffer.speech_stopped") < position(
         events, "input_audio_buffer.committed"
     )
+
+
+@pytest.fixture
+def answers(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
+    """The end-of-turn model's answers in this process's server, as they come."""
+    judge = turn_judge.probability_complete
+    seen: list[float | None] = []
+    lock = threading.Lock()
+
+    async def recorded(pcm16k: np.ndarray) -> float | None:
+        probability = await judge(pcm16k)
+        with lock:
+            seen.append(probability)
+        return probability
+
+    monkeypatch.setattr(turn_judge, "probability_complete", recorded)
+    return seen
+
+
+def answered(seen: list[float | None], count: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while len(seen) < count:
+        assert time.monotonic() < deadline, f"the model answered {len(seen)} of {count} times"
+        time.sleep(0.02)
+
+
+def natural(text: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """`text` spoken by hibari (a natural voice, whose intonation Smart Turn can read), whole;
+    with a 700 ms pause spliced in at its `|`; and where the rest resumes (samples)."""
+    return clips("hibari", text, 700)
+
+
+def test_a_finished_sentence_in_a_natural_voice_ends_after_a_short_wait(client, answers) -> None:
+    whole, _, _ = natural("I would like to order a | pizza with mushrooms")
+    pcm = with_silence(whole, SPEECH_BEGINS_MS, 1000, RATE)
+    speech_end_ms = SPEECH_BEGINS_MS + len(whole) * 1000 / RATE
+    detection = {"type": "semantic_vad", "eagerness": "low", "create_response": False}
+    with client.realtime.connect(model="gpt-realtime") as conn:
+        open_session(
+            conn, output_modalities=["text"], audio={"input": {"turn_detection": detection}}
+        )
+        append(conn, pcm.tobytes())
+        events = events_until(conn, "input_audio_buffer.committed")
+    stopped = one(events, "input_audio_buffer.speech_stopped")
+    assert answers and answers[-1] is not None and answers[-1] >= 0.7, answers
+    # Ended by the model, within the second of silence sent: far sooner than low's 8 s.
+    assert speech_end_ms < stopped.audio_end_ms <= len(pcm) * 1000 / RATE + 1
+
+
+def test_an_unfinished_sentence_is_not_cut_at_a_700_ms_pause_with_eagerness_low(
+    client, answers
+) -> None:
+    _, paused, resume = natural("I would like to order a | pizza with mushrooms")
+    pcm = with_silence(paused, SPEECH_BEGINS_MS, 1000, RATE)
+    resume_at = round(SPEECH_BEGINS_MS * RATE / 1000) + resume
+    resume_ms = resume_at * 1000 / RATE
+    ended = {}
+    for eagerness in (
+        "low",
+        None,
+    ):  # None: server_vad 500 ms, which the pause is long enough to cut
+        answers.clear()
+        detection: dict[str, Any] = (
+            {"type": "semantic_vad", "eagerness": eagerness}
+            if eagerness
+            else {"type": "server_vad", "silence_duration_ms": 500}
+        )
+        with client.realtime.connect(model="gpt-realtime") as conn:
+            open_session(
+                conn,
+                output_modalities=["text"],
+                audio={"input": {"turn_detection": {**detection, "create_response": False}}},
+            )
+            append(conn, pcm[:resume_at].tobytes())  # up to the end of the pause
+            events: list[Any] = []
+            if eagerness:
+                answered(answers, 1)  # the model has judged the pause before the speaker goes on
+            else:
+                events += events_until(conn, "input_audio_buffer.speech_stopped")
+            append(conn, pcm[resume_at:].tobytes())
+            events += events_until(conn, "input_audio_buffer.committed")
+        stops = [e.audio_end_ms for e in events if e.type == "input_audio_buffer.speech_stopped"]
+        ended[eagerness or "server_vad"] = (min(stops) < resume_ms, answers[:1])
+    assert ended["server_vad"][0], ended  # the pause is one a silence wait cuts
+    assert not ended["low"][0], ended  # the model heard the sentence go on
+    assert ended["low"][1][0] is not None and ended["low"][1][0] < 0.7, ended
 
 
 # --- early decoding, with Whisper tiny.en -------------------------------------------------------

@@ -8,7 +8,12 @@ from typing import Any
 from core_harness import Core, only, types
 
 from openrealtime.core.effects import JudgeTurnEnd, SpeculateTranscript
-from openrealtime.core.turns import SEMANTIC_MAX_WAIT_MS, SEMANTIC_SILENCE_MS
+from openrealtime.core.turns import (
+    FINISHED_SILENCE_MS,
+    JUDGE_PAUSE_MS,
+    SEMANTIC_MAX_WAIT_MS,
+    SEMANTIC_SILENCE_MS,
+)
 
 FRAME_MS = 32
 
@@ -39,18 +44,34 @@ def until(core: Core, type_: str, limit: int = 400) -> tuple[int, Any]:
     raise AssertionError(f"no {type_} in {limit} silent frames")
 
 
-def test_the_model_is_asked_after_a_short_pause_and_a_finished_turn_ends_at_once() -> None:
+def test_the_model_is_asked_early_in_a_pause_and_a_finished_turn_ends_after_a_short_wait() -> None:
     core = semantic()
     item_id = spoken(core)  # speech ends at 320 ms, less the VAD's release (48 ms)
     frames, judge = until(core, "JudgeTurnEnd")
     assert isinstance(judge, JudgeTurnEnd) and judge.item_id == item_id
     analysed_ms = (10 + frames) * FRAME_MS
-    assert analysed_ms - 272 >= 200 - FRAME_MS / 2  # ~200 ms of pause before asking
+    assert analysed_ms + FRAME_MS / 2 - 272 >= JUDGE_PAUSE_MS  # asked once the pause is 100 ms
+    assert analysed_ms + FRAME_MS / 2 - 272 < FINISHED_SILENCE_MS  # ...before the short wait
     assert len(judge.pcm16k) == analysed_ms * 16  # the whole turn up to the frame analysed
+    core.session.on_turn_judged(item_id, judge.speech_end_ms, 0.95)
+    assert "input_audio_buffer.speech_stopped" not in types(core.drain())  # not yet
+    more, stopped = until(core, "input_audio_buffer.speech_stopped")
+    assert stopped["item_id"] == item_id
+    assert stopped["audio_end_ms"] == 272 + FINISHED_SILENCE_MS
+    assert (10 + frames + more) * FRAME_MS + FRAME_MS / 2 >= 272 + FINISHED_SILENCE_MS
+    assert (10 + frames + more - 1) * FRAME_MS + FRAME_MS / 2 < 272 + FINISHED_SILENCE_MS
+
+
+def test_a_finished_answer_that_comes_after_the_short_wait_ends_the_turn_at_once() -> None:
+    core = semantic()
+    item_id = spoken(core)
+    frames, judge = until(core, "JudgeTurnEnd")
+    more = 6  # the model is slow: the pause goes on while it thinks
+    assert "input_audio_buffer.speech_stopped" not in types(core.vad(0.0, more))
     core.session.on_turn_judged(item_id, judge.speech_end_ms, 0.95)
     out = core.drain()
     stopped = only(out, "input_audio_buffer.speech_stopped")
-    assert (stopped["item_id"], stopped["audio_end_ms"]) == (item_id, analysed_ms)
+    assert (stopped["item_id"], stopped["audio_end_ms"]) == (item_id, (10 + frames + more) * 32)
     assert only(out, "input_audio_buffer.committed")["item_id"] == item_id
 
 
@@ -72,7 +93,8 @@ def test_eagerness_sets_the_threshold() -> None:
         item_id = spoken(core)
         _, judge = until(core, "JudgeTurnEnd")
         core.session.on_turn_judged(item_id, judge.speech_end_ms, 0.6)
-        answers[eagerness] = "input_audio_buffer.speech_stopped" in types(core.drain())
+        out = core.drain() + core.vad(0.0, FINISHED_SILENCE_MS // FRAME_MS)
+        answers[eagerness] = "input_audio_buffer.speech_stopped" in types(out)
     assert answers == {"low": False, "medium": True, "high": True}
 
 

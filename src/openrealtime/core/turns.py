@@ -14,11 +14,14 @@ Rules:
   to the nearest frame (not the next one, which would add up to a frame of delay). The
   reported end (`audio_end_ms`) is the end of speech plus `silence_duration_ms` — OpenAI's
   definition, the end of the audio committed.
-- `semantic_vad` asks an end-of-turn model once per pause, when JUDGE_PAUSE_MS of it have
-  passed (`JudgeTurn`). An answer about a pause still under way that reaches the eagerness's
-  threshold stops the turn at once, at the last frame analysed (`audio_end_ms`); an answer
-  about a pause that has ended (speech resumed) is stale and ignored. Below the threshold, the
-  turn goes on until the eagerness's longest wait (OpenAI: 8/4/2 s for low/medium/high)
+- `semantic_vad` asks an end-of-turn model once per pause, as soon as JUDGE_PAUSE_MS of it
+  have passed (`JudgeTurn`), about the turn up to that frame: the model weighs the sound of
+  the speech, and the longer the silence it hears, the more it leans to "finished" whatever
+  was said; the silence itself is the timeouts' business. An answer that reaches the
+  eagerness's threshold ends the turn once FINISHED_SILENCE_MS of silence have passed (at
+  once if they already have: `audio_end_ms` is then the last frame analysed). An answer
+  about a pause that has ended (speech resumed) is stale and ignored. Below the threshold,
+  the turn goes on until the eagerness's longest wait (OpenAI: 8/4/2 s for low/medium/high)
   passes in silence. With no model to ask (the answer is None), the pause falls back to a
   plain silence wait (SEMANTIC_SILENCE_MS).
 """
@@ -44,8 +47,12 @@ SEMANTIC_COMPLETE = {"low": 0.7, "medium": 0.5, "auto": 0.5, "high": 0.3}
 SEMANTIC_MAX_WAIT_MS = {"low": 8000, "medium": 4000, "auto": 4000, "high": 2000}
 # Silence before a pause is reported (and an early decode of the turn starts).
 EARLY_DECODE_AFTER_MS = 150
-# Silence before the model is asked: shorter pauses are mid-phrase breaths and stops.
-JUDGE_PAUSE_MS = 200
+# Silence before the model is asked: two silent VAD frames after the release, so a pause is
+# judged while it is still short (the gaps between words mostly stay above the exit threshold).
+JUDGE_PAUSE_MS = 100
+# The wait after a "finished" answer: shorter than any server_vad setting in use, long enough
+# that a speaker drawing breath between two sentences is not cut.
+FINISHED_SILENCE_MS = 200
 SEMANTIC_THRESHOLD = 0.5
 SEMANTIC_PREFIX_MS = 300
 
@@ -57,6 +64,7 @@ class Judging:
     complete_threshold: float
     fallback_silence_ms: int  # the silence wait when no model answers
     pause_ms: int = JUDGE_PAUSE_MS
+    finished_silence_ms: int = FINISHED_SILENCE_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,7 @@ class TurnDetector:
         self._reported = False  # PauseStarted was sent for this pause
         self._asked = False  # the model was asked about this pause
         self._fallback = False  # no model answered: a plain silence wait
+        self._finished = False  # the model said this pause ends the turn
         self._frame_end_ms = 0.0
 
     @property
@@ -168,14 +177,17 @@ class TurnDetector:
             return self._stop(speech_end + self._wait_ms())
         if self._pause_end_ms is None:
             self._pause_end_ms = speech_end
-            self._reported = self._asked = self._fallback = False
+            self._reported = self._asked = self._fallback = self._finished = False
+        judging = params.judging
+        if judging is not None:
+            if self._finished and silence >= judging.finished_silence_ms:
+                return self._stop(speech_end + judging.finished_silence_ms)
+            if not self._asked and silence >= judging.pause_ms:
+                self._asked = True
+                return JudgeTurn(round(self._start_ms), speech_end, frame_end_ms)
         if not self._reported and silence >= EARLY_DECODE_AFTER_MS:
             self._reported = True
             return PauseStarted(round(self._start_ms), speech_end, frame_end_ms)
-        judging = params.judging
-        if judging is not None and not self._asked and silence >= judging.pause_ms:
-            self._asked = True
-            return JudgeTurn(round(self._start_ms), speech_end, frame_end_ms)
         return None
 
     def judged(self, speech_end_ms: float, probability: float | None) -> SpeechStopped | None:
@@ -188,9 +200,12 @@ class TurnDetector:
             if self._frame_end_ms + self.frame_ms / 2 - speech_end_ms >= self._wait_ms():
                 return self._stop(speech_end_ms + self._wait_ms())
             return None
-        if probability >= judging.complete_threshold:
+        if probability < judging.complete_threshold:
+            return None
+        self._finished = True
+        if self._frame_end_ms + self.frame_ms / 2 - speech_end_ms >= judging.finished_silence_ms:
             return self._stop(self._frame_end_ms)
-        return None
+        return None  # `frame` ends the turn when the short wait is up
 
     def _stop(self, end_ms: float) -> SpeechStopped:
         self.state = "silence"

@@ -101,6 +101,7 @@ class SessionDriver:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._stop_llm: set[str] = set()  # responses whose LLM stream must end (StopGenerating)
         self._speculating: asyncio.Task[None] | None = None  # the latest early decode
+        self._judging: asyncio.Task[None] | None = None  # the latest end-of-turn question
         self._timers: dict[int, asyncio.TimerHandle] = {}  # the core's WakeAfter, by id
         self._mcp = McpConnections(backends.mcp, self.metrics)
         self._closed = False
@@ -223,7 +224,12 @@ class SessionDriver:
                     if (task := self._tasks.pop(out.speculation_id, None)) is not None:
                         task.cancel()
                 elif isinstance(out, JudgeTurnEnd):
-                    self._spawn(f"judge/{out.item_id}/{out.speech_end_ms}", self._judge(out))
+                    # A new pause means the last one ended: its answer would be ignored, so
+                    # it leaves the model's queue rather than delay every session's next one.
+                    if self._judging is not None:
+                        self._judging.cancel()
+                    key = f"judge/{out.item_id}/{out.speech_end_ms}"
+                    self._judging = self._spawn(key, self._judge(out))
                 elif isinstance(out, StartTranscript):
                     self._start_feed(out)
                 elif isinstance(out, FeedTranscript):
