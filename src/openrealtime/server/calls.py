@@ -37,7 +37,6 @@ from ..protocol.session import (
     TranscriptionSession,
     merge_session_update,
 )
-from ..runtime.driver import SessionDriver
 from .auth import Authenticator, AuthError, Principal, bearer_token
 from .errors import Refused, invalid_request, openai_error
 from .lifecycle import Lifecycle, NotAdmitted, Slot
@@ -78,6 +77,8 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
             # This request's task, and what it starts: aiortc's tasks, the call's own, and
             # (bound before the driver is made) the driver's.
             bind_ids(session_id=session.id, call_id=call_id)
+            from ..runtime.driver import SessionDriver  # loaded after start (issue 9)
+
             driver = SessionDriver(
                 session, backends, metrics=request.app.state.metrics, transport="webrtc"
             )

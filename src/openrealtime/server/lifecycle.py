@@ -35,8 +35,8 @@ from fastapi.responses import JSONResponse
 from ..backends.registry import Backends
 from ..config import Settings
 from ..protocol import errors
+from ..protocol.base import build_validators
 from ..protocol.errors import ProtocolError
-from ..runtime import turn_judge
 from ..transports.ending import Close
 from ..transports.send_queue import QueueLimits
 from .auth import Principal
@@ -243,14 +243,17 @@ class ModelWarmup:
     model runs here; on HTTP speech backends the server stays lean (~100 MB idle), and it loads
     with the first `semantic_vad` pause instead.
 
+    The session machinery warms here too (`load_session_code`): with HTTP backends it is
+    the only thing that does, and "ready" means a first session pays no import.
+
     A load cannot be interrupted, and a process must not exit while a thread is inside a
     model's native code (it crashes), so shutdown waits for the loads in hand (`finished`)."""
 
     def __init__(self, backends: Backends) -> None:
         self.state = "loading"  # then "ready" or "failed", shown by /healthz
-        loads = {"stt": backends.stt.load, "tts": backends.tts.load}
+        loads = {"code": load_session_code, "stt": backends.stt.load, "tts": backends.tts.load}
         if backends.stt.capabilities.local_model or backends.tts.capabilities.local_model:
-            loads["turn"] = turn_judge.warm
+            loads["turn"] = _warm_turn_model
         self._task = asyncio.get_running_loop().create_task(self._run(loads))
 
     async def _run(self, loads: dict[str, Callable[[], None]]) -> None:
@@ -271,3 +274,18 @@ class ModelWarmup:
     async def finished(self) -> None:
         """Wait for the warm-up (at shutdown: see above)."""
         await asyncio.wait([self._task])
+
+
+def load_session_code() -> None:
+    """Import what a session runs on (the core, the driver, the transports, numpy, soxr) and
+    build the wire models' validators (protocol/base.py). The server starts without them
+    (~0.5 s of CPU, issue 9) and loads them here, on a thread, once it listens."""
+    from ..transports import translation, websocket  # noqa: F401 - imported for their cost
+
+    build_validators()
+
+
+def _warm_turn_model() -> None:
+    from ..runtime import turn_judge  # numpy, on the warm-up's thread (issue 9)
+
+    turn_judge.warm()

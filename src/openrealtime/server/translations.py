@@ -15,9 +15,7 @@ from ..logs import bind_ids
 from ..protocol.base import WireModel
 from ..protocol.errors import ProtocolError, from_validation_error
 from ..protocol.translation import SessionCreateRequest
-from ..runtime.translation import TranslationDriver
 from ..transports.ending import Ending
-from ..transports.translation import run_translation_websocket
 from .auth import Authenticator, AuthError, bearer_token
 from .client_secrets import ExpiresAfter, check_minter, json_object
 from .errors import Refused, invalid_request, openai_error
@@ -68,6 +66,9 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
                 )
                 session.update(audio)
             bind_ids(session_id=session.id)
+            from ..runtime.translation import TranslationDriver  # loaded after start (issue 9)
+            from ..transports.translation import run_translation_websocket
+
             driver = TranslationDriver(session, websocket.app.state.backends)
             ending = Ending()  # the age limit and a shutdown end the session through it
             with lifecycle.live(driver, ending.request):
