@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,11 +51,15 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = backends or create_backends(settings)
         warmup = app.state.warmup = ModelWarmup(app.state.backends)  # sessions wait for it
-        await announce(settings, app.state.backends)
+        announce(settings, app.state.backends)
+        # The LLM's reachability is only a warning: /healthz does not wait for it (a slow or
+        # far endpoint took up to its 3 s timeout off the start, issue 9).
+        check = asyncio.get_running_loop().create_task(check_llm(settings, app.state.backends))
         app.state.ready = True
         try:
             yield
         finally:
+            check.cancel()
             await warmup.finished()
             from ..runtime.vad_scheduler import close_scheduler
 
@@ -178,7 +183,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     return app
 
 
-async def announce(settings: Settings, backends: Backends) -> None:
+def announce(settings: Settings, backends: Backends) -> None:
     """The start-up lines a person reads: where, with what, and who may connect."""
     base = f"http://{settings.host}:{settings.port}"
     log.info(
@@ -196,6 +201,9 @@ async def announce(settings: Settings, backends: Backends) -> None:
         )
     else:
         log.info("  auth: %d standard API key(s)", len(settings.api_keys))
+
+
+async def check_llm(settings: Settings, backends: Backends) -> None:
     if (problem := await backends.llm.check()) is not None:
         log.warning(
             "the LLM endpoint %s cannot be reached (%s); responses will fail until it is up. "
