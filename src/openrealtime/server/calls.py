@@ -112,7 +112,10 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
         )
 
     @router.post("/v1/realtime/calls/{call_id}/hangup")
-    async def hangup(call_id: str, request: Request) -> Response:
+    async def hangup(request: Request) -> Response:
+        # Read from the path, not a typed parameter: FastAPI builds a pydantic field for one,
+        # and imports pydantic.v1 to check it (~0.2 s of start, issue 9).
+        call_id: str = request.path_params["call_id"]
         try:
             principal = await authenticate_call(auth, request)
         except Refused as refused:
