@@ -54,7 +54,9 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         announce(settings, app.state.backends)
         # The LLM's reachability is only a warning: /healthz does not wait for it (a slow or
         # far endpoint took up to its 3 s timeout off the start, issue 9).
-        check = asyncio.get_running_loop().create_task(check_llm(settings, app.state.backends))
+        check = asyncio.get_running_loop().create_task(
+            check_llm(settings, app.state.backends, warmup)
+        )
         app.state.ready = True
         try:
             yield
@@ -203,7 +205,8 @@ def announce(settings: Settings, backends: Backends) -> None:
         log.info("  auth: %d standard API key(s)", len(settings.api_keys))
 
 
-async def check_llm(settings: Settings, backends: Backends) -> None:
+async def check_llm(settings: Settings, backends: Backends, warmup: ModelWarmup) -> None:
+    await asyncio.wait([warmup.code])  # aiohttp imported on the warm-up's thread, not here
     if (problem := await backends.llm.check()) is not None:
         log.warning(
             "the LLM endpoint %s cannot be reached (%s); responses will fail until it is up. "

@@ -251,18 +251,22 @@ class ModelWarmup:
 
     def __init__(self, backends: Backends) -> None:
         self.state = "loading"  # then "ready" or "failed", shown by /healthz
-        loads = {"code": load_session_code, "stt": backends.stt.load, "tts": backends.tts.load}
+        loads = {"stt": backends.stt.load, "tts": backends.tts.load}
         if backends.stt.capabilities.local_model or backends.tts.capabilities.local_model:
             loads["turn"] = _warm_turn_model
-        self._task = asyncio.get_running_loop().create_task(self._run(loads))
+        loop = asyncio.get_running_loop()
+        # Done when a first session (and the LLM check) will find its code imported.
+        self.code: asyncio.Future[None] = loop.create_task(asyncio.to_thread(load_session_code))
+        self._task = loop.create_task(self._run(loads))
 
     async def _run(self, loads: dict[str, Callable[[], None]]) -> None:
         started = time.perf_counter()
+        kinds = ["session code", *loads]
         results = await asyncio.gather(
-            *(asyncio.to_thread(load) for load in loads.values()), return_exceptions=True
+            self.code, *(asyncio.to_thread(load) for load in loads.values()), return_exceptions=True
         )
         failed = False
-        for kind, result in zip(loads, results, strict=True):
+        for kind, result in zip(kinds, results, strict=True):
             if isinstance(result, BaseException):
                 failed = True
                 log.error("the %s model failed to load at start-up", kind, exc_info=result)
@@ -277,10 +281,13 @@ class ModelWarmup:
 
 
 def load_session_code() -> None:
-    """Import what a session runs on (the core, the driver, the transports, numpy, soxr) and
-    build the wire models' validators (protocol/base.py). The server starts without them
-    (~0.5 s of CPU, issue 9) and loads them here, on a thread, once it listens."""
-    from ..transports import translation, websocket  # noqa: F401 - imported for their cost
+    """Import what a session runs on (the core, the driver, the transports, numpy, soxr,
+    aiohttp for the backends' requests) and build the wire models' validators
+    (protocol/base.py). The server starts without them (~0.5 s of CPU, issue 9) and loads them
+    here, on a thread, once it listens."""
+    import aiohttp  # noqa: F401 - imported for its cost
+
+    from ..transports import translation, websocket  # noqa: F401
 
     build_validators()
 
