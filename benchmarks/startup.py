@@ -15,7 +15,8 @@ speech, on the benchmarks' instant fake) and polls /healthz every 10 ms:
 - RSS: VmRSS 1 s after the models are ready;
 - then the first session (`--session-at ready`, or at the first 200 with `healthz`): connect
   → `session.created`, and a text turn's `response.create` → first text delta (what a first
-  client would wait for the session code and validators the server loads after it listens).
+  client would wait for the session code and validators the server loads after it listens;
+  with `healthz`, the ready time and the RSS are taken after that session).
 Configurations: `http` is `--stt openai --tts openai` (speech over HTTP, Silero VAD in
 process), `defaults` is `openrealtime serve` as shipped (Whisper tiny.en + hibari).
 """

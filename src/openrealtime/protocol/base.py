@@ -1,7 +1,7 @@
 """The base of every wire model: unknown fields are refused, as OpenAI refuses them.
 
 Validators are built on first use, not at import (`defer_build`): building them all costs
-~0.3 s of CPU, which `openrealtime serve` would pay before it answers (issue 9). The server
+~0.1 s of CPU, which `openrealtime serve` would pay before it answers (issue 9). The server
 builds them in the background once it listens (`build_validators`), so the first session
 does not pay either."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-DEFERRED = ConfigDict(defer_build=True)
+_DEFERRED = ConfigDict(defer_build=True)
 _adapters: list[TypeAdapter[Any]] = []
 
 
@@ -21,7 +21,7 @@ class WireModel(BaseModel):
 
 def deferred_adapter(annotation: Any) -> TypeAdapter[Any]:
     """A TypeAdapter whose validator is built on first use or by `build_validators`."""
-    adapter: TypeAdapter[Any] = TypeAdapter(annotation, config=DEFERRED)
+    adapter: TypeAdapter[Any] = TypeAdapter(annotation, config=_DEFERRED)
     _adapters.append(adapter)
     return adapter
 

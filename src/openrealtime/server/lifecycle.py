@@ -261,7 +261,7 @@ class ModelWarmup:
 
     async def _run(self, loads: dict[str, Callable[[], None]]) -> None:
         started = time.perf_counter()
-        kinds = ["session code", *loads]
+        kinds = ["session code", *(f"{kind} model" for kind in loads)]
         results = await asyncio.gather(
             self.code, *(asyncio.to_thread(load) for load in loads.values()), return_exceptions=True
         )
@@ -269,7 +269,7 @@ class ModelWarmup:
         for kind, result in zip(kinds, results, strict=True):
             if isinstance(result, BaseException):
                 failed = True
-                log.error("the %s model failed to load at start-up", kind, exc_info=result)
+                log.error("the %s failed to load at start-up", kind, exc_info=result)
         self.state = "failed" if failed else "ready"
         log.info(
             "models %s", self.state, extra={"seconds": round(time.perf_counter() - started, 2)}
