@@ -20,11 +20,15 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 import weakref
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 from yarl import URL
 
 from .errors import BackendError
+
+if TYPE_CHECKING:  # aiohttp (~0.15 s) loads with the first request, not at start (issue 9)
+    import aiohttp
 
 # Idle connections older than this are closed rather than reused: servers close theirs (uvicorn
 # after 5 s), and a POST sent into one that is closing fails, since it is never re-sent.
@@ -32,9 +36,18 @@ _KEEPALIVE_SECONDS = 4.0
 _EXCERPT_CHARS = 300
 
 
-def timeouts(seconds: float) -> aiohttp.ClientTimeout:
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """aiohttp.ClientTimeout's fields, made into one with the first session."""
+
+    total: float | None = None
+    connect: float | None = None
+    sock_read: float | None = None
+
+
+def timeouts(seconds: float) -> Timeouts:
     """Connect within `seconds`, then never wait longer than `seconds` for the next bytes."""
-    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+    return Timeouts(total=None, connect=seconds, sock_read=seconds)
 
 
 class HTTPSessions:
@@ -44,7 +57,7 @@ class HTTPSessions:
     and a session belongs to the loop it was made on; one whose loop has closed is let go.
     """
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(self, base_url: str, api_key: str | None, timeout: Timeouts) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"User-Agent": "openrealtime"}
         if api_key:
@@ -58,6 +71,8 @@ class HTTPSessions:
         return URL(self.base_url + path)
 
     def session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
@@ -67,7 +82,7 @@ class HTTPSessions:
                 headers=self._headers,
                 # Plain bodies, as before: a compressed SSE stream can be held back in buffers.
                 skip_auto_headers=("Accept-Encoding",),
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(**asdict(self._timeout)),
                 proxy=self._proxy,
             )
         return session
@@ -105,6 +120,8 @@ def request_failed(
     backend: str, service: str, url: URL | str, exc: Exception, timeout: float
 ) -> BackendError:
     """A request that got no complete answer (`exc` from aiohttp, or a timeout)."""
+    import aiohttp
+
     detail = f"{url}: {exc!r}"
     if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors
         return BackendError(

@@ -10,7 +10,7 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
 from . import errors
-from .base import WireModel
+from .base import WireModel, deferred_adapter
 from .errors import ProtocolError
 from .items import ITEM_SHAPE_HINTS, ConversationItem, ItemOrReference
 from .session import (
@@ -128,7 +128,7 @@ ClientEvent = Annotated[
     Field(discriminator="type"),
 ]
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientEvent)
+_ADAPTER: TypeAdapter[Any] = deferred_adapter(ClientEvent)
 EVENT_TYPES: tuple[str, ...] = tuple(
     cls.model_fields["type"].annotation.__args__[0]
     for cls in ClientEvent.__origin__.__args__  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from ..ids import new_event_id
 from . import errors
-from .base import WireModel
+from .base import WireModel, deferred_adapter
 from .errors import ProtocolError
 
 # Target languages: ISO 639-1 codes the LLM prompt can name and espeak-ng can speak.
@@ -85,7 +85,7 @@ class SessionClose(WireModel):
 
 ClientEvent = SessionUpdate | AudioAppend | SessionClose
 CLIENT_EVENT_TYPES = {"session.update", "session.input_audio_buffer.append", "session.close"}
-_CLIENT_EVENT: TypeAdapter[ClientEvent] = TypeAdapter(
+_CLIENT_EVENT: TypeAdapter[ClientEvent] = deferred_adapter(
     Annotated[ClientEvent, Field(discriminator="type")]
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,12 +14,9 @@ from .. import __version__
 from ..backends.registry import Backends, create_backends
 from ..config import Settings
 from ..logs import bind_ids
-from ..runtime.driver import SessionDriver
-from ..runtime.vad_scheduler import close_scheduler
 from ..transports.abort import ConnectionAbort
 from ..transports.dialect import choose_dialect
 from ..transports.ending import Ending
-from ..transports.websocket import run_websocket
 from .auth import Authenticator, AuthError, bearer_token
 from .calls import calls_router
 from .client_secrets import router as client_secrets_router
@@ -30,7 +28,6 @@ from .observability import observe
 from .sessions import new_session, session_config
 from .shared import create_shared_state
 from .sideband import run_sideband
-from .sip import sip_router
 from .translations import translations_router
 
 log = logging.getLogger("openrealtime")
@@ -54,18 +51,35 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = backends or create_backends(settings)
         warmup = app.state.warmup = ModelWarmup(app.state.backends)  # sessions wait for it
-        await announce(settings, app.state.backends)
+        announce(settings, app.state.backends)
+        # The LLM's reachability is only a warning: /healthz does not wait for it (a slow or
+        # far endpoint took up to its 3 s timeout off the start, issue 9).
+        check = asyncio.get_running_loop().create_task(
+            check_llm(settings, app.state.backends, warmup)
+        )
         app.state.ready = True
         try:
             yield
         finally:
+            check.cancel()
             await warmup.finished()
+            from ..runtime.vad_scheduler import close_scheduler
+
             await close_scheduler()
             if backends is None:
                 await app.state.backends.aclose()
 
     logging.getLogger("uvicorn.error").addFilter(_handshake_filter)  # idempotent
-    app = FastAPI(title="openrealtime", version=__version__, lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: the API is OpenAI's, documented there; building
+    # the schema would only cost start time and memory (issue 9).
+    app = FastAPI(
+        title="openrealtime",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.ready = False
     observe(app, settings)
     # In-process, or shared by several instances through Redis (--redis-url). Installed
@@ -88,6 +102,8 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     app.include_router(calls_router(auth, calls))
     app.include_router(translations_router(auth, lifecycle))  # /v1/realtime/translations
     if settings.sip_port is not None:  # SIP calls: accept, reject, refer (server/sip.py)
+        from .sip import sip_router  # with aiohttp, for its webhooks: only if asked for
+
         app.include_router(sip_router(settings, auth, calls))
 
     @app.get("/healthz")
@@ -149,6 +165,10 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             config = session_config(principal, transcription, query.get("model"))
             session = new_session(config, backends)
             bind_ids(session_id=session.id)  # this connection's task, and the tasks it starts
+            # Imported by the warm-up once the server listens; here only if a session is first.
+            from ..runtime.driver import SessionDriver
+            from ..transports.websocket import run_websocket
+
             driver = SessionDriver(session, backends, metrics=app.state.metrics)
             ending = Ending()
             with lifecycle.live(driver, ending.request):
@@ -165,7 +185,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     return app
 
 
-async def announce(settings: Settings, backends: Backends) -> None:
+def announce(settings: Settings, backends: Backends) -> None:
     """The start-up lines a person reads: where, with what, and who may connect."""
     base = f"http://{settings.host}:{settings.port}"
     log.info(
@@ -183,6 +203,10 @@ async def announce(settings: Settings, backends: Backends) -> None:
         )
     else:
         log.info("  auth: %d standard API key(s)", len(settings.api_keys))
+
+
+async def check_llm(settings: Settings, backends: Backends, warmup: ModelWarmup) -> None:
+    await asyncio.wait([warmup.code])  # aiohttp imported on the warm-up's thread, not here
     if (problem := await backends.llm.check()) is not None:
         log.warning(
             "the LLM endpoint %s cannot be reached (%s); responses will fail until it is up. "

@@ -37,7 +37,6 @@ from ..protocol.session import (
     TranscriptionSession,
     merge_session_update,
 )
-from ..runtime.driver import SessionDriver
 from .auth import Authenticator, AuthError, Principal, bearer_token
 from .errors import Refused, invalid_request, openai_error
 from .lifecycle import Lifecycle, NotAdmitted, Slot
@@ -78,6 +77,8 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
             # This request's task, and what it starts: aiortc's tasks, the call's own, and
             # (bound before the driver is made) the driver's.
             bind_ids(session_id=session.id, call_id=call_id)
+            from ..runtime.driver import SessionDriver  # loaded after start (issue 9)
+
             driver = SessionDriver(
                 session, backends, metrics=request.app.state.metrics, transport="webrtc"
             )
@@ -111,7 +112,10 @@ def calls_router(auth: Authenticator, registry: CallRegistry) -> APIRouter:
         )
 
     @router.post("/v1/realtime/calls/{call_id}/hangup")
-    async def hangup(call_id: str, request: Request) -> Response:
+    async def hangup(request: Request) -> Response:
+        # Read from the path, not a typed parameter: FastAPI builds a pydantic field for one,
+        # and imports pydantic.v1 to check it (~0.2 s of start, issue 9).
+        call_id: str = request.path_params["call_id"]
         try:
             principal = await authenticate_call(auth, request)
         except Refused as refused:

@@ -27,7 +27,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from ..core.configuration import check_voice
 from ..ids import new_id
 from ..protocol import errors
-from ..protocol.base import WireModel
+from ..protocol.base import WireModel, deferred_adapter
 from ..protocol.beta import FORMAT_TO_GA, SESSION_PATHS, session_to_beta, session_to_ga
 from ..protocol.errors import ProtocolError, from_validation_error
 from ..protocol.session import (
@@ -43,7 +43,7 @@ from .secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S, PREFIX, SecretStore, n
 router = APIRouter()
 
 Config = RealtimeSession | TranscriptionSession
-_ANY_SESSION: TypeAdapter[Config] = TypeAdapter(AnySession)
+_ANY_SESSION: TypeAdapter[Config] = deferred_adapter(AnySession)
 # A credential: no proxy or browser cache may keep it.
 _NO_STORE = {"Cache-Control": "no-store"}
 

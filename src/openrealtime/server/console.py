@@ -84,7 +84,8 @@ def router(settings: Settings) -> APIRouter:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
 
     @routes.get("/console/{name}", include_in_schema=False)
-    async def asset(name: str) -> Response:
+    async def asset(request: Request) -> Response:
+        name: str = request.path_params["name"]  # not a typed parameter: see calls.hangup
         media_type = _ASSETS.get(name)
         if media_type is None:
             return openai_error(404, f"No console file {name!r}.", "not_found")

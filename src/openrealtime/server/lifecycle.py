@@ -35,8 +35,8 @@ from fastapi.responses import JSONResponse
 from ..backends.registry import Backends
 from ..config import Settings
 from ..protocol import errors
+from ..protocol.base import build_validators
 from ..protocol.errors import ProtocolError
-from ..runtime import turn_judge
 from ..transports.ending import Close
 from ..transports.send_queue import QueueLimits
 from .auth import Principal
@@ -243,6 +243,9 @@ class ModelWarmup:
     model runs here; on HTTP speech backends the server stays lean (~100 MB idle), and it loads
     with the first `semantic_vad` pause instead.
 
+    The session machinery warms here too (`load_session_code`): with HTTP backends it is
+    the only thing that does, and "ready" means a first session pays no import.
+
     A load cannot be interrupted, and a process must not exit while a thread is inside a
     model's native code (it crashes), so shutdown waits for the loads in hand (`finished`)."""
 
@@ -250,19 +253,23 @@ class ModelWarmup:
         self.state = "loading"  # then "ready" or "failed", shown by /healthz
         loads = {"stt": backends.stt.load, "tts": backends.tts.load}
         if backends.stt.capabilities.local_model or backends.tts.capabilities.local_model:
-            loads["turn"] = turn_judge.warm
-        self._task = asyncio.get_running_loop().create_task(self._run(loads))
+            loads["turn"] = _warm_turn_model
+        loop = asyncio.get_running_loop()
+        # Done when a first session (and the LLM check) will find its code imported.
+        self.code: asyncio.Future[None] = loop.create_task(asyncio.to_thread(load_session_code))
+        self._task = loop.create_task(self._run(loads))
 
     async def _run(self, loads: dict[str, Callable[[], None]]) -> None:
         started = time.perf_counter()
+        kinds = ["session code", *(f"{kind} model" for kind in loads)]
         results = await asyncio.gather(
-            *(asyncio.to_thread(load) for load in loads.values()), return_exceptions=True
+            self.code, *(asyncio.to_thread(load) for load in loads.values()), return_exceptions=True
         )
         failed = False
-        for kind, result in zip(loads, results, strict=True):
+        for kind, result in zip(kinds, results, strict=True):
             if isinstance(result, BaseException):
                 failed = True
-                log.error("the %s model failed to load at start-up", kind, exc_info=result)
+                log.error("the %s failed to load at start-up", kind, exc_info=result)
         self.state = "failed" if failed else "ready"
         log.info(
             "models %s", self.state, extra={"seconds": round(time.perf_counter() - started, 2)}
@@ -271,3 +278,21 @@ class ModelWarmup:
     async def finished(self) -> None:
         """Wait for the warm-up (at shutdown: see above)."""
         await asyncio.wait([self._task])
+
+
+def load_session_code() -> None:
+    """Import what a session runs on (the core, the driver, the transports, numpy, soxr,
+    aiohttp for the backends' requests) and build the wire models' validators
+    (protocol/base.py). The server starts without them (~0.5 s of CPU, issue 9) and loads them
+    here, on a thread, once it listens."""
+    import aiohttp  # noqa: F401 - imported for its cost
+
+    from ..transports import translation, websocket  # noqa: F401
+
+    build_validators()
+
+
+def _warm_turn_model() -> None:
+    from ..runtime import turn_judge  # numpy, on the warm-up's thread (issue 9)
+
+    turn_judge.warm()

@@ -10,14 +10,16 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import WebSocket
 
-from ..runtime.driver import SessionDriver
 from ..transports.ending import Close
-from ..transports.websocket import EventSource
+from ..transports.source import EventSource
 from .auth import Principal
+
+if TYPE_CHECKING:  # the session machinery (numpy…) loads after start (issue 9)
+    from ..runtime.driver import SessionDriver
 
 log = logging.getLogger(__name__)
 

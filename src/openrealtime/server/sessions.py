@@ -3,10 +3,14 @@ wired to what the backends can do. Shared by the WebSocket route and WebRTC call
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..backends.registry import Backends
-from ..core.session import Session
 from ..protocol.session import RealtimeSession, TranscriptionSession
 from .auth import Principal
+
+if TYPE_CHECKING:
+    from ..core.session import Session
 
 
 def session_config(
@@ -26,6 +30,8 @@ def new_session(
     config: RealtimeSession | TranscriptionSession, backends: Backends, *, playback: bool = False
 ) -> Session:
     """A session wired to what the backends can do."""
+    from ..core.session import Session  # the session machinery (numpy…) loads after start
+
     tts, vad = backends.tts, backends.vad
     return Session(
         config,

@@ -20,7 +20,6 @@ from starlette.websockets import WebSocket
 from ..logs import bind_ids
 from ..protocol.server_events import AUDIO_DELTA, ServerEvent, session_updated
 from ..transports.dialect import Dialect
-from ..transports.websocket import run_websocket
 from .auth import Principal
 from .errors import openai_error
 from .registry import CallRegistry, RemoteCall
@@ -69,6 +68,8 @@ async def run_sideband(
         if call.ended:  # it ended while the handshake completed
             await websocket.close(code=1000, reason="call ended")
             return
+        from ..transports.websocket import run_websocket  # loaded after start (issue 9)
+
         await run_websocket(
             websocket,
             call.driver,
@@ -91,6 +92,8 @@ async def _run_remote(
     bind_ids(session_id=driver.session_id, call_id=call_id)
     try:
         await websocket.accept(subprotocol=subprotocol)
+        from ..transports.websocket import run_websocket  # loaded after start (issue 9)
+
         with websocket.app.state.metrics.active("sideband"):
             await run_websocket(
                 websocket,

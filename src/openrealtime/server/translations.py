@@ -34,14 +34,7 @@ from ..protocol import errors
 from ..protocol.base import WireModel
 from ..protocol.errors import ProtocolError, from_validation_error
 from ..protocol.translation import Audio, SessionCreateRequest, SessionUpdateRequest
-from ..runtime.translation import TranslationDriver
 from ..transports.ending import Ending
-from ..transports.translation import (
-    TranslationCallDialect,
-    TranslationCallDriver,
-    TranslationMedia,
-    run_translation_websocket,
-)
 from .auth import Authenticator, AuthError, Principal, bearer_token
 from .calls import SDP, authenticate_call, read_offer
 from .client_secrets import ExpiresAfter, check_minter, json_object
@@ -49,7 +42,9 @@ from .errors import Refused, invalid_request, openai_error
 from .lifecycle import Lifecycle, NotAdmitted, Slot
 from .secrets import new_secret
 
-if TYPE_CHECKING:  # aiortc loads with the first call, not at start
+if TYPE_CHECKING:  # the session code and aiortc load after start, with the first call
+    from ..runtime.translation import TranslationDriver
+    from ..transports.translation import TranslationCallDriver
     from ..transports.webrtc import WebRtcPeer
 
 log = logging.getLogger(__name__)
@@ -161,6 +156,9 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
             model = websocket.query_params.get("model")
             session = new_translation_session(principal, model, lifecycle)
             bind_ids(session_id=session.id)
+            from ..runtime.translation import TranslationDriver  # loaded after start (issue 9)
+            from ..transports.translation import run_translation_websocket
+
             driver = TranslationDriver(session, websocket.app.state.backends)
             ending = Ending()  # the age limit and a shutdown end the session through it
             with lifecycle.live(driver, ending.request):
@@ -187,10 +185,16 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
         try:  # until the call's task holds the slot, it is given back here
             call_id = new_id("rtc")
             bind_ids(session_id=session.id, call_id=call_id)
-            driver = TranslationDriver(session, request.app.state.backends)
-            # aiortc and av (~40 MiB) load with the first call, not at start.
+            # The session code, aiortc and av (~40 MiB) load with the first call, not at start.
+            from ..runtime.translation import TranslationDriver
+            from ..transports.translation import (
+                TranslationCallDialect,
+                TranslationCallDriver,
+                TranslationMedia,
+            )
             from ..transports.webrtc import WebRtcPeer
 
+            driver = TranslationDriver(session, request.app.state.backends)
             peer = WebRtcPeer(
                 TranslationCallDriver(driver),
                 TranslationMedia(driver),

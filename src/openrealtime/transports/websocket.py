@@ -26,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -39,6 +39,7 @@ from .abort import abort, closing, unsent
 from .dialect import Dialect
 from .ending import Close, Ending
 from .send_queue import QueueLimits, SendQueue
+from .source import EventSource
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,6 @@ NOT_READING = "client is not reading its events"
 class _Goodbye:
     code: int
     reason: str
-
-
-class EventSource(Protocol):
-    """What a socket talks to: a session's driver, or a stand-in relaying to one elsewhere
-    (a sideband on another instance). Only an owner also starts and closes it."""
-
-    def add_sink(self, sink: Callable[[ServerEvent], None]) -> None: ...
-    def remove_sink(self, sink: Callable[[ServerEvent], None]) -> None: ...
-    def receive(self, event: Any) -> None: ...
-    def reject(self, error: ProtocolError) -> None: ...
 
 
 async def run_websocket(

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from yarl import URL
 
@@ -34,6 +33,9 @@ from .base import (
     ToolResult,
     Usage,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,8 @@ class OpenAIChatModel:
         self._url = self._http.url("/chat/completions")
 
     async def stream(self, request: LlmRequest) -> AsyncIterator[LlmEvent]:
+        import aiohttp  # imported with the first request, not at start (issue 9)
+
         body = orjson.dumps(chat_arguments(request, self.model))
         try:
             response = await self._http.session().post(self._url, data=body, headers=_HEADERS)
@@ -216,6 +220,8 @@ class OpenAIChatModel:
 
     async def check(self) -> str | None:
         """None if the endpoint answers; otherwise why not (for the start-up warning)."""
+        import aiohttp
+
         try:
             async with self._http.session().get(
                 self._http.url("/models"), timeout=aiohttp.ClientTimeout(total=3.0)
@@ -243,6 +249,8 @@ def _not_chat_completions(url: URL, what: str) -> BackendError:
 async def _finish_reading(response: aiohttp.ClientResponse) -> None:
     """After `[DONE]`, read the end of the body (it may still be on its way) so that the
     connection goes back to the pool; the answer is complete whatever happens here."""
+    import aiohttp
+
     try:
         async with asyncio.timeout(_TAIL_SECONDS):
             while await response.content.readany():

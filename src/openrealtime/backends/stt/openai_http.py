@@ -12,12 +12,12 @@ import logging
 import wave
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from openrealtime.backends.errors import BackendError
 from openrealtime.backends.http_client import (
     HTTPSessions,
+    Timeouts,
     excerpt,
     request_failed,
     status_failed,
@@ -64,7 +64,7 @@ class OpenAITranscriber(BatchTranscriber):
         self.model = model
         self._timeout = timeout
         # The whole exchange is bounded: one upload, one short JSON answer.
-        self._http = HTTPSessions(base_url, api_key, aiohttp.ClientTimeout(total=timeout))
+        self._http = HTTPSessions(base_url, api_key, Timeouts(total=timeout))
         self._url = self._http.url("/audio/transcriptions")
         self.url = str(self._url)
 
@@ -78,6 +78,8 @@ class OpenAITranscriber(BatchTranscriber):
             yield event
 
     async def _post(self, pcm16k: bytes, options: TranscriptionOptions) -> str:
+        import aiohttp  # imported with the first request, not at start (issue 9)
+
         form = aiohttp.FormData()
         form.add_field("response_format", "json")
         model = self.model or options.model

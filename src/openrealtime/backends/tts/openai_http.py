@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-import aiohttp
 import orjson
 
 from openrealtime.backends.base import BackendBase, Capabilities
@@ -52,6 +51,8 @@ class OpenAISpeechSynthesizer(BackendBase):
     async def synthesize(
         self, text: str, voice: str, speed: float = 1.0
     ) -> AsyncGenerator[bytes, None]:
+        import aiohttp  # imported with the first request, not at start (issue 9)
+
         body = orjson.dumps(
             {
                 "model": self.model,

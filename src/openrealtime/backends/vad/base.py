@@ -9,11 +9,12 @@ previous one left.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..base import Capabilities
+
+if TYPE_CHECKING:  # numpy loads with the first audio, not at start (issue 9)
+    import numpy as np
 
 
 class VadStream(Protocol):

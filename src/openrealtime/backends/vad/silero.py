@@ -14,13 +14,14 @@ import logging
 import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..base import Capabilities
 from ..errors import BackendError, MissingDependencyError
 from .base import VadStream
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ _RATE = 16000
 _FRAME = 512  # 32 ms: the only frame size v5 accepts at 16 kHz
 _CONTEXT = 64
 _STATE_SHAPE = (2, 1, 128)
-_SCALE = np.float32(1 / 32768)  # int16 -> [-1, 1)
+_SCALE = 1 / 32768  # int16 -> [-1, 1) (a Python float keeps float32 arrays float32)
 # The energy gate: a frame whose RMS is below -60 dBFS (about 33 of 32768) is not speech — a
 # whisper a metre away is ~-40 dBFS — so its probability is 0 without running the model. Most
 # of a conversation's input is silence between turns, so this skips most model steps. Only
@@ -76,6 +77,10 @@ class SileroStream:
         self.reset()
 
     def reset(self) -> None:
+        # numpy is imported where a stream needs it, not with the module: the detector is
+        # built at start, and numpy is ~0.1 s of it (issue 9).
+        import numpy as np
+
         self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
         # [context | frame]: the model's input is built in place, no per-frame concatenation.
         self._window = np.zeros((1, _CONTEXT + _FRAME), dtype=np.float32)
@@ -95,6 +100,8 @@ class SileroStream:
         """The model inputs ([context | frame], float32) completed by this audio, in order.
         Called per 20 ms chunk on the event loop: the samples are scaled straight into the
         window, with no temporary arrays."""
+        import numpy as np  # loaded since reset(): a dictionary look-up
+
         if pcm16k.dtype != np.int16:
             raise TypeError(f"silero needs 16 kHz int16 samples; got {pcm16k.dtype}")
         window = self._window[0]
@@ -131,7 +138,7 @@ class SileroVad:
         if importlib.util.find_spec("onnxruntime") is None:
             raise MissingDependencyError("silero", "onnxruntime")
         self._session: Any = None
-        self._sr = np.array(_RATE, dtype=np.int64)
+        self._sr: Any = None  # the model's `sr` input, made with the session
 
     def new_stream(self) -> SileroStream:
         return SileroStream(self)
@@ -142,15 +149,18 @@ class SileroVad:
         if _own(stream)._probability >= GATE_BELOW:
             return False
         audio = frame[_CONTEXT:]
-        return float(np.dot(audio, audio)) < GATE_MEAN_SQUARE * _FRAME
+        return float(audio.dot(audio)) < GATE_MEAN_SQUARE * _FRAME
 
     def infer_batch(
         self, streams: Sequence[VadStream], frames: Sequence[np.ndarray]
     ) -> list[float]:
         """Thread-safe for distinct streams; releases the GIL while the model runs."""
+        import numpy as np
+
         own = [_own(stream) for stream in streams]
         states = np.concatenate([stream._state for stream in own], axis=1)  # [2, B, 128]
         if self._session is None:
+            self._sr = np.array(_RATE, dtype=np.int64)
             self._session = _session()
         prob, new_states = self._session.run(
             None, {"input": np.stack(frames), "state": states, "sr": self._sr}
