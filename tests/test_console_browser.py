@@ -242,7 +242,9 @@ def spanish_microphone(tmp_path: Path) -> Path:
 def translation_server(settings: Settings, backends: Backends) -> Iterator[ServerThread]:
     stt = ScriptedTranscriber()
     stt.texts = [HEARD[0]] * 10  # the fake microphone loops: each pass is heard the same
-    with ServerThread(create_app(settings, dataclasses.replace(backends, stt=stt))) as thread:
+    with ServerThread(
+        create_app(settings, dataclasses.replace(backends, stt=stt, translation_stt=None))
+    ) as thread:
         yield thread
 
 

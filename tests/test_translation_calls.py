@@ -85,7 +85,9 @@ def stt() -> ScriptedTranscriber:
 def server(
     settings: Settings, backends: Backends, stt: ScriptedTranscriber
 ) -> Iterator[ServerThread]:
-    with ServerThread(create_app(settings, dataclasses.replace(backends, stt=stt))) as thread:
+    with ServerThread(
+        create_app(settings, dataclasses.replace(backends, stt=stt, translation_stt=None))
+    ) as thread:
         yield thread
 
 
