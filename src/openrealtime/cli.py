@@ -129,6 +129,15 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
             "a third of the CPU (default true; docs/models.md)",
         },
     ),
+    (
+        "--stt-beam-size",
+        "stt_beam_size",
+        {
+            "type": int,
+            "help": "faster-whisper: the decoder's beam width, 1 for greedy (default 1; "
+            "docs/models.md)",
+        },
+    ),
     ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),
     (
         "--stt-timeout",

@@ -72,11 +72,14 @@ class FasterWhisperTranscriber(BatchTranscriber):
         workers: int = min(2, os.cpu_count() or 1),
         *,
         short_window: bool = False,
+        beam_size: int = 1,
         _model: WhisperLike | None = None,
     ) -> None:
         """`short_window`: decode turns up to 8 s in a 10 s encoder window (whisper_window.py):
         ~3x faster, but it changed the words of 7 of 72 test clips, some for the worse, so it
-        is off by default."""
+        is off by default. `beam_size`: the decoder's beam, in both windows (1: greedy)."""
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, not {beam_size}")
         self.model = model
         self.device = device
         self.compute_type = compute_type
@@ -90,6 +93,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
         )
         self._model = _model
         self.short_window = short_window
+        self.beam_size = beam_size
         # The fast decode of short utterances; only with a real faster-whisper model.
         self._window: ShortWindow | None = None
         self._load_lock = threading.Lock()
@@ -101,7 +105,8 @@ class FasterWhisperTranscriber(BatchTranscriber):
                 model = self._load()
                 self._window = ShortWindow.of(model) if self.short_window else None
                 if self._window is not None:
-                    self._window.decode(np.zeros(SAMPLE_RATE // 2, np.float32), "en", None)
+                    silence = np.zeros(SAMPLE_RATE // 2, np.float32)
+                    self._window.decode(silence, "en", None, self.beam_size)
                 self._model = model  # the short window warmed too: both run in a turn's life
 
     async def transcribe(
@@ -134,7 +139,11 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
         def work() -> None:
             try:
-                text = window.decode(audio, options.language, options.prompt) if window else None
+                text = (
+                    window.decode(audio, options.language, options.prompt, self.beam_size)
+                    if window
+                    else None
+                )
                 if text is not None:
                     if text:
                         put(_Segment(text))
@@ -144,7 +153,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
                     audio,
                     language=options.language,
                     initial_prompt=options.prompt,
-                    beam_size=1,
+                    beam_size=self.beam_size,
                     vad_filter=False,
                 )
                 for segment in segments:

@@ -6,7 +6,7 @@ Whisper's encoder accepts a shorter window (CTranslate2 slices the positional em
 a third of it costs ~0.22 s. Shorter windows drift from what Whisper was trained on (at 6 s
 tiny.en starts repeating itself), so:
 - only utterances up to SHORT_AUDIO_S are decoded this way, leaving ≥ 2 s of padding;
-- greedy, without timestamps, and at most TOKENS_PER_S tokens per second of audio;
+- the caller's beam (greedy by default), without timestamps, and at most TOKENS_PER_S tokens per second of audio;
 - the decode is kept only when faster-whisper's own checks would keep it at temperature 0
   (compression ratio ≤ 2.4, average log-probability ≥ -1, length limit not reached) and no run
   of three words occurs twice in it (a short window's way of going astray: it says the
@@ -53,7 +53,9 @@ class ShortWindow:
         self._tokenizer_class = Tokenizer
         self._suppressed = get_suppressed_tokens
 
-    def decode(self, audio: np.ndarray, language: str | None, prompt: str | None) -> str | None:
+    def decode(
+        self, audio: np.ndarray, language: str | None, prompt: str | None, beam_size: int = 1
+    ) -> str | None:
         """The transcript of `audio` (float32, 16 kHz), or None: decode it the usual way."""
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio
@@ -80,7 +82,7 @@ class ShortWindow:
         result = model.model.generate(
             encoded,
             [tokens_in],
-            beam_size=1,
+            beam_size=beam_size,
             max_length=len(tokens_in) + limit,
             return_scores=True,
             return_no_speech_prob=True,
