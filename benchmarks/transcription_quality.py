@@ -425,17 +425,17 @@ def main() -> None:
     parser.add_argument(
         "--decodes",
         type=lambda text: [WhisperDecode.parse(s) for s in text.split(",")],
-        default=[WhisperDecode(True, 1), WhisperDecode(False, 1)],
+        default=[WhisperDecode(True, 5), WhisperDecode(False, 5)],
         help="Whisper decodes to measure, WINDOW:BEAM[:OPTION...] comma-separated; WINDOW short "
         "or 30s, OPTION no-fallback or no-timestamps (30s only); the first is the server's "
-        "(the API path is compared with it). Default: short:1,30s:1",
+        "(the API path is compared with it). Default: short:5,30s:5",
     )
     parser.add_argument("--api-sentences", type=int, default=10, help="0 skips the API path")
     add_common_arguments(parser)
     args = parser.parse_args()
     apply_common_arguments(args)
     results = run(bench(args))
-    results["settings"] = vars(args)
+    results["settings"] = {**vars(args), "decodes": [d.label() for d in args.decodes]}
     for name, r in results["recognizers"].items():
         rows = [
             [

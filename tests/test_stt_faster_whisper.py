@@ -258,7 +258,7 @@ async def test_streams_one_delta_per_segment_as_decoded() -> None:
     (call,) = fake.calls
     assert call["language"] == "en"
     assert call["initial_prompt"] == "Weather talk."
-    assert call["beam_size"] == 1
+    assert call["beam_size"] == 5  # faster-whisper's own default (docs/models.md)
     assert call["vad_filter"] is False
     audio = call["audio"]
     assert audio.dtype == np.float32 and audio.shape == (16000,)
@@ -269,9 +269,9 @@ async def test_streams_one_delta_per_segment_as_decoded() -> None:
 
 async def test_the_beam_size_reaches_the_decoder() -> None:
     fake = FakeWhisper([" Hello."])
-    t = FasterWhisperTranscriber("unused", beam_size=5, _model=fake)
+    t = FasterWhisperTranscriber("unused", beam_size=2, _model=fake)
     await collect(t, b"\x00\x01" * 1600)
-    assert [call["beam_size"] for call in fake.calls] == [5]
+    assert [call["beam_size"] for call in fake.calls] == [2]
     with pytest.raises(ValueError, match="beam_size"):
         FasterWhisperTranscriber("unused", beam_size=0)
 

@@ -72,7 +72,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
         workers: int = min(2, os.cpu_count() or 1),
         *,
         short_window: bool = False,
-        beam_size: int = 1,
+        beam_size: int = 5,
         _model: WhisperLike | None = None,
     ) -> None:
         """`short_window`: decode turns up to 8 s in a 10 s encoder window (whisper_window.py):
@@ -208,7 +208,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
                 num_workers=self.workers,
             )
             # The first decode allocates CTranslate2's buffers: pay for it now, not mid-turn.
-            _warm_up(model)
+            _warm_up(model, self.beam_size)
         except Exception as exc:
             raise BackendError(
                 "stt",
@@ -222,8 +222,8 @@ class FasterWhisperTranscriber(BatchTranscriber):
         return model
 
 
-def _warm_up(model: WhisperLike) -> None:
+def _warm_up(model: WhisperLike, beam_size: int) -> None:
     silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
-    segments, _ = model.transcribe(silence, beam_size=1, vad_filter=False)
+    segments, _ = model.transcribe(silence, beam_size=beam_size, vad_filter=False)
     for _ in segments:
         pass
