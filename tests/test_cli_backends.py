@@ -156,7 +156,7 @@ def test_the_short_whisper_window_is_the_default_and_one_flag_turns_it_off(
 @pytest.mark.parametrize(
     ("flag", "env", "expected"),
     [
-        ([], {}, Settings().stt_beam_size),
+        ([], {}, 5),
         (["--stt-beam-size", "3"], {}, 3),
         ([], {"OPENREALTIME_STT_BEAM_SIZE": "2"}, 2),
     ],
