@@ -258,7 +258,7 @@ async def test_streams_one_delta_per_segment_as_decoded() -> None:
     (call,) = fake.calls
     assert call["language"] == "en"
     assert call["initial_prompt"] == "Weather talk."
-    assert call["beam_size"] == 5  # faster-whisper's own default (docs/models.md)
+    assert call["beam_size"] == 3  # the server's default (docs/models.md)
     assert call["vad_filter"] is False
     audio = call["audio"]
     assert audio.dtype == np.float32 and audio.shape == (16000,)
@@ -282,7 +282,7 @@ async def test_the_beam_size_reaches_ctranslate2_in_both_windows(
 ) -> None:
     """The real tiny.en: the short window's decode and the 30 s one it falls back to both
     search with the configured beam (seen at CTranslate2's `generate`)."""
-    t = FasterWhisperTranscriber("tiny.en", short_window=True, beam_size=3)
+    t = FasterWhisperTranscriber("tiny.en", short_window=True, beam_size=4)
     await asyncio.to_thread(t.load)
     model: Any = t._model
     inner = model.model  # the CTranslate2 Whisper model
@@ -299,11 +299,11 @@ async def test_the_beam_size_reaches_ctranslate2_in_both_windows(
     monkeypatch.setattr(model, "model", Spy())
     pcm = (speak("Turn on the lights in the kitchen.", 16000)).astype("<i2").tobytes()
     short = (await collect(t, pcm))[-1]
-    assert beams == [3]
+    assert beams == [4]
     assert t._window is not None
     monkeypatch.setattr(t._window, "decode", lambda *args: None)  # the window declines
     full = (await collect(t, pcm))[-1]
-    assert beams[1:] and set(beams[1:]) == {3}  # temperature 0 searches with the beam
+    assert beams[1:] and set(beams[1:]) == {4}  # temperature 0 searches with the beam
     assert isinstance(short, TranscriptDone) and isinstance(full, TranscriptDone)
     assert "kitchen" in short.text.lower() and "kitchen" in full.text.lower()
 
