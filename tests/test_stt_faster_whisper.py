@@ -308,6 +308,40 @@ async def test_the_beam_size_reaches_ctranslate2_in_both_windows(
     assert "kitchen" in short.text.lower() and "kitchen" in full.text.lower()
 
 
+@needs_faster_whisper
+async def test_a_beam_the_short_window_refuses_is_retried_greedy_there_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the short window refuses the beam's decode (e.g. the utterance said twice), greedy
+    is tried in the short window before the 30 s window; the 30 s one runs only if both refuse."""
+    t = FasterWhisperTranscriber("tiny.en", short_window=True, beam_size=3)
+    await asyncio.to_thread(t.load)
+    window, model = t._window, t._model
+    assert window is not None and model is not None
+    decode, transcribe = window.decode, model.transcribe
+    tried: list[int] = []
+    full: list[int] = []
+
+    def refusing_beams(audio: Any, language: Any, prompt: Any, beam_size: int = 1) -> Any:
+        tried.append(beam_size)
+        return None if beam_size > 1 else decode(audio, language, prompt, beam_size)
+
+    def counted(audio: Any, **kwargs: Any) -> Any:
+        full.append(kwargs["beam_size"])
+        return transcribe(audio, **kwargs)
+
+    monkeypatch.setattr(window, "decode", refusing_beams)
+    monkeypatch.setattr(model, "transcribe", counted)
+    pcm = (speak("Turn on the lights in the kitchen.", 16000)).astype("<i2").tobytes()
+    done = (await collect(t, pcm))[-1]
+    assert isinstance(done, TranscriptDone) and "kitchen" in done.text.lower()
+    assert (tried, full) == ([3, 1], [])
+    monkeypatch.setattr(window, "decode", lambda *args: None)  # both refuse
+    done = (await collect(t, pcm))[-1]
+    assert isinstance(done, TranscriptDone) and "kitchen" in done.text.lower()
+    assert full == [3]
+
+
 async def test_blank_segments_and_no_speech() -> None:
     t = FasterWhisperTranscriber("unused", _model=FakeWhisper([" ", ""]))
     assert await collect(t, b"\x00\x00" * 8000) == [TranscriptDone("", 0.5, {"language": "en"})]

@@ -139,11 +139,14 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
         def work() -> None:
             try:
-                text = (
-                    window.decode(audio, options.language, options.prompt, self.beam_size)
-                    if window
-                    else None
-                )
+                text = None
+                if window is not None:
+                    text = window.decode(audio, options.language, options.prompt, self.beam_size)
+                    if text is None and self.beam_size > 1:
+                        # A beam in the short window sometimes says the utterance twice where
+                        # greedy does not (docs/benchmarks.md, "Decoding settings"): greedy
+                        # there costs a third of the 30 s decode.
+                        text = window.decode(audio, options.language, options.prompt, 1)
                 if text is not None:
                     if text:
                         put(_Segment(text))
