@@ -425,10 +425,10 @@ def main() -> None:
     parser.add_argument(
         "--decodes",
         type=lambda text: [WhisperDecode.parse(s) for s in text.split(",")],
-        default=[WhisperDecode(True, 3), WhisperDecode(False, 3)],
+        default=[WhisperDecode(True, 5), WhisperDecode(False, 5)],
         help="Whisper decodes to measure, WINDOW:BEAM[:OPTION...] comma-separated; WINDOW short "
         "or 30s, OPTION no-fallback or no-timestamps (30s only); the first is the server's "
-        "(the API path is compared with it). Default: short:3,30s:3",
+        "(the API path is compared with it). Default: short:5,30s:5",
     )
     parser.add_argument("--api-sentences", type=int, default=10, help="0 skips the API path")
     add_common_arguments(parser)

@@ -156,8 +156,8 @@ def test_the_short_whisper_window_is_the_default_and_one_flag_turns_it_off(
 @pytest.mark.parametrize(
     ("flag", "env", "expected"),
     [
-        ([], {}, 3),
-        (["--stt-beam-size", "5"], {}, 5),
+        ([], {}, 5),
+        (["--stt-beam-size", "3"], {}, 3),
         ([], {"OPENREALTIME_STT_BEAM_SIZE": "2"}, 2),
     ],
     ids=["default", "flag", "environment"],

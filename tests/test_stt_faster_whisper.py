@@ -258,7 +258,7 @@ async def test_streams_one_delta_per_segment_as_decoded() -> None:
     (call,) = fake.calls
     assert call["language"] == "en"
     assert call["initial_prompt"] == "Weather talk."
-    assert call["beam_size"] == 3  # the server's default (docs/models.md)
+    assert call["beam_size"] == 5  # the server's default (docs/models.md)
     assert call["vad_filter"] is False
     audio = call["audio"]
     assert audio.dtype == np.float32 and audio.shape == (16000,)

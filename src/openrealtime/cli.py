@@ -134,7 +134,7 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "stt_beam_size",
         {
             "type": int,
-            "help": "faster-whisper: the decoder's beam width, 1 for greedy (default 3; "
+            "help": "faster-whisper: the decoder's beam width, 1 for greedy (default 5; "
             "docs/models.md)",
         },
     ),

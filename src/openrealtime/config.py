@@ -82,9 +82,9 @@ class Settings(BaseSettings):
     # third of the CPU and the transcript ready at speech_stopped, with the same word error
     # rate on the benchmark's 396 clips (docs/models.md); false: always the 30 s window.
     stt_short_window: bool = True
-    # --stt faster-whisper: the decoder's beam. 3: 8.4% WER on the benchmark against 10.7%
-    # greedy, and 8 conversations still pass; faster-whisper's 5 (8.1%) did not (docs/models.md).
-    stt_beam_size: int = Field(default=3, ge=1, le=16)
+    # --stt faster-whisper: the decoder's beam; 5 is faster-whisper's and Whisper's own default:
+    # 8.1% WER on the benchmark against 10.7% greedy (docs/models.md).
+    stt_beam_size: int = Field(default=5, ge=1, le=16)
     stt_api_key: str | None = None
     stt_timeout: float = 30.0  # --stt openai
     # Model worker processes that run the recognizer (backends/workers.py); 0: in-process.

@@ -72,7 +72,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
         workers: int = min(2, os.cpu_count() or 1),
         *,
         short_window: bool = False,
-        beam_size: int = 3,
+        beam_size: int = 5,
         _model: WhisperLike | None = None,
     ) -> None:
         """`short_window`: decode turns up to 8 s in a 10 s encoder window (whisper_window.py):
