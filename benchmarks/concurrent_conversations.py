@@ -76,7 +76,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     levels: list[dict[str, Any]] = []
     with (
         start_llm() as llm,
-        OpenRealtimeProcess(llm, args.server_log_level, args.stt, tts=args.tts) as server,
+        OpenRealtimeProcess(
+            llm,
+            args.server_log_level,
+            args.stt,
+            tts=args.tts,
+            settings=dict(setting.split("=", 1) for setting in args.setting),
+        ) as server,
     ):
         rss_idle = server.rss_kib() / 1024
         await level(server.ws_url, 1, 1, args.voice)  # warm-up: the first turn's allocations
@@ -143,6 +149,12 @@ def main() -> None:
     parser.add_argument("--tts", default="hibari")
     parser.add_argument("--voice", default="hibari", choices=["hibari", "espeak"])
     parser.add_argument("--keep-going", action="store_true", help="run every level")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        help="a server setting, FIELD=VALUE (e.g. stt_beam_size=1); repeatable",
+    )
     add_common_arguments(parser)
     args = parser.parse_args()
     apply_common_arguments(args)

@@ -39,6 +39,7 @@ import base64
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,49 @@ def found_audio() -> list[str]:
 # --- recognizers ----------------------------------------------------------------------------
 
 
-def installed_recognizers(wanted: set[str] | None) -> dict[str, Transcriber]:
-    out: dict[str, Transcriber] = {}
+@dataclass(frozen=True)
+class WhisperDecode:
+    """How a Whisper model decodes: `short` (the 10 s window, falling back to 30 s) or the 30 s
+    window, the beam, and options passed through to faster-whisper's `transcribe` (30 s window
+    only): `temperature=0` (no temperature fallback), `without_timestamps=True`."""
+
+    short: bool
+    beam_size: int
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> WhisperDecode:
+        """`short:5`, `30s:1`, `30s:5:no-fallback`, `30s:5:no-timestamps` (options combine)."""
+        window, beam, *options = spec.split(":")
+        known = {"no-fallback": ("temperature", 0.0), "no-timestamps": ("without_timestamps", True)}
+        if window not in ("short", "30s") or not beam.isdigit() or not set(options) <= set(known):
+            raise argparse.ArgumentTypeError(
+                f"bad decode {spec!r}: e.g. short:5, 30s:5:no-fallback"
+            )
+        if options and window == "short":
+            raise argparse.ArgumentTypeError(f"{spec!r}: options apply to the 30 s window only")
+        return cls(window == "short", int(beam), tuple(known[o] for o in options))
+
+    def label(self) -> str:
+        opts = "".join(f" {k}={v}" for k, v in self.extra)
+        return f"{'short' if self.short else '30s'} beam {self.beam_size}{opts}"
+
+
+class _WithOptions:
+    """A loaded faster-whisper model whose `transcribe` gets extra keyword arguments."""
+
+    def __init__(self, model: Any, extra: dict[str, Any]) -> None:
+        self._model, self._extra = model, extra
+
+    def transcribe(self, audio: np.ndarray, **kwargs: Any) -> Any:
+        return self._model.transcribe(audio, **{**kwargs, **self._extra})
+
+
+def installed_recognizers(
+    wanted: set[str] | None, decodes: list[WhisperDecode]
+) -> dict[str, Callable[[], Transcriber]]:
+    """Each recognizer's name and a function that builds and loads it."""
+    out: dict[str, Callable[[], Transcriber]] = {}
     try:
         from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
         from openrealtime.backends.stt.whisper_weights import locate_model
@@ -182,16 +224,34 @@ def installed_recognizers(wanted: set[str] | None) -> dict[str, Transcriber]:
                 model_dir = locate_model(name)
             except Exception:  # not packaged and not in the hub cache: not installed
                 continue
-            out[f"whisper {name}"] = FasterWhisperTranscriber(model_dir)
-            # --stt-short-window true: the same weights in a 10 s encoder window.
-            out[f"whisper {name} short"] = FasterWhisperTranscriber(model_dir, short_window=True)
+            for decode in decodes:
+
+                def build(model_dir: str = model_dir, d: WhisperDecode = decode) -> Transcriber:
+                    t = FasterWhisperTranscriber(
+                        model_dir, short_window=d.short, beam_size=d.beam_size
+                    )
+                    t.load()
+                    if not d.extra:
+                        return t
+                    # The same loaded weights, through the backend, with the options added.
+                    assert t._model is not None
+                    model = _WithOptions(t._model, dict(d.extra))
+                    return FasterWhisperTranscriber(model_dir, beam_size=d.beam_size, _model=model)
+
+                out[f"whisper {name} {decode.label()}"] = build
     try:
         from openrealtime.backends.stt.pocketsphinx import PocketsphinxTranscriber
     except ImportError:
         pass
     else:
-        out["pocketsphinx"] = PocketsphinxTranscriber()
-    return {k: v for k, v in out.items() if wanted is None or k in wanted}
+
+        def pocketsphinx() -> Transcriber:
+            t = PocketsphinxTranscriber()
+            t.load()
+            return t
+
+        out["pocketsphinx"] = pocketsphinx
+    return {k: v for k, v in out.items() if wanted is None or k.startswith(tuple(wanted))}
 
 
 @dataclass
@@ -303,11 +363,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "voices_skipped": skipped,
     }
     wanted = None if args.recognizers == "all" else set(args.recognizers.split(","))
-    recognizers = installed_recognizers(wanted)
+    recognizers = installed_recognizers(wanted, args.decodes)
+    default = f"whisper tiny.en {args.decodes[0].label()}"  # what the API path is compared with
     per_recognizer: dict[str, Any] = {}
-    for name, recognizer in recognizers.items():
+    for name, build in recognizers.items():
         loaded = time.perf_counter()
-        recognizer.load()
+        recognizer = build()
         decodes = await decode_all(recognizer, clips)
         per_recognizer[name] = {
             "load_s": round(time.perf_counter() - loaded - sum(d.wall for d in decodes), 2),
@@ -320,7 +381,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 if normalise(d.text) != normalise(d.heard)
             ],
         }
-        if name == "whisper tiny.en":
+        if name == default:
             results["_tiny"] = decodes
         await recognizer.aclose()
     results["recognizers"] = per_recognizer
@@ -357,14 +418,24 @@ def main() -> None:
     )
     parser.add_argument("--sentences", type=int, default=len(SENTENCES))
     parser.add_argument(
-        "--recognizers", default="all", help="all, or e.g. 'whisper tiny.en,pocketsphinx'"
+        "--recognizers",
+        default="all",
+        help="all, or names or their beginnings, e.g. 'whisper tiny.en,pocketsphinx'",
+    )
+    parser.add_argument(
+        "--decodes",
+        type=lambda text: [WhisperDecode.parse(s) for s in text.split(",")],
+        default=[WhisperDecode(True, 5), WhisperDecode(False, 5)],
+        help="Whisper decodes to measure, WINDOW:BEAM[:OPTION...] comma-separated; WINDOW short "
+        "or 30s, OPTION no-fallback or no-timestamps (30s only); the first is the server's "
+        "(the API path is compared with it). Default: short:5,30s:5",
     )
     parser.add_argument("--api-sentences", type=int, default=10, help="0 skips the API path")
     add_common_arguments(parser)
     args = parser.parse_args()
     apply_common_arguments(args)
     results = run(bench(args))
-    results["settings"] = vars(args)
+    results["settings"] = {**vars(args), "decodes": [d.label() for d in args.decodes]}
     for name, r in results["recognizers"].items():
         rows = [
             [

@@ -91,8 +91,9 @@ def test_a_missing_package_names_the_install_command(tmp_path: Path) -> None:
         (["--port", "x"], {}, "argument --port: invalid int value: 'x'"),
         (["--log-format", "xml"], {}, "argument --log-format: invalid choice: 'xml'"),
         ([], {"OPENREALTIME_MAX_SESSIONS": "many"}, "invalid --max-sessions"),
+        (["--stt-beam-size", "0"], {}, "invalid --stt-beam-size"),
     ],
-    ids=["flag_type", "flag_choice", "environment"],
+    ids=["flag_type", "flag_choice", "environment", "beam_size"],
 )
 def test_an_invalid_setting_is_one_line_and_exit_2(
     tmp_path: Path, args: list[str], env: dict[str, str], says: str
@@ -150,3 +151,27 @@ def test_the_short_whisper_window_is_the_default_and_one_flag_turns_it_off(
     transcriber = TRANSCRIBERS["faster-whisper"].build(settings)  # built, not loaded
     assert isinstance(transcriber, FasterWhisperTranscriber)
     assert transcriber.short_window is expected
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        ([], {}, 5),
+        (["--stt-beam-size", "3"], {}, 3),
+        ([], {"OPENREALTIME_STT_BEAM_SIZE": "2"}, 2),
+    ],
+    ids=["default", "flag", "environment"],
+)
+def test_the_whisper_beam_size_is_one_flag_or_variable_away(
+    monkeypatch: pytest.MonkeyPatch, flag: list[str], env: dict[str, str], expected: int
+) -> None:
+    from openrealtime.backends.registry import TRANSCRIBERS
+    from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
+    from openrealtime.cli import parse_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = parse_settings(["serve", *flag])
+    transcriber = TRANSCRIBERS["faster-whisper"].build(settings)  # built, not loaded
+    assert isinstance(transcriber, FasterWhisperTranscriber)
+    assert transcriber.beam_size == expected

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from speech_fixtures import speak
 
 from openrealtime.backends.errors import BackendError, MissingDependencyError
 from openrealtime.backends.stt import faster_whisper as faster_whisper_backend
@@ -257,13 +258,88 @@ async def test_streams_one_delta_per_segment_as_decoded() -> None:
     (call,) = fake.calls
     assert call["language"] == "en"
     assert call["initial_prompt"] == "Weather talk."
-    assert call["beam_size"] == 1
+    assert call["beam_size"] == 5  # the server's default (docs/models.md)
     assert call["vad_filter"] is False
     audio = call["audio"]
     assert audio.dtype == np.float32 and audio.shape == (16000,)
     assert audio.min() == pytest.approx(-1.0, abs=1e-4)
     assert audio.max() == pytest.approx(1.0, abs=1e-4)
     assert fake.threads[0] != threading.get_ident(), "decoded on the event loop thread"
+
+
+async def test_the_beam_size_reaches_the_decoder() -> None:
+    fake = FakeWhisper([" Hello."])
+    t = FasterWhisperTranscriber("unused", beam_size=2, _model=fake)
+    await collect(t, b"\x00\x01" * 1600)
+    assert [call["beam_size"] for call in fake.calls] == [2]
+    with pytest.raises(ValueError, match="beam_size"):
+        FasterWhisperTranscriber("unused", beam_size=0)
+
+
+@needs_faster_whisper
+async def test_the_beam_size_reaches_ctranslate2_in_both_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real tiny.en: the short window's decode and the 30 s one it falls back to both
+    search with the configured beam (seen at CTranslate2's `generate`)."""
+    t = FasterWhisperTranscriber("tiny.en", short_window=True, beam_size=4)
+    await asyncio.to_thread(t.load)
+    model: Any = t._model
+    inner = model.model  # the CTranslate2 Whisper model
+    beams: list[int] = []
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        def generate(self, *args: Any, **kwargs: Any) -> Any:
+            beams.append(kwargs.get("beam_size", 1))
+            return inner.generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "model", Spy())
+    pcm = (speak("Turn on the lights in the kitchen.", 16000)).astype("<i2").tobytes()
+    short = (await collect(t, pcm))[-1]
+    assert beams == [4]
+    assert t._window is not None
+    monkeypatch.setattr(t._window, "decode", lambda *args: None)  # the window declines
+    full = (await collect(t, pcm))[-1]
+    assert beams[1:] and set(beams[1:]) == {4}  # temperature 0 searches with the beam
+    assert isinstance(short, TranscriptDone) and isinstance(full, TranscriptDone)
+    assert "kitchen" in short.text.lower() and "kitchen" in full.text.lower()
+
+
+@needs_faster_whisper
+async def test_a_beam_the_short_window_refuses_is_retried_greedy_there_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the short window refuses the beam's decode (e.g. the utterance said twice), greedy
+    is tried in the short window before the 30 s window; the 30 s one runs only if both refuse."""
+    t = FasterWhisperTranscriber("tiny.en", short_window=True, beam_size=3)
+    await asyncio.to_thread(t.load)
+    window, model = t._window, t._model
+    assert window is not None and model is not None
+    decode, transcribe = window.decode, model.transcribe
+    tried: list[int] = []
+    full: list[int] = []
+
+    def refusing_beams(audio: Any, language: Any, prompt: Any, beam_size: int = 1) -> Any:
+        tried.append(beam_size)
+        return None if beam_size > 1 else decode(audio, language, prompt, beam_size)
+
+    def counted(audio: Any, **kwargs: Any) -> Any:
+        full.append(kwargs["beam_size"])
+        return transcribe(audio, **kwargs)
+
+    monkeypatch.setattr(window, "decode", refusing_beams)
+    monkeypatch.setattr(model, "transcribe", counted)
+    pcm = (speak("Turn on the lights in the kitchen.", 16000)).astype("<i2").tobytes()
+    done = (await collect(t, pcm))[-1]
+    assert isinstance(done, TranscriptDone) and "kitchen" in done.text.lower()
+    assert (tried, full) == ([3, 1], [])
+    monkeypatch.setattr(window, "decode", lambda *args: None)  # both refuse
+    done = (await collect(t, pcm))[-1]
+    assert isinstance(done, TranscriptDone) and "kitchen" in done.text.lower()
+    assert full == [3]
 
 
 async def test_blank_segments_and_no_speech() -> None:

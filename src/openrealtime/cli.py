@@ -137,6 +137,15 @@ _FLAGS: list[tuple[str, str, dict[str, Any]]] = [
             "multilingual, when the recognizer is English-only; else the recognizer itself)"
         },
     ),
+    (
+        "--stt-beam-size",
+        "stt_beam_size",
+        {
+            "type": int,
+            "help": "faster-whisper: the decoder's beam width, 1 for greedy (default 5; "
+            "docs/models.md)",
+        },
+    ),
     ("--stt-api-key", "stt_api_key", {"help": "API key for --stt openai"}),
     (
         "--stt-timeout",

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # above is English-only (tiny.en, pocketsphinx), loaded on the first translation session;
     # otherwise the one above. Set: this faster-whisper model (as --stt-model names them).
     translation_stt_model: str | None = None
+    # --stt faster-whisper: the decoder's beam; 5 is faster-whisper's and Whisper's own default:
+    # 8.1% WER on the benchmark against 10.7% greedy (docs/models.md).
+    stt_beam_size: int = Field(default=5, ge=1, le=16)
     stt_api_key: str | None = None
     stt_timeout: float = 30.0  # --stt openai
     # Model worker processes that run the recognizer (backends/workers.py); 0: in-process.

@@ -206,7 +206,9 @@ def _faster_whisper(settings: Settings) -> Transcriber:
     from .stt.faster_whisper import FasterWhisperTranscriber
 
     return FasterWhisperTranscriber(
-        settings.stt_model or DEFAULT_WHISPER_MODEL, short_window=settings.stt_short_window
+        settings.stt_model or DEFAULT_WHISPER_MODEL,
+        short_window=settings.stt_short_window,
+        beam_size=settings.stt_beam_size,
     )
 
 

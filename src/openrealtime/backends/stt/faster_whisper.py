@@ -72,11 +72,14 @@ class FasterWhisperTranscriber(BatchTranscriber):
         workers: int = min(2, os.cpu_count() or 1),
         *,
         short_window: bool = False,
+        beam_size: int = 5,
         _model: WhisperLike | None = None,
     ) -> None:
         """`short_window`: decode turns up to 8 s in a 10 s encoder window (whisper_window.py):
         ~3x faster, but it changed the words of 7 of 72 test clips, some for the worse, so it
-        is off by default."""
+        is off by default. `beam_size`: the decoder's beam, in both windows (1: greedy)."""
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, not {beam_size}")
         self.model = model
         self.device = device
         self.compute_type = compute_type
@@ -90,6 +93,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
         )
         self._model = _model
         self.short_window = short_window
+        self.beam_size = beam_size
         # The fast decode of short utterances; only with a real faster-whisper model.
         self._window: ShortWindow | None = None
         self._load_lock = threading.Lock()
@@ -101,7 +105,8 @@ class FasterWhisperTranscriber(BatchTranscriber):
                 model = self._load()
                 self._window = ShortWindow.of(model) if self.short_window else None
                 if self._window is not None:
-                    self._window.decode(np.zeros(SAMPLE_RATE // 2, np.float32), "en", None)
+                    silence = np.zeros(SAMPLE_RATE // 2, np.float32)
+                    self._window.decode(silence, "en", None, self.beam_size)
                 self._model = model  # the short window warmed too: both run in a turn's life
 
     async def aclose(self) -> None:
@@ -144,7 +149,14 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
         def work() -> None:
             try:
-                heard = window.hear(audio, options.language, options.prompt) if window else None
+                heard = None
+                if window is not None:
+                    heard = window.hear(audio, options.language, options.prompt, self.beam_size)
+                    if heard is not None and heard.text is None and self.beam_size > 1:
+                        # A beam in the short window sometimes says the utterance twice where
+                        # greedy does not (docs/benchmarks.md, "Decoding settings"): greedy
+                        # there costs a third of the 30 s decode.
+                        heard = window.hear(audio, heard.language, options.prompt, 1)
                 if heard is not None and heard.text is not None:
                     if heard.text:
                         put(_Segment(heard.text))
@@ -160,7 +172,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
                     audio,
                     language=detected if multilingual else options.language,
                     initial_prompt=options.prompt,
-                    beam_size=1,
+                    beam_size=self.beam_size,
                     vad_filter=False,
                     **({"temperature": 0.0} if multilingual else {}),
                 )
@@ -217,7 +229,7 @@ class FasterWhisperTranscriber(BatchTranscriber):
                 num_workers=self.workers,
             )
             # The first decode allocates CTranslate2's buffers: pay for it now, not mid-turn.
-            _warm_up(model)
+            _warm_up(model, self.beam_size)
         except Exception as exc:
             raise BackendError(
                 "stt",
@@ -231,9 +243,9 @@ class FasterWhisperTranscriber(BatchTranscriber):
         return model
 
 
-def _warm_up(model: WhisperLike) -> None:
+def _warm_up(model: WhisperLike, beam_size: int) -> None:
     silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
     # Told the language: a multilingual model would otherwise detect it (~1.7 s for base).
-    segments, _ = model.transcribe(silence, language="en", beam_size=1, vad_filter=False)
+    segments, _ = model.transcribe(silence, language="en", beam_size=beam_size, vad_filter=False)
     for _ in segments:
         pass

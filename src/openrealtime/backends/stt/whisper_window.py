@@ -6,7 +6,7 @@ Whisper's encoder accepts a shorter window (CTranslate2 slices the positional em
 a third of it costs ~0.22 s. Shorter windows drift from what Whisper was trained on (at 6 s
 tiny.en starts repeating itself), so:
 - only utterances up to SHORT_AUDIO_S are decoded this way, leaving ≥ 2 s of padding;
-- greedy, without timestamps, and at most TOKENS_PER_S tokens per second of audio;
+- the caller's beam (greedy by default), without timestamps, and at most TOKENS_PER_S tokens per second of audio;
 - the decode is kept only when faster-whisper's own checks would keep it at temperature 0
   (compression ratio ≤ 2.4, average log-probability ≥ -1, length limit not reached) and no run
   of three words occurs twice in it (a short window's way of going astray: it says the
@@ -67,12 +67,16 @@ class ShortWindow:
         self._tokenizer_class = Tokenizer
         self._suppressed = get_suppressed_tokens
 
-    def decode(self, audio: np.ndarray, language: str | None, prompt: str | None) -> str | None:
+    def decode(
+        self, audio: np.ndarray, language: str | None, prompt: str | None, beam_size: int = 1
+    ) -> str | None:
         """The transcript of `audio` (float32, 16 kHz), or None: decode it the usual way."""
-        heard = self.hear(audio, language, prompt)
+        heard = self.hear(audio, language, prompt, beam_size)
         return heard.text if heard is not None else None
 
-    def hear(self, audio: np.ndarray, language: str | None, prompt: str | None) -> Heard | None:
+    def hear(
+        self, audio: np.ndarray, language: str | None, prompt: str | None, beam_size: int = 1
+    ) -> Heard | None:
         """`decode`, with the language it was decoded in; None: too long for the window."""
         import ctranslate2
 
@@ -89,9 +93,12 @@ class ShortWindow:
             language = "en"
         elif language is None:  # the likeliest language token, "<|es|>"
             language = model.model.detect_language(encoded)[0][0][0][2:-2]
-        return Heard(self._text(encoded, len(audio) / SAMPLE_RATE, language, prompt), language)
+        seconds = len(audio) / SAMPLE_RATE
+        return Heard(self._text(encoded, seconds, language, prompt, beam_size), language)
 
-    def _text(self, encoded: Any, seconds: float, language: str, prompt: str | None) -> str | None:
+    def _text(
+        self, encoded: Any, seconds: float, language: str, prompt: str | None, beam_size: int
+    ) -> str | None:
         from faster_whisper.transcribe import get_compression_ratio
 
         model = self._model
@@ -104,7 +111,7 @@ class ShortWindow:
         result = model.model.generate(
             encoded,
             [tokens_in],
-            beam_size=1,
+            beam_size=beam_size,
             max_length=len(tokens_in) + limit,
             return_scores=True,
             return_no_speech_prob=True,
