@@ -28,6 +28,7 @@ from openrealtime.backends.stt.base import (
 )
 from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
 from openrealtime.backends.stt.whisper_weights import locate_model
+from openrealtime.backends.stt.whisper_window import Heard
 
 # Loading needs the real package; the streaming wrapper is tested with a fake model either way.
 needs_faster_whisper = pytest.mark.skipif(
@@ -318,25 +319,25 @@ async def test_a_beam_the_short_window_refuses_is_retried_greedy_there_first(
     await asyncio.to_thread(t.load)
     window, model = t._window, t._model
     assert window is not None and model is not None
-    decode, transcribe = window.decode, model.transcribe
+    hear, transcribe = window.hear, model.transcribe
     tried: list[int] = []
     full: list[int] = []
 
     def refusing_beams(audio: Any, language: Any, prompt: Any, beam_size: int = 1) -> Any:
         tried.append(beam_size)
-        return None if beam_size > 1 else decode(audio, language, prompt, beam_size)
+        return Heard(None, language) if beam_size > 1 else hear(audio, language, prompt, beam_size)
 
     def counted(audio: Any, **kwargs: Any) -> Any:
         full.append(kwargs["beam_size"])
         return transcribe(audio, **kwargs)
 
-    monkeypatch.setattr(window, "decode", refusing_beams)
+    monkeypatch.setattr(window, "hear", refusing_beams)
     monkeypatch.setattr(model, "transcribe", counted)
     pcm = (speak("Turn on the lights in the kitchen.", 16000)).astype("<i2").tobytes()
     done = (await collect(t, pcm))[-1]
     assert isinstance(done, TranscriptDone) and "kitchen" in done.text.lower()
     assert (tried, full) == ([3, 1], [])
-    monkeypatch.setattr(window, "decode", lambda *args: None)  # both refuse
+    monkeypatch.setattr(window, "hear", lambda *args: Heard(None, "en"))  # both refuse
     done = (await collect(t, pcm))[-1]
     assert isinstance(done, TranscriptDone) and "kitchen" in done.text.lower()
     assert full == [3]
