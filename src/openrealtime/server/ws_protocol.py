@@ -53,8 +53,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         if conn.extensions or conn.reader.buffer:
             return False
-        waiting: Any = getattr(conn.parser, "gi_yieldfrom", None)
-        return waiting is not None and waiting.gi_code is _AT_EOF
+        # The parser is a chain of generators (the handshake's, then the frames'): innermost,
+        # it waits in `at_eof` only between frames.
+        waiting: Any = conn.parser
+        while (inner := getattr(waiting, "gi_yieldfrom", None)) is not None:
+            waiting = inner
+        return waiting.gi_code is _AT_EOF
 
     def _take_text_frames(self, data: bytes) -> bytes:
         """Queue the whole text frames `data` starts with; return what is left for the
