@@ -11,8 +11,9 @@ VAD uses the second core. One job per tick, not per session or frame: while a jo
 for up to MIN_TICK_S after the last one started), the next tick's audio gathers, so the round
 trips to the thread do not grow with the sessions, and the batches do.
 
-Results come back per submission, in the order each session submitted its audio (an empty
-list for audio that completes no frame), so the session's later input can wait for them.
+Results come back per submission that completes a frame, in the order each session submitted
+its audio, so the session's later input can wait for them; audio that completes no frame is
+held for the next (counted here, framed on the thread) and waits for nothing.
 
 One scheduler serves every session, so a fault stays with the sessions it touches: a batch
 that fails is reported to each session in it (that tick's audio of theirs is dropped, their
@@ -50,7 +51,7 @@ Deliver = Callable[[VadResult], None]
 @dataclass(slots=True)
 class _Submission:
     pcm16k: np.ndarray
-    deliver: Deliver
+    deliver: Deliver | None  # None: the audio completes no frame, so nothing is delivered
 
 
 @dataclass(slots=True)
@@ -80,6 +81,10 @@ class VadScheduler:
     def __init__(self, vad: VoiceActivityDetector) -> None:
         self._vad = vad
         self._max_batch = max(1, vad.capabilities.max_batch)
+        self._frame_samples = vad.frame_samples
+        # stream -> samples of its current frame submitted so far (the stream frames them on
+        # the VAD thread; counting here tells at once whether new audio completes a frame)
+        self._filled: dict[VadStream, int] = {}
         self._is_silent = vad.is_silent if isinstance(vad, GatedDetector) else None
         self._executor = ThreadPoolExecutor(
             1, thread_name_prefix="vad", initializer=name_os_thread, initargs=("vad",)
@@ -94,22 +99,27 @@ class VadScheduler:
     def submit(self, stream: VadStream, pcm16k: np.ndarray, deliver: Deliver) -> bool:
         """Detect speech in the next audio of `stream`; `deliver` gets, on the loop, in the
         order audio was submitted for that stream, one probability per frame this audio
-        completed (maybe none), or the exception that stopped it. False (and no delivery)
-        for no audio."""
+        completed, or the exception that stopped it. False (and no delivery) when the
+        audio completes no frame: it is held for the next, and later input need not wait."""
         if not len(pcm16k):
             return False
+        filled = self._filled.get(stream, 0) + len(pcm16k)
+        self._filled[stream] = filled % self._frame_samples
+        completes = filled >= self._frame_samples
+        submission = _Submission(pcm16k, deliver if completes else None)
         queued = self._pending.get(stream)
         if queued is None:
-            self._pending[stream] = [_Submission(pcm16k, deliver)]
+            self._pending[stream] = [submission]
             self._wake.set()
         else:
-            queued.append(_Submission(pcm16k, deliver))
-        return True
+            queued.append(submission)
+        return completes
 
     def forget(self, stream: VadStream) -> None:
         """The session is gone: drop its pending audio, and the results of a job running."""
         self._pending.pop(stream, None)
         self._running.pop(stream, None)
+        self._filled.pop(stream, None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -139,8 +149,16 @@ class VadScheduler:
                     subs = running.get(one.stream)
                     if subs is None:
                         continue  # forgotten while the job ran
+                    carried: list[float] = []  # verdicts of a chunk that expected none
                     for sub, result in zip(subs, one.results(), strict=True):
-                        self._deliver(sub, result)
+                        if sub.deliver is None:
+                            if isinstance(result, list):
+                                carried.extend(result)
+                        elif carried and isinstance(result, list):
+                            self._deliver(sub, [*carried, *result])
+                            carried = []
+                        else:
+                            self._deliver(sub, result)
 
     def _detect(self, work: list[_StreamWork]) -> None:
         """On the VAD thread: frame each stream's audio, then answer its frames in order —
@@ -191,6 +209,7 @@ class VadScheduler:
             one.probabilities.append(probability)
 
     def _deliver(self, sub: _Submission, result: VadResult) -> None:
+        assert sub.deliver is not None
         try:
             sub.deliver(result)
         except Exception:  # that session's bug: every other session goes on
