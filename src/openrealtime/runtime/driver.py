@@ -278,7 +278,7 @@ class SessionDriver:
         try:
             if isinstance(result, Exception):
                 self.emit(ev.error(VAD_FAILED.as_error()))
-            elif result:  # audio that completed no frame has no verdict to apply
+            else:
                 self.session.on_speech_probabilities(result)
                 self.flush()
         finally:  # whatever became of this audio, the input queued behind it goes on

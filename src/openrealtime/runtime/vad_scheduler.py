@@ -1,19 +1,23 @@
 """Voice activity detection for every session of a process, batched, off the event loop.
 
 Each 32 ms frame of each session needs one step of the VAD model. Run inline, that is the
-largest per-session cost on the one thread that serves every socket. Here the loop only
-queues each session's new audio; one job per tick, on the one VAD thread, takes the audio of
-every session queued since the last job, frames it, answers the frames below the energy gate
-(`GatedDetector`) without the model, and steps the model in batches — one frame per session
-per batch, because each frame's step needs the state the previous one left. A batch of 8
-costs about a third of 8 single steps, and the model releases the GIL while it runs, so the
-VAD uses the second core. One job per tick, not per session or frame: while a job runs (and
-for up to MIN_TICK_S after the last one started), the next tick's audio gathers, so the round
-trips to the thread do not grow with the sessions, and the batches do.
+largest per-session cost on the one thread that serves every socket. Here the loop frames each
+session's new audio (cheap: only a chunk that completes a frame costs anything) and queues the
+frames; one job per tick, on the one VAD thread, takes the frames of every session queued since
+the last job and steps the model in batches — one frame per session per batch, because each
+frame's step needs the state the previous one left. A batch of 16 costs about a third of 16
+single steps, and the model releases the GIL while it runs, so the VAD uses the second core.
+One job per tick, not per session or frame: while a job runs (and for up to MIN_TICK_S after
+the last one started), the next tick's frames gather, so the round trips to the thread do not
+grow with the sessions, and the batches do.
 
-Results come back per submission that completes a frame, in the order each session submitted
-its audio, so the session's later input can wait for them; audio that completes no frame is
-held for the next (counted here, framed on the thread) and waits for nothing.
+A detector with an energy gate (`GatedDetector`) answers 0 for a frame too quiet to be speech
+without the model: a session whose queued frames are all below it is answered on the loop, at
+once, without waiting for a tick or the thread (the frames that end a turn are mostly such).
+
+Results come back per submission, in the order each session submitted its audio, so the
+session's later input can wait for them; audio that completes no frame is held by the stream
+and waits for nothing.
 
 One scheduler serves every session, so a fault stays with the sessions it touches: a batch
 that fails is reported to each session in it (that tick's audio of theirs is dropped, their
@@ -50,8 +54,8 @@ Deliver = Callable[[VadResult], None]
 
 @dataclass(slots=True)
 class _Submission:
-    pcm16k: np.ndarray
-    deliver: Deliver | None  # None: the audio completes no frame, so nothing is delivered
+    frames: list[np.ndarray]
+    deliver: Deliver
 
 
 @dataclass(slots=True)
@@ -59,19 +63,18 @@ class _StreamWork:
     """One stream's share of a job, on the VAD thread: its frames, and how far they got."""
 
     stream: VadStream
-    chunks: list[np.ndarray]
-    frames: list[np.ndarray] = field(default_factory=list)
-    per_chunk: list[int] = field(default_factory=list)  # frames completed by each chunk
+    frames: list[np.ndarray]
+    per_submission: list[int]  # how many of the frames each submission brought
     probabilities: list[float] = field(default_factory=list)
     error: Exception | None = None
 
     def results(self) -> list[VadResult]:
-        """One result per chunk, in order."""
+        """One result per submission, in order."""
         if self.error is not None:
-            return [self.error] * len(self.chunks)
+            return [self.error] * len(self.per_submission)
         out: list[VadResult] = []
         start = 0
-        for count in self.per_chunk:
+        for count in self.per_submission:
             out.append(self.probabilities[start : start + count])
             start += count
         return out
@@ -81,10 +84,6 @@ class VadScheduler:
     def __init__(self, vad: VoiceActivityDetector) -> None:
         self._vad = vad
         self._max_batch = max(1, vad.capabilities.max_batch)
-        self._frame_samples = vad.frame_samples
-        # stream -> samples of its current frame submitted so far (the stream frames them on
-        # the VAD thread; counting here tells at once whether new audio completes a frame)
-        self._filled: dict[VadStream, int] = {}
         self._is_silent = vad.is_silent if isinstance(vad, GatedDetector) else None
         self._executor = ThreadPoolExecutor(
             1, thread_name_prefix="vad", initializer=name_os_thread, initargs=("vad",)
@@ -98,28 +97,24 @@ class VadScheduler:
 
     def submit(self, stream: VadStream, pcm16k: np.ndarray, deliver: Deliver) -> bool:
         """Detect speech in the next audio of `stream`; `deliver` gets, on the loop, in the
-        order audio was submitted for that stream, one probability per frame this audio
-        completed, or the exception that stopped it. False (and no delivery) when the
-        audio completes no frame: it is held for the next, and later input need not wait."""
-        if not len(pcm16k):
+        order audio was submitted for that stream, one probability per completed frame, or
+        the exception that stopped it. False (and no delivery) when the audio completes no
+        frame."""
+        frames = stream.frames(pcm16k)
+        if not frames:
             return False
-        filled = self._filled.get(stream, 0) + len(pcm16k)
-        self._filled[stream] = filled % self._frame_samples
-        completes = filled >= self._frame_samples
-        submission = _Submission(pcm16k, deliver if completes else None)
         queued = self._pending.get(stream)
         if queued is None:
-            self._pending[stream] = [submission]
+            self._pending[stream] = [_Submission(frames, deliver)]
             self._wake.set()
         else:
-            queued.append(submission)
-        return completes
+            queued.append(_Submission(frames, deliver))
+        return True
 
     def forget(self, stream: VadStream) -> None:
-        """The session is gone: drop its pending audio, and the results of a job running."""
+        """The session is gone: drop its pending frames, and the results of a job running."""
         self._pending.pop(stream, None)
         self._running.pop(stream, None)
-        self._filled.pop(stream, None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,14 +123,21 @@ class VadScheduler:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                # Busy (the last job started under MIN_TICK_S ago): let more sessions' audio
+                self._answer_silent_streams()
+                if not self._pending:
+                    break
+                # Busy (the last job started under MIN_TICK_S ago): let more sessions' frames
                 # gather, for larger batches. Idle: start at once.
                 if (wait := last_start + MIN_TICK_S - loop.time()) > 0:
                     await asyncio.sleep(wait)
                 last_start = loop.time()
                 self._running, self._pending = self._pending, {}
                 work = [
-                    _StreamWork(stream, [sub.pcm16k for sub in subs])
+                    _StreamWork(
+                        stream,
+                        [frame for sub in subs for frame in sub.frames],
+                        [len(sub.frames) for sub in subs],
+                    )
                     for stream, subs in self._running.items()
                 ]
                 try:
@@ -149,31 +151,28 @@ class VadScheduler:
                     subs = running.get(one.stream)
                     if subs is None:
                         continue  # forgotten while the job ran
-                    carried: list[float] = []  # verdicts of a chunk that expected none
                     for sub, result in zip(subs, one.results(), strict=True):
-                        if sub.deliver is None:
-                            if isinstance(result, list):
-                                carried.extend(result)
-                        elif carried and isinstance(result, list):
-                            self._deliver(sub, [*carried, *result])
-                            carried = []
-                        else:
-                            self._deliver(sub, result)
+                        self._deliver(sub, result)
+
+    def _answer_silent_streams(self) -> None:
+        """On the loop, at once: 0 for every frame of each stream whose queued frames are all
+        below the energy gate (no job is running, so no stream's state is changing)."""
+        is_silent = self._is_silent
+        if is_silent is None:
+            return
+        for stream, subs in list(self._pending.items()):
+            if self._pending.get(stream) is not subs:
+                continue  # answered, forgotten or re-queued by a delivery meanwhile
+            if all(is_silent(stream, frame) for sub in subs for frame in sub.frames):
+                del self._pending[stream]
+                for sub in subs:
+                    self._deliver(sub, [0.0] * len(sub.frames))
 
     def _detect(self, work: list[_StreamWork]) -> None:
-        """On the VAD thread: frame each stream's audio, then answer its frames in order —
-        gated ones at once, the others one model step per stream per batch."""
-        for one in work:
-            try:
-                for chunk in one.chunks:
-                    frames = one.stream.frames(chunk)
-                    one.frames.extend(frames)
-                    one.per_chunk.append(len(frames))
-            except Exception as exc:
-                log.exception("could not frame a session's audio for speech detection")
-                one.error = exc
+        """On the VAD thread: each stream's frames in order — those under the energy gate
+        answered at once, the others one model step per stream per batch."""
         is_silent = self._is_silent
-        left = [one for one in work if one.error is None and one.frames]
+        left = work
         while left:
             batch = []
             for one in left:
@@ -209,7 +208,6 @@ class VadScheduler:
             one.probabilities.append(probability)
 
     def _deliver(self, sub: _Submission, result: VadResult) -> None:
-        assert sub.deliver is not None
         try:
             sub.deliver(result)
         except Exception:  # that session's bug: every other session goes on
