@@ -1,19 +1,28 @@
 """Voice activity detection for every session of a process, batched, off the event loop.
 
 Each 32 ms frame of each session needs one step of the VAD model. Run inline, that is the
-largest per-session cost on the one thread that serves every socket. Here the frames of all
-sessions wait together, and one worker thread runs them as batches — one frame per session per
-batch, because each frame's step needs the state the previous one left — while the loop goes
-on serving. A batch of 8 costs about a third of 8 single steps, and the model releases the GIL
-while it runs, so the VAD uses the second core.
+largest per-session cost on the one thread that serves every socket. Here the loop frames each
+session's new audio (cheap: only a chunk that completes a frame costs anything) and queues the
+frames; one job per tick, on the one VAD thread, takes the frames of every session queued since
+the last job and steps the model in batches — one frame per session per batch, because each
+frame's step needs the state the previous one left. A batch of 16 costs about a third of 16
+single steps, and the model releases the GIL while it runs, so the VAD uses the second core.
+One job per tick, not per session or frame: while a job runs (and for up to MIN_TICK_S after
+the last one started), the next tick's frames gather, so the round trips to the thread do not
+grow with the sessions, and the batches do.
 
 A detector with an energy gate (`GatedDetector`) answers 0 for a frame too quiet to be speech
-without the model: such frames are answered on the loop, in order with the session's others,
-and never wait for the worker thread.
+without the model: a session whose queued frames are all below it is answered on the loop, at
+once, without waiting for a tick or the thread (the frames that end a turn are mostly such).
+
+Results come back per submission, in the order each session submitted its audio, so the
+session's later input can wait for them; audio that completes no frame is held by the stream
+and waits for nothing.
 
 One scheduler serves every session, so a fault stays with the sessions it touches: a batch
-that fails is reported to each session in it (their audio is dropped, their later audio is
-detected as usual), and a session's callback that raises is logged and affects no other.
+that fails is reported to each session in it (that tick's audio of theirs is dropped, their
+later audio is detected as usual), and a session's callback that raises is logged and
+affects no other.
 """
 
 from __future__ import annotations
@@ -21,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import itertools
 import logging
 import weakref
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +42,11 @@ from ..backends.vad.base import GatedDetector, VadStream, VoiceActivityDetector
 
 log = logging.getLogger(__name__)
 
+# At most one job per this long while busy: Silero costs ~195 µs per frame stepped alone,
+# ~65 µs per frame in batches of 16 or more, so a few ms of gathering pays for itself in CPU
+# (and in delay adds at most this much, only when another job ran just before).
+MIN_TICK_S = 0.008
+
 # What a submission ends with: a probability per frame, or why its audio could not be detected.
 VadResult = list[float] | Exception
 Deliver = Callable[[VadResult], None]
@@ -44,7 +56,28 @@ Deliver = Callable[[VadResult], None]
 class _Submission:
     frames: list[np.ndarray]
     deliver: Deliver
+
+
+@dataclass(slots=True)
+class _StreamWork:
+    """One stream's share of a job, on the VAD thread: its frames, and how far they got."""
+
+    stream: VadStream
+    frames: list[np.ndarray]
+    per_submission: list[int]  # how many of the frames each submission brought
     probabilities: list[float] = field(default_factory=list)
+    error: Exception | None = None
+
+    def results(self) -> list[VadResult]:
+        """One result per submission, in order."""
+        if self.error is not None:
+            return [self.error] * len(self.per_submission)
+        out: list[VadResult] = []
+        start = 0
+        for count in self.per_submission:
+            out.append(self.probabilities[start : start + count])
+            start += count
+        return out
 
 
 class VadScheduler:
@@ -55,8 +88,10 @@ class VadScheduler:
         self._executor = ThreadPoolExecutor(
             1, thread_name_prefix="vad", initializer=name_os_thread, initargs=("vad",)
         )
-        # stream -> its submissions, in order
-        self._queues: dict[VadStream, deque[_Submission]] = {}
+        # stream -> its submissions not yet sent to the thread, in order
+        self._pending: dict[VadStream, list[_Submission]] = {}
+        # stream -> its submissions in the job running now (a forgotten stream is taken out)
+        self._running: dict[VadStream, list[_Submission]] = {}
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -68,79 +103,109 @@ class VadScheduler:
         frames = stream.frames(pcm16k)
         if not frames:
             return False
-        self._queues.setdefault(stream, deque()).append(_Submission(frames, deliver))
-        self._wake.set()
+        queued = self._pending.get(stream)
+        if queued is None:
+            self._pending[stream] = [_Submission(frames, deliver)]
+            self._wake.set()
+        else:
+            queued.append(_Submission(frames, deliver))
         return True
 
     def forget(self, stream: VadStream) -> None:
-        """The session is gone: drop its pending frames."""
-        self._queues.pop(stream, None)
+        """The session is gone: drop its pending frames, and the results of a job running."""
+        self._pending.pop(stream, None)
+        self._running.pop(stream, None)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_start = -MIN_TICK_S
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queues:
-                if self._is_silent is not None:
-                    self._answer_silent_frames()
-                    if not self._queues:
-                        break
-                # One frame per stream, oldest submission first.
-                queues = itertools.islice(self._queues.items(), self._max_batch)
-                batch = [(stream, queue[0]) for stream, queue in queues]
+            while self._pending:
+                self._answer_silent_streams()
+                if not self._pending:
+                    break
+                # Busy (the last job started under MIN_TICK_S ago): let more sessions' frames
+                # gather, for larger batches. Idle: start at once.
+                if (wait := last_start + MIN_TICK_S - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                last_start = loop.time()
+                self._running, self._pending = self._pending, {}
+                work = [
+                    _StreamWork(
+                        stream,
+                        [frame for sub in subs for frame in sub.frames],
+                        [len(sub.frames) for sub in subs],
+                    )
+                    for stream, subs in self._running.items()
+                ]
                 try:
-                    await self._step(batch)
-                except Exception as exc:  # the model, or a bug here: only this batch fails
-                    log.exception("speech detection failed for a batch of %d", len(batch))
-                    for stream, sub in batch:
-                        if self._finish(stream, sub):
-                            self._deliver(sub, exc)
+                    await loop.run_in_executor(self._executor, self._detect, work)
+                except Exception as exc:  # a bug here: only this job's sessions fail
+                    log.exception("speech detection failed for a job of %d sessions", len(work))
+                    for one in work:
+                        one.error = one.error or exc
+                running, self._running = self._running, {}
+                for one in work:
+                    subs = running.get(one.stream)
+                    if subs is None:
+                        continue  # forgotten while the job ran
+                    for sub, result in zip(subs, one.results(), strict=True):
+                        self._deliver(sub, result)
 
-    async def _step(self, batch: list[tuple[VadStream, _Submission]]) -> None:
-        streams = [stream for stream, _ in batch]
-        frames = [sub.frames[len(sub.probabilities)] for _, sub in batch]
-        loop = asyncio.get_running_loop()
-        probabilities = await loop.run_in_executor(
-            self._executor, self._vad.infer_batch, streams, frames
-        )
-        if len(probabilities) != len(batch):
-            raise RuntimeError(f"{len(probabilities)} probabilities for {len(batch)} frames")
-        for (stream, sub), probability in zip(batch, probabilities, strict=True):
-            queue = self._queues.get(stream)
-            if queue is None or queue[0] is not sub:
-                continue  # forgotten while the batch ran
-            sub.probabilities.append(probability)
-            if len(sub.probabilities) == len(sub.frames) and self._finish(stream, sub):
-                self._deliver(sub, sub.probabilities)
-
-    def _answer_silent_frames(self) -> None:
-        """Answer 0 for every stream's next frames while they are below the energy gate,
-        until each stream's next frame needs the model (a delivery may submit more audio)."""
+    def _answer_silent_streams(self) -> None:
+        """On the loop, at once: 0 for every frame of each stream whose queued frames are all
+        below the energy gate (no job is running, so no stream's state is changing)."""
         is_silent = self._is_silent
-        assert is_silent is not None
-        answered = True
-        while answered:
-            answered = False
-            for stream, queue in list(self._queues.items()):
-                while queue and self._queues.get(stream) is queue:
-                    sub = queue[0]
-                    done = len(sub.probabilities)
-                    if not is_silent(stream, sub.frames[done]):
-                        break
-                    answered = True
-                    sub.probabilities.append(0.0)
-                    if done + 1 == len(sub.frames) and self._finish(stream, sub):
-                        self._deliver(sub, sub.probabilities)
+        if is_silent is None:
+            return
+        for stream, subs in list(self._pending.items()):
+            if self._pending.get(stream) is not subs:
+                continue  # answered, forgotten or re-queued by a delivery meanwhile
+            if all(is_silent(stream, frame) for sub in subs for frame in sub.frames):
+                del self._pending[stream]
+                for sub in subs:
+                    self._deliver(sub, [0.0] * len(sub.frames))
 
-    def _finish(self, stream: VadStream, sub: _Submission) -> bool:
-        """Take `sub` off its stream's queue; False if it is no longer there (forgotten)."""
-        queue = self._queues.get(stream)
-        if queue is None or queue[0] is not sub:
-            return False
-        queue.popleft()
-        if not queue:
-            del self._queues[stream]
-        return True
+    def _detect(self, work: list[_StreamWork]) -> None:
+        """On the VAD thread: each stream's frames in order — those under the energy gate
+        answered at once, the others one model step per stream per batch."""
+        is_silent = self._is_silent
+        left = work
+        while left:
+            batch = []
+            for one in left:
+                done = len(one.probabilities)
+                if is_silent is not None:
+                    while done < len(one.frames) and is_silent(one.stream, one.frames[done]):
+                        one.probabilities.append(0.0)
+                        done += 1
+                if done < len(one.frames):
+                    batch.append(one)
+            for start in range(0, len(batch), self._max_batch):
+                self._step(batch[start : start + self._max_batch])
+            left = [
+                one
+                for one in batch
+                if one.error is None and len(one.probabilities) < len(one.frames)
+            ]
+
+    def _step(self, batch: list[_StreamWork]) -> None:
+        """One model step for each stream of `batch`: its next frame."""
+        try:
+            streams = [one.stream for one in batch]
+            frames = [one.frames[len(one.probabilities)] for one in batch]
+            probabilities = self._vad.infer_batch(streams, frames)
+            if len(probabilities) != len(batch):
+                raise RuntimeError(f"{len(probabilities)} probabilities for {len(batch)} frames")
+        except Exception as exc:  # the model: only this batch's sessions fail
+            log.exception("speech detection failed for a batch of %d", len(batch))
+            for one in batch:
+                one.error = exc
+            return
+        for one, probability in zip(batch, probabilities, strict=True):
+            one.probabilities.append(probability)
 
     def _deliver(self, sub: _Submission, result: VadResult) -> None:
         try:

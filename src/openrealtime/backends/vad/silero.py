@@ -82,9 +82,9 @@ class SileroStream:
         import numpy as np
 
         self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
-        # [context | frame]: the model's input is built in place, no per-frame concatenation.
-        self._window = np.zeros((1, _CONTEXT + _FRAME), dtype=np.float32)
-        self._filled = 0  # samples of the current frame received so far
+        self._context = np.zeros(_CONTEXT, dtype=np.float32)  # the last frame's tail, scaled
+        self._held: list[np.ndarray] = []  # samples of the current frame received so far
+        self._filled = 0
         self._probability = 0.0  # the model's last answer, for the energy gate
 
     def process(self, pcm16k: np.ndarray) -> list[float]:
@@ -98,27 +98,31 @@ class SileroStream:
 
     def frames(self, pcm16k: np.ndarray) -> list[np.ndarray]:
         """The model inputs ([context | frame], float32) completed by this audio, in order.
-        Called per 20 ms chunk on the event loop: the samples are scaled straight into the
-        window, with no temporary arrays."""
+        Called per 20 ms chunk: a chunk that completes no frame is only held (most of them,
+        at 20 ms a chunk), and a frame is built with a few whole-array operations."""
         import numpy as np  # loaded since reset(): a dictionary look-up
 
         if pcm16k.dtype != np.int16:
             raise TypeError(f"silero needs 16 kHz int16 samples; got {pcm16k.dtype}")
-        window = self._window[0]
+        filled = self._filled + len(pcm16k)
+        if filled < _FRAME:
+            self._held.append(pcm16k)
+            self._filled = filled
+            return []
+        samples = np.concatenate([*self._held, pcm16k]) if self._held else pcm16k
+        whole = filled // _FRAME * _FRAME
         ready: list[np.ndarray] = []
-        pos, end = 0, len(pcm16k)
-        while pos < end:
-            take = min(_FRAME - self._filled, end - pos)
-            start = _CONTEXT + self._filled
-            part = window[start : start + take]
-            part[:] = pcm16k[pos : pos + take]
-            part *= _SCALE
-            self._filled += take
-            pos += take
-            if self._filled == _FRAME:
-                ready.append(window.copy())
-                window[:_CONTEXT] = window[-_CONTEXT:]
-                self._filled = 0
+        context = self._context
+        for start in range(0, whole, _FRAME):
+            window = np.empty(_CONTEXT + _FRAME, dtype=np.float32)
+            window[:_CONTEXT] = context
+            np.multiply(samples[start : start + _FRAME], _SCALE, out=window[_CONTEXT:])
+            context = window[-_CONTEXT:]
+            ready.append(window)
+        self._context = context
+        rest = samples[whole:]
+        self._held = [rest] if len(rest) else []
+        self._filled = len(rest)
         return ready
 
 
