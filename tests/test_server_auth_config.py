@@ -372,6 +372,11 @@ def test_serve_start_up_output_and_unreachable_llm(tmp_path) -> None:
             "failed" in line and llm_url in line for line in stderr_path.read_text().splitlines()
         )
 
+        # The warning comes from a check run after start (it waits for the warm-up's imports).
+        deadline = time.monotonic() + 60
+        while f"endpoint {llm_url} " not in stderr_path.read_text():
+            assert time.monotonic() < deadline, stderr_path.read_text()
+            time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         # A graceful shutdown is a success (uvicorn's re-raise of the signal is defused:
         # server/run.py); tests/test_shutdown.py has the rest.

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soxr
-from speech_fixtures import speak
+from speech_fixtures import first_rendering, speak
 
 from openrealtime.backends.stt.base import TranscriptDone, TranscriptionOptions
 from openrealtime.backends.stt.faster_whisper import FasterWhisperTranscriber
@@ -136,13 +136,18 @@ def base() -> FasterWhisperTranscriber:
     return t
 
 
+def _spanish(text: str) -> bytes:
+    """16 kHz PCM16 of espeak-ng's Spanish, rendered the same on every run."""
+    return first_rendering((text,), 16000, "es")[0].astype("<i2").tobytes()
+
+
 def test_a_multilingual_model_detects_the_language_in_the_short_window(
     base: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Told no language, Whisper base hears a Spanish phrase in the 10 s window and reports the
     language it detected there: faster-whisper's 30 s path (a second 30 s encoding just to
     detect the language, then retries at higher temperatures: seconds per phrase) never runs."""
-    pcm = speak("me llamo Carlos y vivo en Madrid", 16000, voice="es").astype("<i2").tobytes()
+    pcm = _spanish("me llamo Carlos y vivo en Madrid")
     model: Any = base._model
 
     def no_full_decode(*args: Any, **kwargs: Any) -> Any:
@@ -165,7 +170,7 @@ def test_a_declined_multilingual_decode_falls_back_once_in_the_detected_language
 ) -> None:
     """When the short window declines, the 30 s decode is told the language the window detected
     (no second detection) and decodes once, at temperature 0."""
-    pcm = speak("hoy hace mucho calor en la ciudad", 16000, voice="es").astype("<i2").tobytes()
+    pcm = _spanish("hoy hace mucho calor en la ciudad")
     window = base._window
     assert window is not None
     hear = window.hear

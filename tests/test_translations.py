@@ -29,7 +29,7 @@ from openai.types.realtime import (
 )
 from scripted_llm import Fail, ScriptedLLM, Text
 from servers import ServerThread
-from speech_fixtures import speak
+from speech_fixtures import first_rendering, speak
 
 from openrealtime.backends.registry import Backends
 from openrealtime.backends.stt.base import (
@@ -104,7 +104,8 @@ def _recv(conn: Any) -> Any:
 def _speech(*texts: str) -> bytes:
     """Each Spanish text after 1 s of silence, then 1.5 s of silence to end the last."""
     silence = np.zeros(RATE, np.int16)
-    parts = [np.concatenate([silence, speak(text, RATE, voice="es")]) for text in texts]
+    spoken = first_rendering(texts, RATE, "es")  # the same audio on every run
+    parts = [np.concatenate([silence, pcm]) for pcm in spoken]
     return np.concatenate([*parts, np.zeros(RATE * 3 // 2, np.int16)]).tobytes()
 
 
