@@ -245,7 +245,16 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
 def _warm_up(model: WhisperLike, beam_size: int) -> None:
     silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
-    # Told the language: a multilingual model would otherwise detect it (~1.7 s for base).
-    segments, _ = model.transcribe(silence, language="en", beam_size=beam_size, vad_filter=False)
+    # Told the language: a multilingual model would otherwise detect it (~1.7 s for base). One
+    # short pass at temperature 0 warms the same kernels: on silence, base otherwise runs long
+    # hallucinated decodes and retries them at higher temperatures (7.8 s against 1.9 s).
+    segments, _ = model.transcribe(
+        silence,
+        language="en",
+        beam_size=beam_size,
+        vad_filter=False,
+        temperature=0.0,
+        max_new_tokens=8,
+    )
     for _ in segments:
         pass
