@@ -36,6 +36,7 @@ NOT_AT_START = (
     "faster_whisper",
     "openrealtime.core.session",
     "openrealtime.runtime.driver",
+    "pydantic.v1",  # FastAPI imports it for a typed path parameter: the routes read the path
 )
 START = """
 import sys

@@ -226,7 +226,10 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
         )
 
     @router.post("/v1/realtime/translations/calls/{call_id}/hangup")
-    async def hangup(call_id: str, request: Request) -> Response:
+    async def hangup(request: Request) -> Response:
+        # Read from the path, not a typed parameter: FastAPI would import pydantic.v1 to check
+        # one (up to 0.2 s of start, issue 9; as server/calls.py does).
+        call_id: str = request.path_params["call_id"]
         try:
             principal = await authenticate_call(auth, request)
         except Refused as refused:
