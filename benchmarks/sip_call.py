@@ -29,7 +29,7 @@ from aiohttp import web
 from benchmarks.lib.clients import AUTH_HEADERS, run
 from benchmarks.lib.machine import CpuMeter, add_common_arguments, apply_common_arguments
 from benchmarks.lib.processes import OpenRealtimeProcess, start_llm
-from benchmarks.lib.sip_phone import RATE, Phone, free_udp_port
+from benchmarks.lib.sip_phone import RATE, Phone, free_sip_port
 from benchmarks.lib.speech import speak, with_silence
 from benchmarks.lib.stats import print_table, summary_ms, write_json
 
@@ -51,7 +51,7 @@ async def receive_webhooks(events: asyncio.Queue[Any]) -> tuple[web.AppRunner, s
     app.router.add_post("/webhook", webhook)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_udp_port()
+    port = free_sip_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, f"http://127.0.0.1:{port}/webhook"
 
@@ -70,7 +70,7 @@ def first_loud_after(phone: Phone, moment: float) -> float | None:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     events: asyncio.Queue[Any] = asyncio.Queue()
     runner, url = await receive_webhooks(events)
-    sip_port = free_udp_port()
+    sip_port = free_sip_port()
     settings = {"sip_port": str(sip_port), "sip_webhook_url": url, "webhook_secret": SECRET}
     try:
         with (

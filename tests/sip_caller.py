@@ -15,9 +15,9 @@ import openai
 from fastapi import FastAPI, Request, Response
 from servers import ServerThread
 
-from benchmarks.lib.sip_phone import Phone, free_udp_port
+from benchmarks.lib.sip_phone import Phone, free_sip_port
 
-__all__ = ["Phone", "WebhookReceiver", "free_udp_port", "webhook_receiver"]
+__all__ = ["Phone", "WebhookReceiver", "free_sip_port", "webhook_receiver"]
 
 
 class WebhookReceiver:

@@ -27,7 +27,7 @@ import pytest
 from conftest import API_KEY, arecv, arecv_until
 from scripted_llm import Text
 from servers import ServerThread
-from sip_caller import Phone, WebhookReceiver, free_udp_port, webhook_receiver
+from sip_caller import Phone, WebhookReceiver, free_sip_port, webhook_receiver
 from speech_fixtures import speak, with_silence
 from webrtc_client import rms
 from websockets.exceptions import ConnectionClosed
@@ -60,7 +60,7 @@ class SipServer:
 @pytest.fixture(scope="module")
 def sip_server(settings: Settings, backends: Backends) -> Iterator[SipServer]:
     with webhook_receiver(SECRET) as (receiver, url):
-        sip_port = free_udp_port()
+        sip_port = free_sip_port()
         sip_settings = settings.model_copy(
             update={
                 "sip_port": sip_port,
@@ -118,7 +118,7 @@ async def test_the_webhook_carries_only_the_headers_the_operator_names(
     settings: Settings, backends: Backends
 ) -> None:
     with webhook_receiver(SECRET) as (receiver, url):
-        sip_port = free_udp_port()
+        sip_port = free_sip_port()
         chosen = settings.model_copy(
             update={
                 "sip_port": sip_port,
@@ -348,7 +348,7 @@ async def test_shutdown_hangs_up_answered_calls_and_refuses_ringing_ones(
     settings: Settings, backends: Backends
 ) -> None:
     with webhook_receiver(SECRET) as (receiver, url):
-        sip_port = free_udp_port()
+        sip_port = free_sip_port()
         own = settings.model_copy(
             update={"sip_port": sip_port, "sip_webhook_url": url, "webhook_secret": SECRET}
         )
@@ -388,7 +388,7 @@ async def test_sipp_calls_and_is_answered_through_the_sdk(
     sipp = await asyncio.create_subprocess_exec(
         "sipp", "-sn", "uac_pcap", f"127.0.0.1:{sip_server.sip_port}", "-s", "agent",
         "-m", "1", "-t", transport, "-nostdin", "-timeout", "30s",
-        "-mp", str(free_udp_port()),
+        "-mp", str(free_sip_port()),
         cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -465,7 +465,7 @@ async def test_over_redis_a_sideband_and_a_hang_up_on_another_instance_reach_the
     """Instance A takes the call; the operator's sideband and hang-up land on instance B."""
     shared = {"redis_url": redis_server.url}
     with webhook_receiver(SECRET) as (receiver, url):
-        sip_port = free_udp_port()
+        sip_port = free_sip_port()
         with (
             ServerThread(
                 create_app(

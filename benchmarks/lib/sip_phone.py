@@ -22,10 +22,19 @@ RATE = 8000
 FRAME = 160  # 20 ms
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_sip_port() -> int:
+    """A port free for UDP and for TCP: a SIP server listens on both with the one number, and
+    a port the system just gave out for UDP may be a live TCP connection's local port."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
 
 
 class Phone:
@@ -43,16 +52,16 @@ class Phone:
         self._uas: SipUAS | None = None
         self._uac: SipUAC | None = None
         self._player: asyncio.Task[None] | None = None
-        self._rtp_port = free_udp_port()
+        self._rtp_port = free_sip_port()
         self._presses = 0
 
     async def dial(self, headers: dict[str, str] | None = None) -> None:
         """Send the INVITE (it rings until the server answers or refuses)."""
         sip: SipTransport
         if self.kind == "udp":
-            sip = UdpTransport(local_addr=("127.0.0.1", free_udp_port()))
+            sip = UdpTransport(local_addr=("127.0.0.1", free_sip_port()))
         else:
-            sip = TcpSipTransport(local_addr=("127.0.0.1", free_udp_port()))
+            sip = TcpSipTransport(local_addr=("127.0.0.1", free_sip_port()))
         self._uac = SipUAC(sip)
         self._uas = SipUAS(sip, uac=self._uac)
         self._uas.on_bye = lambda _call, _request: self.hung_up_by_server.set()
