@@ -93,3 +93,21 @@ def test_invalid_utf8_in_a_text_frame_closes_with_1007(ws) -> None:
     while opcode != ABNF.OPCODE_CLOSE:
         opcode, frame = ws.recv_data_frame(control_frame=True)
     assert int.from_bytes(frame.data[:2], "big") == 1007
+
+
+def test_events_sent_before_the_session_starts_are_answered_first_and_in_order(server) -> None:
+    """Frames that arrive before the session hands itself whole text frames directly wait in
+    the server's queue; those after go straight to it, and none overtakes another."""
+    conn = websocket.create_connection(
+        f"ws://127.0.0.1:{server.port}/v1/realtime?model=gpt-realtime",
+        header=[f"Authorization: Bearer {API_KEY}"],
+        timeout=10,
+    )
+    try:
+        ids = [f"item_early_{n}" for n in range(4)]
+        conn.sock.sendall(b"".join(_frame(_create(item_id)) for item_id in ids[:2]))
+        assert json.loads(conn.recv())["type"] == "session.created"
+        conn.sock.sendall(b"".join(_frame(_create(item_id)) for item_id in ids[2:]))
+        assert _added_ids(conn, len(ids)) == ids
+    finally:
+        conn.close()

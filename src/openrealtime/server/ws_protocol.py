@@ -9,6 +9,9 @@ messages a voice session sends fifty times a second (issue 9).
   `websocket.receive` message. Anything else (a partial frame, a control frame, a fragment, a
   frame over FAST_MAX_BYTES, invalid UTF-8, compression negotiated) goes, from that frame on,
   to the parser as before, which answers it exactly as it did.
+- **Whole text frames go straight to the app** when it asked for them
+  (transports/direct_text.py) and nothing waits in the receive queue: a plain call, not a
+  queued message and a task woken to take it.
 - **Reading pauses only when messages pile up.** uvicorn pauses the socket after every message
   and resumes it when the app takes it: two changes of the loop's poll set per message. Here
   the socket pauses once QUEUE_SLACK messages wait for the app (so a client that floods is
@@ -22,6 +25,8 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 from websockets.streams import StreamReader
+
+from ..transports.direct_text import DIRECT_TEXT, TextReceiver
 
 try:
     from websockets.speedups import apply_mask
@@ -38,6 +43,17 @@ _FIN_TEXT = 0x81  # FIN, no RSV bits, opcode 1 (text)
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    text_receiver: TextReceiver | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # None: the handshake was refused
+        if scope is not None:
+            scope["extensions"][DIRECT_TEXT] = {"set_receiver": self._set_text_receiver}
+
+    def _set_text_receiver(self, receiver: TextReceiver | None) -> None:
+        self.text_receiver = receiver
+
     def data_received(self, data: bytes) -> None:
         if self._between_frames():
             data = self._take_text_frames(data)
@@ -61,11 +77,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         return waiting.gi_code is _AT_EOF
 
     def _take_text_frames(self, data: bytes) -> bytes:
-        """Queue the whole text frames `data` starts with; return what is left for the
-        parser, from the first frame this does not take."""
+        """Take the whole text frames `data` starts with (to the app's receiver, or else to
+        the queue); return what is left for the parser, from the first frame not taken."""
         end = len(data)
         limit = min(FAST_MAX_BYTES, self.conn.max_message_size or FAST_MAX_BYTES)
-        put = self.queue.put_nowait
+        queue = self.queue
+        put = queue.put_nowait
         pos = 0
         while end - pos >= 6:
             if data[pos] != _FIN_TEXT:
@@ -85,7 +102,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 text = apply_mask(data[start + 4 : stop], data[start : start + 4]).decode()
             except UnicodeDecodeError:
                 break  # the parser closes the connection with 1007, as before
-            put({"type": "websocket.receive", "text": text})
+            # Read per frame: the receiver may end the session and withdraw itself.
+            receiver = self.text_receiver
+            if receiver is not None and queue.empty():
+                receiver(text)
+            else:
+                put({"type": "websocket.receive", "text": text})
             pos = stop
         if pos and not self.read_paused and self.queue.qsize() >= QUEUE_SLACK:
             self.read_paused = True

@@ -37,6 +37,7 @@ from ..protocol.server_events import error as error_event
 from ..runtime.driver import SessionDriver
 from .abort import abort, closing, unsent
 from .dialect import Dialect
+from .direct_text import direct_text
 from .ending import Close, Ending
 from .send_queue import QueueLimits, SendQueue
 from .source import EventSource
@@ -92,22 +93,30 @@ async def run_websocket(
     reader = asyncio.create_task(_read(websocket, driver, dialect))
     writer = asyncio.create_task(_write(websocket, queue))
     ended = asyncio.create_task(ending.wait())
+    # A bug in handling a message the server handed over directly ends the session, as one
+    # in the reader task would.
+    broken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    set_receiver = direct_text(websocket.scope)
     driver.add_sink(sink)
     try:
         if owner:
             assert isinstance(driver, SessionDriver)
             driver.start()
-        await asyncio.wait((reader, writer, ended), return_when=asyncio.FIRST_COMPLETED)
+        if set_receiver is not None:
+            set_receiver(_direct_receiver(driver, dialect, broken, set_receiver))
+        await asyncio.wait((reader, writer, ended, broken), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if set_receiver is not None:
+            set_receiver(None)
         driver.remove_sink(sink)
         if isinstance(driver, SessionDriver) and owner:
             await driver.close()  # backend work stops before the goodbye is flushed
         close = ending.close
         if close is not None and not reader.done() and not writer.done():
             await _say_goodbye(websocket, dialect, queue, writer, close)
-        for task in (reader, writer, ended):
+        for task in (reader, writer, ended, broken):
             task.cancel()
-        for result in await asyncio.gather(reader, writer, ended, return_exceptions=True):
+        for result in await asyncio.gather(reader, writer, ended, broken, return_exceptions=True):
             if isinstance(result, Exception):
                 log.error("websocket session task failed", exc_info=result)
 
@@ -161,6 +170,7 @@ async def _answered(websocket: WebSocket, timeout: float) -> bool:
 
 
 async def _read(websocket: WebSocket, driver: EventSource, dialect: Dialect) -> None:
+    """What the server does not hand over directly: everything, on another server."""
     receive = websocket.receive
     while True:
         message = await receive()
@@ -175,29 +185,49 @@ async def _read(websocket: WebSocket, driver: EventSource, dialect: Dialect) -> 
                 )
             )
             continue
-        if len(text) > MAX_EVENT_CHARS:
-            driver.reject(
-                ProtocolError(
-                    f"The event is {len(text)} characters long; one event may be at most "
-                    f"{MAX_EVENT_CHARS} ({MAX_EVENT_CHARS // (1024 * 1024)} MiB). Send audio in "
-                    "smaller input_audio_buffer.append events (each may carry up to 15 MiB "
-                    "of decoded audio).",
-                    errors.MESSAGE_TOO_LARGE,
-                )
-            )
-            continue
+        _take_text(text, driver, dialect)
+
+
+def _direct_receiver(
+    driver: EventSource,
+    dialect: Dialect,
+    broken: asyncio.Future[None],
+    set_receiver: Callable[[Any], None],
+) -> Callable[[str], None]:
+    def take(text: str) -> None:
         try:
-            event = dialect.parse(text)
-        except ProtocolError as error:
-            driver.reject(error)
-            continue
-        except Exception as exc:  # input no rule foresaw must not end the session
-            log.exception("could not parse a client event")
-            driver.reject(
-                ProtocolError(f"The event could not be parsed: {exc}.", errors.INVALID_EVENT)
+            _take_text(text, driver, dialect)
+        except Exception as exc:
+            set_receiver(None)
+            if not broken.done():
+                broken.set_exception(exc)
+
+    return take
+
+
+def _take_text(text: str, driver: EventSource, dialect: Dialect) -> None:
+    """One text message: parsed, and given to the driver, or refused with an error event."""
+    if len(text) > MAX_EVENT_CHARS:
+        driver.reject(
+            ProtocolError(
+                f"The event is {len(text)} characters long; one event may be at most "
+                f"{MAX_EVENT_CHARS} ({MAX_EVENT_CHARS // (1024 * 1024)} MiB). Send audio in "
+                "smaller input_audio_buffer.append events (each may carry up to 15 MiB "
+                "of decoded audio).",
+                errors.MESSAGE_TOO_LARGE,
             )
-            continue
-        driver.receive(event)
+        )
+        return
+    try:
+        event = dialect.parse(text)
+    except ProtocolError as error:
+        driver.reject(error)
+        return
+    except Exception as exc:  # input no rule foresaw must not end the session
+        log.exception("could not parse a client event")
+        driver.reject(ProtocolError(f"The event could not be parsed: {exc}.", errors.INVALID_EVENT))
+        return
+    driver.receive(event)
 
 
 async def _write(websocket: WebSocket, queue: SendQueue[_Goodbye]) -> None:
