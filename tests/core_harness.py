@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from conftest import validated
 
 from openrealtime.core.effects import Effect
@@ -19,6 +20,7 @@ PCM16_24K_BYTES_PER_MS = 48  # the default input and output format: pcm16 at 24 
 class Core:
     def __init__(self, **options: Any) -> None:
         self.session = Session(**options)
+        self.taken_for_vad = np.zeros(0, np.int16)  # the audio the VAD last took
         self.session.open()
         self.drain()
 
@@ -34,9 +36,14 @@ class Core:
         return out
 
     def append(self, ms: int) -> list[Output]:
-        """`ms` of silence, appended as a media track does (no base64)."""
+        """`ms` of silence, appended as a media track does (no base64); when the session asks
+        for speech detection, its audio is taken at once, as the driver's VAD would."""
         self.session.append_input_audio(b"\0" * (ms * PCM16_24K_BYTES_PER_MS))
-        return self.drain()
+        out = self.drain()
+        if any(type(entry).__name__ == "DetectSpeech" for entry in out):
+            self.taken_for_vad = self.session.take_vad_audio()
+            out += self.drain()
+        return out
 
     def vad(self, probability: float, frames: int) -> list[Output]:
         self.session.on_speech_probabilities([probability] * frames)

@@ -31,6 +31,20 @@ def test_a_spoken_turn_is_committed_transcribed_and_answered_once_transcribed() 
     assert types(core.drain()) == ["GenerateResponse"]
 
 
+def test_the_vad_is_told_once_of_audio_until_it_takes_it_then_takes_it_all() -> None:
+    core = Core()
+    session = core.session
+    session.append_input_audio(b"\0" * 960)  # 20 ms at 24 kHz
+    assert types(core.drain()) == ["DetectSpeech"]
+    session.append_input_audio(b"\1\0" * 480)
+    assert core.drain() == []  # joins what the VAD will take
+    taken = session.take_vad_audio()
+    assert 0 < len(taken) <= 40 * 16  # both chunks, at 16 kHz (less the filter's delay)
+    assert len(session.take_vad_audio()) == 0
+    session.append_input_audio(b"\0" * 960)
+    assert types(core.drain()) == ["DetectSpeech"]
+
+
 def speaking(**options: Any) -> tuple[Core, str, str]:
     """A session whose spoken answer "One two three four." has 1000 ms of audio out."""
     core = Core(**options)
@@ -83,8 +97,9 @@ def test_a_turn_is_transcribed_while_it_is_spoken() -> None:
     assert len(start.pcm16k) == 400 * 32  # all held audio (from the prefix padding), at 16 kHz
 
     out = core.append(100)
-    assert types(out) == ["FeedTranscript", "DetectSpeech"]
-    assert isinstance(out[0], FeedTranscript) and out[0].item_id == item_id
+    assert types(out) == ["DetectSpeech", "FeedTranscript"]
+    assert isinstance(out[1], FeedTranscript) and out[1].item_id == item_id
+    assert out[1].pcm16k == core.taken_for_vad.tobytes()  # what the VAD took
 
     deltas = []
     for partial in ("Hello", "Hello wor", "Help"):  # a revision is not sent as a delta

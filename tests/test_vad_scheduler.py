@@ -128,3 +128,56 @@ async def test_a_raising_callback_affects_no_other_session() -> None:
     await _settled([calls, answered], [2, 2])
     await scheduler.aclose()
     assert all(isinstance(r, list) and len(r) == 4 for r in [*calls, *answered])
+
+
+async def test_a_request_takes_the_audio_when_its_tick_starts_and_is_answered_once() -> None:
+    """`request`: the audio is pulled on the loop when the tick starts (all of it, however
+    much came meanwhile); a pull that completes no frame is answered at once with nothing;
+    one that raises is answered with its exception, and other sessions go on."""
+    vad = SileroVad()
+    audio = _audio(1)
+    expected = vad.new_stream().process(audio)
+    scheduler = VadScheduler(vad)
+    stream, results, pulls = vad.new_stream(), [], []
+
+    def pull() -> np.ndarray:
+        pulls.append(len(audio))
+        return audio
+
+    scheduler.request(stream, pull, results.append)
+    assert pulls == []  # not before the tick
+    short, short_results = vad.new_stream(), []
+    scheduler.request(short, lambda: audio[:100], short_results.append)
+    broken, broken_results = vad.new_stream(), []
+
+    def fails() -> np.ndarray:
+        raise RuntimeError("injected pull failure")
+
+    scheduler.request(broken, fails, broken_results.append)
+    await _settled([results, short_results, broken_results], [1, 1, 1])
+    await scheduler.aclose()
+    assert pulls == [len(audio)]
+    assert np.allclose(results[0], expected, atol=1e-4) and len(expected) > 10
+    assert short_results == [[]]  # 100 samples: no frame yet, and no wait for one
+    assert len(broken_results) == 1 and isinstance(broken_results[0], RuntimeError)
+
+
+async def test_a_request_made_by_an_answer_has_its_audio_taken_before_it_is_detected() -> None:
+    """Silence is answered on the loop; a session answered may request again at once (its
+    next audio came meanwhile): that audio is taken, not sent to the thread untaken."""
+    vad = SileroVad()
+    speech = _audio(2)
+    scheduler = VadScheduler(vad)
+    stream, results = vad.new_stream(), []
+
+    def answered(result: VadResult) -> None:
+        results.append(result)
+        if len(results) == 1:
+            scheduler.request(stream, lambda: speech, results.append)
+
+    scheduler.request(stream, lambda: np.zeros(1024, np.int16), answered)
+    await _settled([results], [2])
+    await scheduler.aclose()
+    assert results[0] == [0.0, 0.0]  # two silent frames, under the energy gate
+    assert isinstance(results[1], list) and len(results[1]) == len(speech) // 512
+    assert max(results[1]) > 0.5  # the speech was detected

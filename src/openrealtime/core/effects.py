@@ -74,10 +74,10 @@ class JudgeTurnEnd:
 
 @dataclass(frozen=True, slots=True)
 class DetectSpeech:
-    """Run voice activity detection on the next 16 kHz samples of the input stream; the
-    driver answers with `Session.on_speech_probabilities`."""
-
-    pcm16k: np.ndarray
+    """Input audio waits for voice activity detection: the driver takes it with
+    `Session.take_vad_audio` when the VAD is ready for it (everything appended by then, in
+    one piece), and answers with `Session.on_speech_probabilities`. Sent when the first audio
+    since the last take arrives, not for every chunk."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 idle timeout.
 
 Rules:
-- Appended audio is held in the input format; with turn detection, a 16 kHz copy goes to
-  the VAD (`DetectSpeech`), whose verdicts come back frame by frame, in order. Those frames
+- Appended audio is held in the input format; with turn detection, the VAD is told audio
+  waits (`DetectSpeech`) and takes a 16 kHz copy when it is ready for it; its verdicts come
+  back frame by frame, in order. Those frames
   are the clock: positions are in ms of input audio since the session began.
 - Speech starting sends `input_audio_buffer.speech_started` with the item id its turn will
   have; with `interrupt_response`, the session then barges in.
@@ -123,10 +124,13 @@ class InputTurns:
     def format(self) -> AudioFormat:
         return self._buffer.format
 
-    def append(self, raw: bytes) -> np.ndarray | None:
-        """Hold audio in the input format; returns it at 16 kHz when the VAD should see it."""
-        pcm16k = self._buffer.append(raw, for_vad=self._detector is not None)
-        return pcm16k if pcm16k is not None and len(pcm16k) else None
+    def append(self, raw: bytes) -> bool:
+        """Hold audio in the input format; True when the VAD should be told audio waits."""
+        return self._buffer.append(raw, for_vad=self._detector is not None)
+
+    def take_vad_audio(self) -> np.ndarray:
+        """The audio appended for the VAD since it last took it, at 16 kHz."""
+        return self._buffer.take_for_vad()
 
     def held_pcm16k(self, start_ms: float) -> np.ndarray:
         """The audio held from session time `start_ms` on, at 16 kHz."""

@@ -302,10 +302,16 @@ class Session:
 
     def append_input_audio(self, raw: bytes) -> None:
         """Audio in the session's input format, from an append event or a media track."""
-        pcm16k = self._turns.append(raw)
-        if pcm16k is not None:
+        if self._turns.append(raw):
+            self._pending_outputs.append(DetectSpeech())
+
+    def take_vad_audio(self) -> np.ndarray:
+        """What a `DetectSpeech` asked the VAD to take: the audio appended since it last took
+        some, at 16 kHz (its verdicts come back through `on_speech_probabilities`)."""
+        pcm16k = self._turns.take_vad_audio()
+        if len(pcm16k):
             self._transcription.feed(pcm16k)
-            self._pending_outputs.append(DetectSpeech(pcm16k))
+        return pcm16k
 
     def on_speech_probabilities(self, probabilities: list[float]) -> None:
         """The VAD's verdicts on the next frames of the input stream, in order."""

@@ -97,7 +97,9 @@ class SessionDriver:
         self._vad = backends.vad.new_stream()
         self._vad_scheduler: VadScheduler | None = None
         self._awaiting_vad = 0  # VAD submissions in flight
-        self._backlog: deque[tuple[Callable[[Any], None], Any]] = deque()
+        # Input waiting for the VAD's verdicts on the audio before it: (method, argument,
+        # whether it is only more audio).
+        self._backlog: deque[tuple[Callable[[Any], None], Any, bool]] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by response or item id
         self._stop_llm: set[str] = set()  # responses whose LLM stream must end (StopGenerating)
         self._speculating: asyncio.Task[None] | None = None  # the latest early decode
@@ -149,8 +151,9 @@ class SessionDriver:
         self.flush()
 
     def receive(self, event: Any) -> None:
-        self.telemetry.client_event(event.type)
-        self._apply(self.session.handle, event)
+        event_type = event.type
+        self.telemetry.client_event(event_type)
+        self._apply(self.session.handle, event, event_type == "input_audio_buffer.append")
 
     def reject(self, error: ProtocolError) -> None:
         self._apply(self.session.reject, error)
@@ -158,7 +161,7 @@ class SessionDriver:
     def append_audio(self, raw: bytes) -> None:
         """Audio from a media track, in `input_format`: ordered with the client's events, as
         an `input_audio_buffer.append` would be."""
-        self._apply(self.session.append_input_audio, raw)
+        self._apply(self.session.append_input_audio, raw, True)
 
     def playback(self, item_id: str, played_ms: float, playing: bool) -> None:
         """The player's position in an assistant audio item (server-side playback). Applied at
@@ -172,12 +175,14 @@ class SessionDriver:
             self.session.cancel_response(response_id, None)
         self.flush()
 
-    def _apply(self, method: Callable[[Any], None], argument: Any) -> None:
+    def _apply(self, method: Callable[[Any], None], argument: Any, audio: bool = False) -> None:
         """Client input is applied in order, and speech detection on appended audio counts as
-        part of its append: while the VAD thread has frames of this session, later input
-        waits, so a `clear` or `commit` lands after the turns in the audio before it."""
-        if self._awaiting_vad:
-            self._backlog.append((method, argument))
+        part of its append: while the VAD has audio of this session, later input other than
+        more audio waits, so a `clear` or `commit` lands after the turns in the audio before
+        it. More audio only joins what the VAD will take next, so it need not wait (unless
+        other input already does)."""
+        if self._backlog or (self._awaiting_vad and not audio):
+            self._backlog.append((method, argument, audio))
             return
         method(argument)
         self.flush()
@@ -209,8 +214,7 @@ class SessionDriver:
                 if isinstance(out, dict):
                     self.emit(out)
                 elif isinstance(out, DetectSpeech):
-                    self.telemetry.audio_to_vad(len(out.pcm16k))
-                    self._detect_speech(out.pcm16k)
+                    self._detect_speech()
                 elif isinstance(out, GenerateResponse):
                     self._spawn(out.response_id, self._respond(out))
                 elif isinstance(out, Transcribe):
@@ -270,12 +274,19 @@ class SessionDriver:
         loop = asyncio.get_running_loop()
         self._timers[wake.timer_id] = loop.call_later(wake.delay_ms / 1000, woken)
 
-    def _detect_speech(self, pcm16k: Any) -> None:
-        """Batched with every other session's frames on the VAD thread (see vad_scheduler)."""
+    def _detect_speech(self) -> None:
+        """Batched with every other session's frames on the VAD thread (see vad_scheduler),
+        which takes the audio when its next tick starts."""
         if self._vad_scheduler is None:
             self._vad_scheduler = scheduler_for(self.backends.vad)
-        if self._vad_scheduler.submit(self._vad, pcm16k, self._speech_detected):
-            self._awaiting_vad += 1
+        self._vad_scheduler.request(self._vad, self._vad_audio, self._speech_detected)
+        self._awaiting_vad += 1
+
+    def _vad_audio(self) -> Any:
+        pcm16k = self.session.take_vad_audio()
+        self.telemetry.audio_to_vad(len(pcm16k))
+        self.flush()  # the turn's transcript, if one streams, is fed the same audio
+        return pcm16k
 
     def _speech_detected(self, result: VadResult) -> None:
         self._awaiting_vad -= 1
@@ -288,8 +299,9 @@ class SessionDriver:
                 self.session.on_speech_probabilities(result)
                 self.flush()
         finally:  # whatever became of this audio, the input queued behind it goes on
-            while self._backlog and not self._awaiting_vad:
-                method, argument = self._backlog.popleft()
+            backlog = self._backlog
+            while backlog and (not self._awaiting_vad or backlog[0][2]):
+                method, argument, _ = backlog.popleft()
                 method(argument)
                 self.flush()
 

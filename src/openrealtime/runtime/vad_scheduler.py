@@ -15,9 +15,14 @@ A detector with an energy gate (`GatedDetector`) answers 0 for a frame too quiet
 without the model: a session whose queued frames are all below it is answered on the loop, at
 once, without waiting for a tick or the thread (the frames that end a turn are mostly such).
 
+A session may `submit` its audio as it comes, or `request` detection and have its audio pulled
+when the tick starts: everything it appended by then, in one piece, so a session pays for
+resampling and framing once per tick, not once per 20 ms chunk, and is answered once.
+
 Results come back per submission, in the order each session submitted its audio, so the
 session's later input can wait for them; audio that completes no frame is held by the stream
-and waits for nothing.
+and waits for nothing (a request that pulls such audio is answered at once, with no
+probabilities).
 
 One scheduler serves every session, so a fault stays with the sessions it touches: a batch
 that fails is reported to each session in it (that tick's audio of theirs is dropped, their
@@ -50,12 +55,15 @@ MIN_TICK_S = 0.008
 # What a submission ends with: a probability per frame, or why its audio could not be detected.
 VadResult = list[float] | Exception
 Deliver = Callable[[VadResult], None]
+Pull = Callable[[], np.ndarray]
 
 
 @dataclass(slots=True)
 class _Submission:
     frames: list[np.ndarray]
     deliver: Deliver
+    pull: Pull | None = None  # a request whose audio is not taken yet
+    failure: Exception | None = None  # why its audio could not be taken
 
 
 @dataclass(slots=True)
@@ -111,6 +119,17 @@ class VadScheduler:
             queued.append(_Submission(frames, deliver))
         return True
 
+    def request(self, stream: VadStream, pull: Pull, deliver: Deliver) -> None:
+        """Detect speech in the audio `pull` returns (16 kHz), called on the loop when the
+        next tick starts; `deliver` gets the result as with `submit`, always exactly once
+        (unless the stream is forgotten)."""
+        queued = self._pending.get(stream)
+        if queued is None:
+            self._pending[stream] = [_Submission([], deliver, pull)]
+            self._wake.set()
+        else:
+            queued.append(_Submission([], deliver, pull))
+
     def forget(self, stream: VadStream) -> None:
         """The session is gone: drop its pending frames, and the results of a job running."""
         self._pending.pop(stream, None)
@@ -123,6 +142,7 @@ class VadScheduler:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                self._pull_requested()
                 self._answer_silent_streams()
                 if not self._pending:
                     break
@@ -130,6 +150,11 @@ class VadScheduler:
                 # gather, for larger batches. Idle: start at once.
                 if (wait := last_start + MIN_TICK_S - loop.time()) > 0:
                     await asyncio.sleep(wait)
+                # The requests made meanwhile (by the answers above, or while waiting): no
+                # request goes to the thread with its audio not taken.
+                self._pull_requested()
+                if not self._pending:
+                    continue
                 last_start = loop.time()
                 self._running, self._pending = self._pending, {}
                 work = [
@@ -152,7 +177,33 @@ class VadScheduler:
                     if subs is None:
                         continue  # forgotten while the job ran
                     for sub, result in zip(subs, one.results(), strict=True):
-                        self._deliver(sub, result)
+                        self._deliver(sub, result if sub.failure is None else sub.failure)
+
+    def _pull_requested(self) -> None:
+        """On the loop: take the audio of each request and frame it; answer at once, in
+        order, the requests at the head of a stream's queue that completed no frame (an
+        answer may bring a new request: it is pulled too)."""
+        todo = list(self._pending.items())
+        while todo:
+            stream, subs = todo.pop()
+            if self._pending.get(stream) is not subs:
+                continue  # answered or forgotten meanwhile
+            for sub in subs:
+                if (pull := sub.pull) is not None:
+                    sub.pull = None
+                    try:
+                        sub.frames = stream.frames(pull())
+                    except Exception as exc:  # that session's bug: it is told, as for a batch
+                        log.exception("could not take a session's audio for speech detection")
+                        sub.frames, sub.failure = [], exc
+            while subs and not subs[0].frames and subs[0].pull is None:
+                sub = subs.pop(0)
+                self._deliver(sub, sub.failure or [])
+            if not subs:
+                if self._pending.get(stream) is subs:
+                    del self._pending[stream]
+            elif any(sub.pull is not None for sub in subs):
+                todo.append((stream, subs))
 
     def _answer_silent_streams(self) -> None:
         """On the loop, at once: 0 for every frame of each stream whose queued frames are all
