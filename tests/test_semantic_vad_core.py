@@ -9,13 +9,16 @@ from core_harness import Core, only, types
 
 from openrealtime.core.effects import JudgeTurnEnd, SpeculateTranscript
 from openrealtime.core.turns import (
+    EARLY_DECODE_AFTER_MS,
     FINISHED_SILENCE_MS,
     JUDGE_PAUSE_MS,
+    RELEASE_MS,
     SEMANTIC_MAX_WAIT_MS,
     SEMANTIC_SILENCE_MS,
 )
 
 FRAME_MS = 32
+SPEECH_END_MS = 10 * FRAME_MS - RELEASE_MS  # `spoken`: ten frames of speech, less the release
 
 
 def semantic(eagerness: str = "high", **options: Any) -> Core:
@@ -46,20 +49,24 @@ def until(core: Core, type_: str, limit: int = 400) -> tuple[int, Any]:
 
 def test_the_model_is_asked_early_in_a_pause_and_a_finished_turn_ends_after_a_short_wait() -> None:
     core = semantic()
-    item_id = spoken(core)  # speech ends at 320 ms, less the VAD's release (48 ms)
+    item_id = spoken(core)  # speech ends at SPEECH_END_MS
     frames, judge = until(core, "JudgeTurnEnd")
     assert isinstance(judge, JudgeTurnEnd) and judge.item_id == item_id
     analysed_ms = (10 + frames) * FRAME_MS
-    assert analysed_ms + FRAME_MS / 2 - 272 >= JUDGE_PAUSE_MS  # asked once the pause is 100 ms
-    assert analysed_ms + FRAME_MS / 2 - 272 < FINISHED_SILENCE_MS  # ...before the short wait
+    assert (
+        analysed_ms + FRAME_MS / 2 - SPEECH_END_MS >= JUDGE_PAUSE_MS
+    )  # asked once the pause is 100 ms
+    assert (
+        analysed_ms + FRAME_MS / 2 - SPEECH_END_MS < FINISHED_SILENCE_MS
+    )  # ...before the short wait
     assert len(judge.pcm16k) == analysed_ms * 16  # the whole turn up to the frame analysed
     core.session.on_turn_judged(item_id, judge.speech_end_ms, 0.95)
     assert "input_audio_buffer.speech_stopped" not in types(core.drain())  # not yet
     more, stopped = until(core, "input_audio_buffer.speech_stopped")
     assert stopped["item_id"] == item_id
-    assert stopped["audio_end_ms"] == 272 + FINISHED_SILENCE_MS
-    assert (10 + frames + more) * FRAME_MS + FRAME_MS / 2 >= 272 + FINISHED_SILENCE_MS
-    assert (10 + frames + more - 1) * FRAME_MS + FRAME_MS / 2 < 272 + FINISHED_SILENCE_MS
+    assert stopped["audio_end_ms"] == SPEECH_END_MS + FINISHED_SILENCE_MS
+    assert (10 + frames + more) * FRAME_MS + FRAME_MS / 2 >= SPEECH_END_MS + FINISHED_SILENCE_MS
+    assert (10 + frames + more - 1) * FRAME_MS + FRAME_MS / 2 < SPEECH_END_MS + FINISHED_SILENCE_MS
 
 
 def test_a_finished_answer_that_comes_after_the_short_wait_ends_the_turn_at_once() -> None:
@@ -82,8 +89,10 @@ def test_an_unfinished_turn_waits_for_the_longest_silence() -> None:
     core.session.on_turn_judged(item_id, judge.speech_end_ms, 0.1)
     assert "input_audio_buffer.speech_stopped" not in types(core.drain())
     more, stopped = until(core, "input_audio_buffer.speech_stopped")
-    assert stopped["audio_end_ms"] == 272 + SEMANTIC_MAX_WAIT_MS["high"]
-    assert (10 + frames + more) * FRAME_MS + FRAME_MS / 2 >= 272 + SEMANTIC_MAX_WAIT_MS["high"]
+    assert stopped["audio_end_ms"] == SPEECH_END_MS + SEMANTIC_MAX_WAIT_MS["high"]
+    assert (10 + frames + more) * FRAME_MS + FRAME_MS / 2 >= SPEECH_END_MS + SEMANTIC_MAX_WAIT_MS[
+        "high"
+    ]
 
 
 def test_eagerness_sets_the_threshold() -> None:
@@ -115,7 +124,7 @@ def test_without_a_model_the_pause_falls_back_to_a_silence_wait() -> None:
     _frames, judge = until(core, "JudgeTurnEnd")
     core.session.on_turn_judged(item_id, judge.speech_end_ms, None)
     _, stopped = until(core, "input_audio_buffer.speech_stopped")
-    assert stopped["audio_end_ms"] == 272 + SEMANTIC_SILENCE_MS["high"]
+    assert stopped["audio_end_ms"] == SPEECH_END_MS + SEMANTIC_SILENCE_MS["high"]
 
 
 # --- early decoding -------------------------------------------------------------------------
@@ -148,8 +157,10 @@ def test_a_turn_is_decoded_from_its_pause_and_the_result_held_until_it_ends() ->
     spoken(core)
     frames, early = until(core, "SpeculateTranscript")
     assert isinstance(early, SpeculateTranscript)
-    # Reported once 150 ms long (speech ended at 272 ms): the turn up to that frame.
-    assert frames == 3 and len(early.pcm16k) == 2 * 13 * FRAME_MS * 16
+    # Reported once EARLY_DECODE_AFTER_MS long, to the nearest frame: the turn up to it.
+    paused = (10 + frames) * FRAME_MS + FRAME_MS / 2 - SPEECH_END_MS
+    assert paused >= EARLY_DECODE_AFTER_MS > paused - FRAME_MS
+    assert len(early.pcm16k) == 2 * (10 + frames) * FRAME_MS * 16
     core.session.on_speculation_done(early.speculation_id, "hello there", 1.0)
     assert types(core.drain()) == []  # held until the turn ends
 
