@@ -181,3 +181,11 @@ async def test_a_request_made_by_an_answer_has_its_audio_taken_before_it_is_dete
     assert results[0] == [0.0, 0.0]  # two silent frames, under the energy gate
     assert isinstance(results[1], list) and len(results[1]) == len(speech) // 512
     assert max(results[1]) > 0.5  # the speech was detected
+
+
+def test_the_tick_grows_with_the_sessions_served_between_its_bounds() -> None:
+    from openrealtime.runtime.vad_scheduler import MAX_TICK_S, MIN_TICK_S, tick_s
+
+    ticks = [tick_s(n) for n in (0, 1, 40, 60, 100, 1000)]
+    assert ticks[0] == ticks[1] == MIN_TICK_S and ticks[-1] == MAX_TICK_S
+    assert ticks == sorted(ticks) and MIN_TICK_S < ticks[2] < ticks[3] < MAX_TICK_S

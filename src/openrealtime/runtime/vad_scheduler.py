@@ -7,9 +7,9 @@ frames; one job per tick, on the one VAD thread, takes the frames of every sessi
 the last job and steps the model in batches — one frame per session per batch, because each
 frame's step needs the state the previous one left. A batch of 16 costs about a third of 16
 single steps, and the model releases the GIL while it runs, so the VAD uses the second core.
-One job per tick, not per session or frame: while a job runs (and for up to MIN_TICK_S after
-the last one started), the next tick's frames gather, so the round trips to the thread do not
-grow with the sessions, and the batches do.
+One job per tick, not per session or frame: while a job runs (and for up to a tick after the
+last one started, `tick_s`), the next tick's frames gather, so the round trips to the thread do
+not grow with the sessions, and the batches do.
 
 A detector with an energy gate (`GatedDetector`) answers 0 for a frame too quiet to be speech
 without the model: a session whose queued frames are all below it is answered on the loop, at
@@ -47,10 +47,23 @@ from ..backends.vad.base import GatedDetector, VadStream, VoiceActivityDetector
 
 log = logging.getLogger(__name__)
 
-# At most one job per this long while busy: Silero costs ~195 µs per frame stepped alone,
-# ~65 µs per frame in batches of 16 or more, so a few ms of gathering pays for itself in CPU
-# (and in delay adds at most this much, only when another job ran just before).
+# At most one job per tick while busy: Silero costs ~195 µs per frame stepped alone, ~65 µs per
+# frame in batches of 16 or more, so a few ms of gathering pays for itself in CPU (and in delay
+# adds at most a tick, only when another job ran just before). The tick grows with the sessions
+# the last one served: a session's share of a tick (its audio taken, resampled, framed,
+# answered) costs much the same however much audio it brings, and with many sessions the loop
+# is the bottleneck. At 200 sessions on 2 workers, 24 ms ticks passed where 16 ms failed (less
+# loop work, so less waiting behind it: p99 lag 91 ms against 139, 10% less CPU); a few
+# sessions keep 8 ms ticks, and the latency they bring.
 MIN_TICK_S = 0.008
+MAX_TICK_S = 0.024
+TICK_PER_SESSION_S = 0.00024  # 8 ms up to ~33 sessions, 24 ms from 100
+
+
+def tick_s(sessions: int) -> float:
+    """The least time between two jobs' starts, after a tick that served `sessions`."""
+    return min(MAX_TICK_S, max(MIN_TICK_S, sessions * TICK_PER_SESSION_S))
+
 
 # What a submission ends with: a probability per frame, or why its audio could not be detected.
 VadResult = list[float] | Exception
@@ -137,25 +150,27 @@ class VadScheduler:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_start = -MIN_TICK_S
+        last_start = -MAX_TICK_S
+        tick = MIN_TICK_S
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                self._pull_requested()
+                served = self._pull_requested()
                 self._answer_silent_streams()
                 if not self._pending:
                     break
-                # Busy (the last job started under MIN_TICK_S ago): let more sessions' frames
+                # Busy (the last job started under a tick ago): let more sessions' frames
                 # gather, for larger batches. Idle: start at once.
-                if (wait := last_start + MIN_TICK_S - loop.time()) > 0:
+                if (wait := last_start + tick - loop.time()) > 0:
                     await asyncio.sleep(wait)
                 # The requests made meanwhile (by the answers above, or while waiting): no
                 # request goes to the thread with its audio not taken.
-                self._pull_requested()
+                served += self._pull_requested()
                 if not self._pending:
                     continue
                 last_start = loop.time()
+                tick = tick_s(served)
                 self._running, self._pending = self._pending, {}
                 work = [
                     _StreamWork(
@@ -179,10 +194,11 @@ class VadScheduler:
                     for sub, result in zip(subs, one.results(), strict=True):
                         self._deliver(sub, result if sub.failure is None else sub.failure)
 
-    def _pull_requested(self) -> None:
+    def _pull_requested(self) -> int:
         """On the loop: take the audio of each request and frame it; answer at once, in
         order, the requests at the head of a stream's queue that completed no frame (an
-        answer may bring a new request: it is pulled too)."""
+        answer may bring a new request: it is pulled too). Returns how many were taken."""
+        taken = 0
         todo = list(self._pending.items())
         while todo:
             stream, subs = todo.pop()
@@ -191,6 +207,7 @@ class VadScheduler:
             for sub in subs:
                 if (pull := sub.pull) is not None:
                     sub.pull = None
+                    taken += 1
                     try:
                         sub.frames = stream.frames(pull())
                     except Exception as exc:  # that session's bug: it is told, as for a batch
@@ -204,6 +221,7 @@ class VadScheduler:
                     del self._pending[stream]
             elif any(sub.pull is not None for sub in subs):
                 todo.append((stream, subs))
+        return taken
 
     def _answer_silent_streams(self) -> None:
         """On the loop, at once: 0 for every frame of each stream whose queued frames are all
