@@ -219,7 +219,8 @@ async def run_step(
         rss: list[int] = []
         stop_rss = asyncio.Event()
         rss_task = asyncio.create_task(sample_rss(server, rss, stop_rss))
-        meter = CpuMeter({"openrealtime": server, "scripted": llm}, {"openrealtime": server.pid})
+        # By thread over the server's processes: with --workers, each worker's loop and VAD.
+        meter = CpuMeter({"openrealtime": server, "scripted": llm}, {"openrealtime": server.tree()})
         shares.start(base)
         await asyncio.sleep(max(0.0, base - now()))
         meter.start()

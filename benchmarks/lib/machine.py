@@ -116,13 +116,13 @@ class CpuMeter:
     """CPU used by each process, by this client, and by
     everything else on the machine (other users' work competes for the same cores), between
     start() and stop(), in cores. With `threads_of`, that process's CPU is also split by
-    thread role (`thread_cpu_seconds`), as "<name>.<role>"; a thread that ended in between
-    is counted in the total only."""
+    thread role (`thread_cpu_seconds`), as "<name>.<role>", summed over the pids given (a
+    server's workers); a thread that ended in between is counted in the total only."""
 
     def __init__(
         self,
         processes: dict[str, Measured],
-        threads_of: dict[str, int] | None = None,
+        threads_of: dict[str, list[int]] | None = None,
     ) -> None:
         self.processes = processes
         self.threads_of = threads_of or {}
@@ -130,7 +130,7 @@ class CpuMeter:
     def start(self) -> None:
         self._t = time.monotonic()
         self._cpu = {name: p.cpu_seconds() for name, p in self.processes.items()}
-        self._threads = {name: thread_cpu_seconds(pid) for name, pid in self.threads_of.items()}
+        self._threads = {name: _roles(pids) for name, pids in self.threads_of.items()}
         self._self = time.process_time()
         self._machine = _machine_busy_seconds()
 
@@ -139,15 +139,25 @@ class CpuMeter:
         used = {
             name: (p.cpu_seconds() - self._cpu[name]) / wall for name, p in self.processes.items()
         }
-        for name, pid in self.threads_of.items():
+        for name, pids in self.threads_of.items():
             before = self._threads[name]
-            for role, seconds in thread_cpu_seconds(pid).items():
+            for role, seconds in _roles(pids).items():
                 used[f"{name}.{role}"] = (seconds - before.get(role, 0.0)) / wall
         used["client"] = (time.process_time() - self._self) / wall
         machine = (_machine_busy_seconds() - self._machine) / wall
         own = sum(v for name, v in used.items() if "." not in name)
         used["other_processes"] = max(0.0, machine - own)
         return {name: round(v, 3) for name, v in used.items()}
+
+
+def _roles(pids: list[int]) -> dict[str, float]:
+    """`thread_cpu_seconds` summed by role over processes (one gone meanwhile adds nothing)."""
+    total: dict[str, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for role, seconds in thread_cpu_seconds(pid).items():
+                total[role] = total.get(role, 0.0) + seconds
+    return total
 
 
 def background_load(seconds: float = 1.0) -> float:
