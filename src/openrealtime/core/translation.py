@@ -177,6 +177,9 @@ class TranslationSession:
         return phrase
 
     def _cut(self, end_ms: int) -> Phrase:
+        # A stop rounded to the nearest frame may fall a few ms past the audio received: the
+        # phrase ends with that audio, and the next begins where it ends, on the same clock.
+        end_ms = min(end_ms, self.received_ms)
         start = self._phrase_start_ms or 0
         lo = max(0, (start - self._buffer_start_ms) * BYTES_PER_MS)
         hi = max(lo, (end_ms - self._buffer_start_ms) * BYTES_PER_MS)
