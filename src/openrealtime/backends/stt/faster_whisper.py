@@ -228,8 +228,12 @@ class FasterWhisperTranscriber(BatchTranscriber):
                 cpu_threads=self.cpu_threads,
                 num_workers=self.workers,
             )
-            # The first decode allocates CTranslate2's buffers: pay for it now, not mid-turn.
-            _warm_up(model, self.beam_size)
+            # The first decode allocates CTranslate2's buffers: pay for it now, not mid-turn, in
+            # the window turns use. With the short window that is only it (`load`): a warm-up
+            # in the 30 s window too cost 0.8 s of the start (tiny.en), and a first long turn
+            # decoded no slower without it (issue 9).
+            if not self.short_window:
+                _warm_up(model, self.beam_size)
         except Exception as exc:
             raise BackendError(
                 "stt",
