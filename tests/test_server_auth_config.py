@@ -216,6 +216,29 @@ def test_sdk_models_with_a_wrong_key_raises_authentication_error(server) -> None
     assert refused.value.code == "invalid_api_key"
 
 
+def test_sdk_call_to_a_url_the_server_does_not_serve_is_404_in_openai_shape(server) -> None:
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.embeddings.create(model="m", input="hi")
+    assert refused.value.status_code == 404
+    assert refused.value.message == "Error code: 404 - Invalid URL (POST /v1/embeddings)"
+    assert refused.value.body == {
+        "message": "Invalid URL (POST /v1/embeddings)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def test_a_method_a_route_does_not_take_is_405_in_openai_shape_with_allow(server) -> None:
+    answer = httpx.get(server.url + "/v1/realtime/client_secrets")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    error = answer.json()["error"]
+    assert error["message"] == "Method GET is not allowed on /v1/realtime/client_secrets."
+    assert error["type"] == "invalid_request_error"
+
+
 # --- settings --------------------------------------------------------------------------------
 
 
@@ -236,6 +259,17 @@ def test_flag_wins_over_env(clean_env) -> None:
     clean_env.setenv("OPENREALTIME_LLM_MODEL", "b")
     assert parse_settings(["serve", "--llm-model", "a"]).llm_model == "a"
     assert parse_settings(["serve"]).llm_model == "b"
+
+
+def test_env_names_are_read_in_any_case_and_values_are_validated(clean_env) -> None:
+    clean_env.setenv("openrealtime_port", "9001")
+    clean_env.setenv("OPENREALTIME_CONSOLE", "false")
+    clean_env.setenv("OPENREALTIME_NOT_A_SETTING", "x")  # ignored, as before
+    settings = Settings()
+    assert (settings.port, settings.console) == (9001, False)
+    clean_env.setenv("OPENREALTIME_WORKERS", "0")
+    with pytest.raises(ValueError, match="workers"):
+        Settings()
 
 
 def test_env_api_keys_are_comma_separated(clean_env) -> None:

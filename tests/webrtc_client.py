@@ -14,6 +14,9 @@ import numpy as np
 from conftest import WEATHER_TOOL, arecv, arecv_until, validated
 from scripted_llm import Text, ToolCalls
 from servers import ServerThread
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from benchmarks.lib import webrtc
 from benchmarks.lib.webrtc import RATE
@@ -44,14 +47,17 @@ def serve(settings: Settings, backends: Backends) -> Iterator[ServerThread]:
     call must leave none behind)."""
     app = create_app(settings, backends)
 
-    @app.get("/_test/tasks")
-    async def tasks() -> list[str]:
+    async def tasks(request: Request) -> JSONResponse:
         current = asyncio.current_task()
-        return sorted(
-            getattr(t.get_coro(), "__qualname__", "?")
-            for t in asyncio.all_tasks()
-            if t is not current
+        return JSONResponse(
+            sorted(
+                getattr(t.get_coro(), "__qualname__", "?")
+                for t in asyncio.all_tasks()
+                if t is not current
+            )
         )
+
+    app.router.routes.append(Route("/_test/tasks", tasks))
 
     with ServerThread(app) as thread:
         thread.app = app  # type: ignore[attr-defined]

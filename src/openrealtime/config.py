@@ -5,21 +5,29 @@ This is the only module that reads the environment.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import os
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+ENV_PREFIX = "OPENREALTIME_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OPENREALTIME_", extra="ignore")
+class Settings(BaseModel):
+    """The values given win over OPENREALTIME_<FIELD> (any case), which win over the defaults.
+    A plain model reading the environment itself: pydantic-settings cost ~0.1 s of start
+    (issue 9). A list is comma-separated there."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_environment(), **values})
 
     host: str = "127.0.0.1"
     port: int = 8000
     # Standard API keys; none means any key is accepted (open mode).
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: list[str] = Field(default_factory=list)
     insecure: bool = False
     ws_per_message_deflate: bool = False
     log_level: str = "info"
@@ -30,10 +38,10 @@ class Settings(BaseSettings):
     console: bool = True
     # Origins of browser pages that may call the API (CORS) and open WebSockets; "*": any.
     # Comma-separated in OPENREALTIME_CORS_ALLOW_ORIGINS. Why "*" is the default: server/cors.py.
-    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
     # MCP servers sessions may reach beyond public addresses: host names, IPs, networks, or "*".
     # Comma-separated in OPENREALTIME_MCP_ALLOW_HOSTS. Why the default is none: backends/mcp/hosts.py.
-    mcp_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mcp_allow_hosts: list[str] = Field(default_factory=list)
     mcp_timeout: float = 30.0  # seconds for one MCP tool call (or listing)
 
     # Limits (OpenAI's where it documents them).
@@ -57,7 +65,7 @@ class Settings(BaseSettings):
     rtp_ports: str = "10000-20000"  # LO-HI, the UDP ports calls' RTP binds
     sip_ring_timeout: float = Field(default=30.0, gt=0, lt=60)
     # The INVITE headers the webhook carries, by name (any case); empty: all of them.
-    sip_webhook_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sip_webhook_headers: list[str] = Field(default_factory=list)
 
     # Backends by name (backends/registry.py lists the names each accepts).
     llm: str = "openai"  # any OpenAI-compatible Chat Completions endpoint
@@ -155,3 +163,14 @@ class Settings(BaseSettings):
                 "--sip-port needs --sip-webhook-url (or OPENREALTIME_SIP_WEBHOOK_URL): calls "
                 "ring there, and ring out unanswered without it."
             )
+
+
+def _environment() -> dict[str, str]:
+    fields = Settings.model_fields
+    found: dict[str, str] = {}
+    for name, value in os.environ.items():
+        if name.upper().startswith(ENV_PREFIX):
+            field = name[len(ENV_PREFIX) :].lower()
+            if field in fields:
+                found[field] = value
+    return found

@@ -1,14 +1,17 @@
-"""The FastAPI application: routes, authentication, and the shared backends."""
+"""The application (Starlette): routes, authentication, and the shared backends."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
 
 from .. import __version__
 from ..backends.registry import Backends, create_backends
@@ -18,17 +21,18 @@ from ..transports.abort import ConnectionAbort
 from ..transports.dialect import choose_dialect
 from ..transports.ending import Ending
 from .auth import Authenticator, AuthError, bearer_token
-from .calls import calls_router
-from .client_secrets import router as client_secrets_router
-from .console import router as console_router
+from .calls import calls_routes
+from .client_secrets import routes as client_secrets_routes
+from .console import routes as console_routes
 from .cors import CrossOrigin
-from .errors import openai_error
+from .errors import openai_error, routing_error
 from .lifecycle import Lifecycle, ModelWarmup, NotAdmitted
 from .observability import observe
+from .routing import Lifespan, Routes
 from .sessions import new_session, session_config
 from .shared import create_shared_state
 from .sideband import run_sideband
-from .translations import translations_router
+from .translations import translations_routes
 
 log = logging.getLogger("openrealtime")
 
@@ -44,11 +48,12 @@ class RefusedHandshakeFilter(logging.Filter):
 _handshake_filter = RefusedHandshakeFilter()
 
 
-def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
+def create_app(settings: Settings, backends: Backends | None = None) -> Starlette:
     """`backends` may be given (tests, embedding); otherwise they are built from `settings`."""
+    lifespans: list[Lifespan] = []  # the included groups', entered in order, left in reverse
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.backends = backends or create_backends(settings)
         warmup = app.state.warmup = ModelWarmup(app.state.backends)  # sessions wait for it
         announce(settings, app.state.backends)
@@ -57,9 +62,12 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         check = asyncio.get_running_loop().create_task(
             check_llm(settings, app.state.backends, warmup)
         )
-        app.state.ready = True
         try:
-            yield
+            async with AsyncExitStack() as groups:
+                for group_lifespan in lifespans:
+                    await groups.enter_async_context(group_lifespan(app))
+                app.state.ready = True
+                yield
         finally:
             check.cancel()
             await warmup.finished()
@@ -70,22 +78,24 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
                 await app.state.backends.aclose()
 
     logging.getLogger("uvicorn.error").addFilter(_handshake_filter)  # idempotent
-    # No /docs, /redoc or /openapi.json: the API is OpenAI's, documented there; building
-    # the schema would only cost start time and memory (issue 9).
-    app = FastAPI(
-        title="openrealtime",
-        version=__version__,
+    # Starlette, not FastAPI: the API is OpenAI's, documented there, so there is no schema to
+    # build, and FastAPI's import was ~0.3 s of start (issue 9).
+    app = Starlette(
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
+        exception_handlers={HTTPException: routing_error},  # 404 and 405 in OpenAI's shape
     )
+
+    def include(group: Routes) -> None:
+        app.router.routes.extend(group.routes)
+        if group.lifespan is not None:
+            lifespans.append(group.lifespan)
+
     app.state.ready = False
-    observe(app, settings)
-    # In-process, or shared by several instances through Redis (--redis-url). Installed
-    # before the calls router: its lifespan must outlast the calls'.
+    include(observe(app, settings))
+    # In-process, or shared by several instances through Redis (--redis-url). Included
+    # before the calls' routes: its lifespan must outlast the calls'.
     shared = create_shared_state(settings)
-    shared.install(app)
+    include(shared.install(app))
     app.state.limiter = shared.limiter
     # Admission, age limit and shutdown of every session (server/lifecycle.py). It reads
     # app.state.limiter at each admission, so a limiter swapped in later counts.
@@ -96,18 +106,19 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
     app.add_middleware(CrossOrigin, allow_origins=settings.cors_allow_origins)  # browser apps
     auth = Authenticator(settings, shared.secrets)
     app.state.auth = auth
-    app.include_router(client_secrets_router)
-    app.include_router(console_router(settings))
+    include(client_secrets_routes)
+    include(console_routes(settings))
     calls = app.state.calls = shared.calls
-    app.include_router(calls_router(auth, calls))
-    app.include_router(translations_router(auth, lifecycle))  # /v1/realtime/translations
+    include(calls_routes(auth, calls))
+    include(translations_routes(auth, lifecycle))  # /v1/realtime/translations
     if settings.sip_port is not None:  # SIP calls: accept, reject, refer (server/sip.py)
-        from .sip import sip_router  # with aiohttp, for its webhooks: only if asked for
+        from .sip import sip_routes  # with aiohttp, for its webhooks: only if asked for
 
-        app.include_router(sip_router(settings, auth, calls))
+        include(sip_routes(settings, auth, calls))
+    routes = Routes()
 
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
+    @routes.get("/healthz")
+    async def healthz(request: Request) -> JSONResponse:
         if lifecycle.shutting_down:  # a load balancer stops sending new clients here
             return JSONResponse({"status": "shutting_down"}, status_code=503)
         if not app.state.ready:
@@ -115,7 +126,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         # Sessions are taken while the models load (they wait for them): say which it is.
         return JSONResponse({"status": "ok", "models": app.state.warmup.state})
 
-    @app.get("/v1/models")
+    @routes.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
         if not auth.is_standard_key(bearer_token(dict(request.headers))):
             return openai_error(401, "Incorrect API key provided.", "invalid_api_key")
@@ -135,7 +146,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
             }
         )
 
-    @app.websocket("/v1/realtime")
+    @routes.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:
         headers = {k.lower(): v for k, v in websocket.headers.items()}
         offered = [
@@ -182,6 +193,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> FastAPI:
         finally:
             await slot.release()
 
+    include(routes)
     return app
 
 

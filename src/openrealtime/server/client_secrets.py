@@ -20,9 +20,9 @@ import time
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from ..core.configuration import check_voice
 from ..ids import new_id
@@ -38,9 +38,10 @@ from ..protocol.session import (
 )
 from .auth import bearer_token
 from .errors import Refused, invalid_request, openai_error
+from .routing import Routes
 from .secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S, PREFIX, SecretStore, new_secret
 
-router = APIRouter()
+routes = Routes()
 
 Config = RealtimeSession | TranscriptionSession
 _ANY_SESSION: TypeAdapter[Config] = deferred_adapter(AnySession)
@@ -86,7 +87,7 @@ class BetaClientSecret(WireModel):
 # --- routes --------------------------------------------------------------------------------
 
 
-@router.post("/v1/realtime/client_secrets")
+@routes.post("/v1/realtime/client_secrets")
 async def create_client_secret(request: Request) -> JSONResponse:
     try:
         check_minter(request)
@@ -107,12 +108,12 @@ async def create_client_secret(request: Request) -> JSONResponse:
     )
 
 
-@router.post("/v1/realtime/sessions")
+@routes.post("/v1/realtime/sessions")
 async def create_beta_session(request: Request) -> JSONResponse:
     return await _create_beta(request, transcription=False)
 
 
-@router.post("/v1/realtime/transcription_sessions")
+@routes.post("/v1/realtime/transcription_sessions")
 async def create_beta_transcription_session(request: Request) -> JSONResponse:
     return await _create_beta(request, transcription=True)
 

@@ -22,9 +22,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from ..config import Settings
 from ..core.translation import TranslationSession
@@ -40,6 +40,7 @@ from ..protocol.session import (
     RealtimeSession,
 )
 from .errors import openai_error
+from .routing import Routes
 from .secrets import new_secret
 
 log = logging.getLogger(__name__)
@@ -73,25 +74,25 @@ class ConsoleSessionRequest(WireModel):
     language: str = wire.DEFAULT_LANGUAGE  # translation: the language to translate into
 
 
-def router(settings: Settings) -> APIRouter:
+def routes(settings: Settings) -> Routes:
     """The console's routes, or none when the settings turn it off."""
-    routes = APIRouter()
+    routes = Routes()
     if not settings.console:
         return routes
 
-    @routes.get("/", include_in_schema=False)
-    async def page() -> Response:
+    @routes.get("/")
+    async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
 
-    @routes.get("/console/{name}", include_in_schema=False)
+    @routes.get("/console/{name}")
     async def asset(request: Request) -> Response:
-        name: str = request.path_params["name"]  # not a typed parameter: see calls.hangup
+        name: str = request.path_params["name"]
         media_type = _ASSETS.get(name)
         if media_type is None:
             return openai_error(404, f"No console file {name!r}.", "not_found")
         return FileResponse(STATIC / name, media_type=media_type, headers=_PAGE_HEADERS)
 
-    @routes.post("/console/session", include_in_schema=False)
+    @routes.post("/console/session")
     async def mint(request: Request) -> JSONResponse:
         if not _same_origin(request):
             return openai_error(

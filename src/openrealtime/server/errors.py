@@ -1,6 +1,8 @@
 """OpenAI's JSON error shape for HTTP answers, and the errors the routes turn into one."""
 
-from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from ..protocol.errors import ProtocolError
 
@@ -33,3 +35,18 @@ class Refused(Exception):
 def invalid_request(error: ProtocolError) -> Refused:
     """A 400 for what the request body got wrong."""
     return Refused(openai_error(400, error.message, error.code, error.param))
+
+
+async def routing_error(request: Request, exc: Exception) -> JSONResponse:
+    """No route for the path (404), or not for the method (405, with `Allow`): in OpenAI's shape,
+    as its API answers a URL it does not serve, so an SDK shows the message."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path})"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+    else:
+        message = exc.detail
+    answer = openai_error(exc.status_code, message)
+    answer.headers.update(exc.headers or {})
+    return answer

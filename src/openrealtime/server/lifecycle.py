@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from fastapi.responses import JSONResponse
+from starlette.responses import JSONResponse
 
 from ..backends.registry import Backends
 from ..config import Settings

@@ -7,18 +7,20 @@ removes the route; behind a proxy, keep it off the public internet (docs/operati
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ..runtime.metrics import Metrics
+from .routing import Routes
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def metrics_router(metrics: Metrics) -> APIRouter:
-    router = APIRouter()
+def metrics_routes(metrics: Metrics) -> Routes:
+    routes = Routes()
 
-    @router.get("/metrics", include_in_schema=False)
-    async def scrape() -> Response:
+    @routes.get("/metrics")
+    async def scrape(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    return router
+    return routes

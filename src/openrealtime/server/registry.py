@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fastapi import WebSocket
+from starlette.websockets import WebSocket
 
 from ..transports.ending import Close
 from ..transports.source import EventSource

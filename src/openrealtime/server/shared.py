@@ -14,14 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketState
 
 from ..config import Settings
 from .errors import SharedStateUnavailable, openai_error
 from .limits import MemorySessionLimiter, SessionLimiter
 from .registry import CallRegistry, MemoryCallRegistry
+from .routing import Routes
 from .secrets import MemorySecretStore, SecretStore
 
 log = logging.getLogger(__name__)
@@ -39,17 +41,17 @@ class SharedState:
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
 
-    def install(self, app: FastAPI) -> None:
-        """Run with `app` and answer 503 for what cannot reach the shared state. Call it
-        before including the calls router: routers' lifespans end in reverse order, so the
-        calls hang up (and say so through the shared state) before it stops."""
-        app.include_router(APIRouter(lifespan=self._lifespan))
+    def install(self, app: Starlette) -> Routes:
+        """Answer 503 for what cannot reach the shared state; include what it returns (its
+        lifespan) before the calls' routes: lifespans end in reverse order, so the calls hang
+        up (and say so through the shared state) before it stops."""
         # One handler for both: Starlette calls it with a Request or a WebSocket, and sends
         # what it returns (before a handshake completes, as the denial). Its types say one.
         app.add_exception_handler(SharedStateUnavailable, _unavailable)  # type: ignore[arg-type]
+        return Routes(lifespan=self._lifespan)
 
     @asynccontextmanager
-    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         log.info("  shared state: %s", self.description)
         if self.start is not None:
             await self.start()

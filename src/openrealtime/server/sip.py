@@ -29,7 +29,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ..config import Settings
 from ..ids import new_id
@@ -41,6 +43,7 @@ from .calls import authenticate_call, configure_call, run_call
 from .errors import Refused, openai_error
 from .lifecycle import Lifecycle, NotAdmitted
 from .registry import Call, CallRegistry
+from .routing import Routes
 from .sessions import new_session
 from .webhooks import call_incoming, signed_request
 
@@ -59,7 +62,7 @@ class Ringing:
     ring_out: asyncio.TimerHandle
 
 
-def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) -> APIRouter:
+def sip_routes(settings: Settings, auth: Authenticator, registry: CallRegistry) -> Routes:
     ringing: dict[str, Ringing] = {}
     deliveries: set[asyncio.Task[None]] = set()
     http: list[aiohttp.ClientSession] = []
@@ -106,7 +109,7 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
             refuse(call_id, RING_OUT_STATUS)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from ..transports.sip_stack import SipListener
 
         assert settings.sip_port is not None
@@ -126,7 +129,7 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
         finally:
             for call_id in list(ringing):
                 refuse(call_id, 503)
-            # Answered calls end (BYE) while the listener can still send; the calls router's
+            # Answered calls end (BYE) while the listener can still send; the calls routes'
             # shutdown, which would end them too, comes after this one's.
             answered = [c for c in await registry.all() if isinstance(c.peer, _sip_peer())]
             await asyncio.gather(*(call.end() for call in answered))
@@ -136,10 +139,11 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
             await listener.stop()
             await http.pop().close()
 
-    router = APIRouter(lifespan=lifespan)
+    routes = Routes(lifespan=lifespan)
 
-    @router.post("/v1/realtime/calls/{call_id}/accept")
-    async def accept(call_id: str, request: Request) -> Response:
+    @routes.post("/v1/realtime/calls/{call_id}/accept")
+    async def accept(request: Request) -> Response:
+        call_id: str = request.path_params["call_id"]
         try:
             principal = await authenticate_call(auth, request)
             body = await _body(request)
@@ -183,8 +187,9 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
         log.info("SIP call %s answered", call_id)
         return Response(status_code=200)
 
-    @router.post("/v1/realtime/calls/{call_id}/reject")
-    async def reject(call_id: str, request: Request) -> Response:
+    @routes.post("/v1/realtime/calls/{call_id}/reject")
+    async def reject(request: Request) -> Response:
+        call_id: str = request.path_params["call_id"]
         try:
             await authenticate_call(auth, request)
             fields = _json(await _body(request))
@@ -203,8 +208,9 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
         refuse(call_id, status)
         return Response(status_code=200)
 
-    @router.post("/v1/realtime/calls/{call_id}/refer")
-    async def refer(call_id: str, request: Request) -> Response:
+    @routes.post("/v1/realtime/calls/{call_id}/refer")
+    async def refer(request: Request) -> Response:
+        call_id: str = request.path_params["call_id"]
         try:
             await authenticate_call(auth, request)
             fields = _json(await _body(request))
@@ -233,7 +239,7 @@ def sip_router(settings: Settings, auth: Authenticator, registry: CallRegistry) 
         invite.refer(target.strip())
         return Response(status_code=200)
 
-    return router
+    return routes
 
 
 def _sip_peer() -> type:

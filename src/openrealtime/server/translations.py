@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
-from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
 
 from ..core.translation import TranslationSession
 from ..ids import new_id
@@ -40,6 +42,7 @@ from .calls import SDP, authenticate_call, read_offer
 from .client_secrets import ExpiresAfter, check_minter, json_object
 from .errors import Refused, invalid_request, openai_error
 from .lifecycle import Lifecycle, NotAdmitted, Slot
+from .routing import Routes
 from .secrets import new_secret
 
 if TYPE_CHECKING:  # the session code and aiortc load after start, with the first call
@@ -124,18 +127,18 @@ def apply_session_part(session: TranslationSession, part: bytes, minted: bool) -
             raise invalid_request(error) from None
 
 
-def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
+def translations_routes(auth: Authenticator, lifecycle: Lifecycle) -> Routes:
     calls: dict[str, TranslationCall] = {}
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         # Shutting down: hang up every call, so no peer outlives the server.
         await asyncio.gather(*(call.end() for call in list(calls.values())))
 
-    router = APIRouter(lifespan=lifespan)
+    routes = Routes(lifespan=lifespan)
 
-    @router.websocket("/v1/realtime/translations")
+    @routes.websocket("/v1/realtime/translations")
     async def translations(websocket: WebSocket) -> None:
         headers = {k.lower(): v for k, v in websocket.headers.items()}
         offered = [
@@ -168,7 +171,7 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
         finally:
             await slot.release()
 
-    @router.post("/v1/realtime/translations/calls", status_code=201)
+    @routes.post("/v1/realtime/translations/calls")
     async def create_call(request: Request) -> Response:
         try:
             principal = await authenticate_call(auth, request)
@@ -225,10 +228,8 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
             headers={"Location": f"/v1/realtime/translations/calls/{call_id}"},
         )
 
-    @router.post("/v1/realtime/translations/calls/{call_id}/hangup")
+    @routes.post("/v1/realtime/translations/calls/{call_id}/hangup")
     async def hangup(request: Request) -> Response:
-        # Read from the path, not a typed parameter: FastAPI would import pydantic.v1 to check
-        # one (up to 0.2 s of start, issue 9; as server/calls.py does).
         call_id: str = request.path_params["call_id"]
         try:
             principal = await authenticate_call(auth, request)
@@ -265,7 +266,7 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
             calls.pop(call.id, None)
             await slot.release()
 
-    @router.post("/v1/realtime/translations/client_secrets")
+    @routes.post("/v1/realtime/translations/client_secrets")
     async def create_client_secret(request: Request) -> JSONResponse:
         try:
             check_minter(request)
@@ -292,4 +293,4 @@ def translations_router(auth: Authenticator, lifecycle: Lifecycle) -> APIRouter:
             headers=NO_STORE,
         )
 
-    return router
+    return routes

@@ -16,9 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base import Capabilities
 from ..errors import BackendError, MissingDependencyError
@@ -31,7 +29,11 @@ from .base import (
 )
 from .streaming import BatchTranscriber
 from .whisper_weights import FIX, locate_model, one_line
-from .whisper_window import ShortWindow
+
+if TYPE_CHECKING:  # numpy loads with the model, on the warm-up's thread, not before listening
+    import numpy as np
+
+    from .whisper_window import ShortWindow
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,10 @@ class FasterWhisperTranscriber(BatchTranscriber):
         """Load the model (blocking; downloads it first if needed). Safe to call repeatedly."""
         with self._load_lock:
             if self._model is None:
+                import numpy as np
+
+                from .whisper_window import ShortWindow
+
                 model = self._load()
                 self._window = ShortWindow.of(model) if self.short_window else None
                 if self._window is not None:
@@ -122,6 +128,8 @@ class FasterWhisperTranscriber(BatchTranscriber):
     async def transcribe(
         self, pcm16k: bytes, options: TranscriptionOptions
     ) -> AsyncIterator[TranscriptEvent]:
+        import numpy as np
+
         samples = np.frombuffer(pcm16k[: len(pcm16k) // 2 * 2], dtype="<i2")
         audio_seconds = len(samples) / SAMPLE_RATE
         if len(samples) == 0:
@@ -228,8 +236,12 @@ class FasterWhisperTranscriber(BatchTranscriber):
                 cpu_threads=self.cpu_threads,
                 num_workers=self.workers,
             )
-            # The first decode allocates CTranslate2's buffers: pay for it now, not mid-turn.
-            _warm_up(model, self.beam_size)
+            # The first decode allocates CTranslate2's buffers: pay for it now, not mid-turn, in
+            # the window turns use. With the short window that is only it (`load`): a warm-up
+            # in the 30 s window too cost 0.8 s of the start (tiny.en), and a first long turn
+            # decoded no slower without it (issue 9).
+            if not self.short_window:
+                _warm_up(model, self.beam_size)
         except Exception as exc:
             raise BackendError(
                 "stt",
@@ -244,6 +256,8 @@ class FasterWhisperTranscriber(BatchTranscriber):
 
 
 def _warm_up(model: WhisperLike, beam_size: int) -> None:
+    import numpy as np
+
     silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
     # Told the language: a multilingual model would otherwise detect it (~1.7 s for base). One
     # short pass at temperature 0 warms the same kernels: on silence, base otherwise runs long

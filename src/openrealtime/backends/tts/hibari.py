@@ -20,13 +20,14 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from openrealtime.backends.base import BackendBase, Capabilities
 from openrealtime.backends.errors import BackendError, MissingDependencyError
 from openrealtime.backends.tts.base import OPENAI_VOICES
+
+if TYPE_CHECKING:  # numpy loads with the model, on the warm-up's thread, not before listening
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class _Engine:
         self, text: str, speed: float, seed: int | None, sink: Callable[[np.ndarray], bool]
     ) -> None:
         """Speak `text` into `sink` a clause at a time; stops when the sink returns False."""
+        import numpy as np
+
         rng = np.random.default_rng(seed)  # the noise component; a seed makes output repeatable
         for phonemes in self._tts.phonemize(text):
             audio = self._tts.from_ids(self._tts.ids(phonemes), speed, rng)
@@ -81,6 +84,8 @@ class _Engine:
 def without_leading_silence(audio: np.ndarray) -> np.ndarray:
     """`audio` from 10 ms before its first sample above the silence level (all of it if none
     is: that is not for this function to judge)."""
+    import numpy as np
+
     loud = np.flatnonzero(np.abs(audio) > _SILENCE_LEVEL)
     return audio[max(0, int(loud[0]) - _ONSET_MARGIN) :] if len(loud) else audio
 
@@ -137,6 +142,8 @@ class HibariSynthesizer(BackendBase):
             await asyncio.to_thread(self.load)
         engine = self._engine
         assert engine is not None
+        import numpy as np
+
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         stop = threading.Event()
