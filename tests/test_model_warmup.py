@@ -115,3 +115,32 @@ async def test_the_end_of_turn_model_is_warmed_only_beside_a_local_speech_model(
     assert warmup.state == "ready"
     assert calls == (["turn"] if warmed else [])
     await backends.aclose()
+
+
+async def test_what_start_up_loaded_is_frozen_out_of_the_collectors_sight_once_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full collection under load then walks only what sessions made (issue 9: it walked
+    everything, ~60-90 ms with the sockets waiting)."""
+    import gc
+
+    from openrealtime.server.lifecycle import ModelWarmup
+
+    http = "http://127.0.0.1:9/v1"
+    settings = Settings(
+        stt="openai",
+        tts="openai",
+        stt_base_url=http,
+        tts_base_url=http,
+        stt_model="x",
+        tts_model="x",
+    )
+    backends = create_backends(settings)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    warmup = ModelWarmup(backends)
+    await warmup.finished()
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()  # this process goes on to other tests
+    assert warmup.state == "ready" and frozen > 1000
+    await backends.aclose()

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import time
@@ -271,6 +272,7 @@ class ModelWarmup:
                 failed = True
                 log.error("the %s failed to load at start-up", kind, exc_info=result)
         self.state = "failed" if failed else "ready"
+        settle_heap()
         log.info(
             "models %s", self.state, extra={"seconds": round(time.perf_counter() - started, 2)}
         )
@@ -278,6 +280,14 @@ class ModelWarmup:
     async def finished(self) -> None:
         """Wait for the warm-up (at shutdown: see above)."""
         await asyncio.wait([self._task])
+
+
+def settle_heap() -> None:
+    """What start-up loaded (modules, models, validators: ~85k objects) lives as long as the
+    process. Frozen out of the garbage collector's sight, a full collection under load walks
+    only what the sessions made: measured at 100 sessions a worker, 20 ms instead of 58-92 ms,
+    during which every socket of the process waits (issue 9)."""
+    gc.freeze()
 
 
 def load_session_code() -> None:
