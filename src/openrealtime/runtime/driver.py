@@ -96,7 +96,7 @@ class SessionDriver:
         self._feeds: dict[str, TranscriptFeed] = {}
         self._vad = backends.vad.new_stream()
         self._vad_scheduler: VadScheduler | None = None
-        self._awaiting_vad = 0  # VAD submissions in flight
+        self._awaiting_vad = 0  # VAD requests not answered yet
         # Input waiting for the VAD's verdicts on the audio before it: (method, argument,
         # whether it is only more audio).
         self._backlog: deque[tuple[Callable[[Any], None], Any, bool]] = deque()
@@ -283,6 +283,7 @@ class SessionDriver:
         self._awaiting_vad += 1
 
     def _vad_audio(self) -> Any:
+        """What the scheduler pulls when its tick starts: the audio appended since the last."""
         pcm16k = self.session.take_vad_audio()
         self.telemetry.audio_to_vad(len(pcm16k))
         self.flush()  # the turn's transcript, if one streams, is fed the same audio

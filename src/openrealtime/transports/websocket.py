@@ -37,7 +37,7 @@ from ..protocol.server_events import error as error_event
 from ..runtime.driver import SessionDriver
 from .abort import abort, closing, unsent
 from .dialect import Dialect
-from .direct_text import direct_text
+from .direct_text import SetReceiver, TextReceiver, direct_text
 from .ending import Close, Ending
 from .send_queue import QueueLimits, SendQueue
 from .source import EventSource
@@ -192,8 +192,11 @@ def _direct_receiver(
     driver: EventSource,
     dialect: Dialect,
     broken: asyncio.Future[None],
-    set_receiver: Callable[[Any], None],
-) -> Callable[[str], None]:
+    set_receiver: SetReceiver,
+) -> TextReceiver:
+    """Takes each whole text message the server hands over; a bug in taking one stops the
+    hand-over and ends the session through `broken`."""
+
     def take(text: str) -> None:
         try:
             _take_text(text, driver, dialect)
