@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core_harness import Core, only, types
+from core_harness import PCM16_24K_BYTES_PER_MS, Core, only, types
 
 from openrealtime.backends.llm.base import Finished, TextDelta
 from openrealtime.core.effects import FeedTranscript, FinishTranscript, StartTranscript
@@ -154,3 +154,24 @@ def test_the_idle_timeout_counts_from_the_end_of_the_answer() -> None:
         "GenerateResponse",
     ]
     assert (out[0]["audio_start_ms"], out[0]["audio_end_ms"]) == (0, 5024)
+
+
+def test_a_streamed_transcript_gets_each_piece_of_audio_once() -> None:
+    """Audio appended after what the VAD has taken is not in the turn's first piece: it
+    reaches the transcript when the VAD takes it, and only then."""
+    core = Core(stream_transcripts=True)
+    core.send(
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"transcription": {}}}},
+        }
+    )
+    core.append(400)  # taken by the VAD at once (the harness)
+    core.session.append_input_audio(b"\0" * (100 * PCM16_24K_BYTES_PER_MS))  # not taken yet
+    assert types(core.drain()) == ["DetectSpeech"]
+    out = core.vad(0.9, 5)
+    start = only(out, "StartTranscript")
+    assert len(start.pcm16k) == 400 * 32  # up to what the VAD took, not the 100 ms after it
+    taken = core.session.take_vad_audio()
+    [fed] = [entry for entry in core.drain() if isinstance(entry, FeedTranscript)]
+    assert fed.pcm16k == taken.tobytes() and len(taken) > 0  # the rest, once

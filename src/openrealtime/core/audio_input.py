@@ -112,9 +112,13 @@ class InputAudioBuffer:
         return self._to_vad.process(formats.decode(self.format, raw))
 
     def peek(self, start_ms: float) -> bytes:
-        """The audio held from session time `start_ms` on, left in place."""
+        """The audio held from session time `start_ms` on, up to what the VAD has taken (the
+        rest reaches it, and a streaming transcript, when it takes it), left in place."""
         data = b"".join(self._chunks)
-        return data[self._offset(start_ms, formats.bytes_per_sample(self.format)) :]
+        untaken = sum(len(raw) for raw in self._for_vad)  # always the newest audio
+        return data[
+            self._offset(start_ms, formats.bytes_per_sample(self.format)) : len(data) - untaken
+        ]
 
     def take(self, start_ms: float | None = None, end_ms: float | None = None) -> bytes:
         """Remove and return the audio held, optionally only [start_ms, end_ms) of it; what

@@ -133,7 +133,8 @@ class InputTurns:
         return self._buffer.take_for_vad()
 
     def held_pcm16k(self, start_ms: float) -> np.ndarray:
-        """The audio held from session time `start_ms` on, at 16 kHz."""
+        """The audio held from session time `start_ms` on, up to what the VAD has taken, at
+        16 kHz: a turn's transcript starts with it and is fed the rest as the VAD takes it."""
         return to_vad_rate(self._buffer.format, self._buffer.peek(start_ms))
 
     # --- the VAD's verdicts ------------------------------------------------------------------
