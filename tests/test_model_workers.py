@@ -264,3 +264,23 @@ def test_stt_workers_is_a_flag_and_an_environment_variable(
     # Off: the recognizer stays in the server process.
     monkeypatch.delenv("OPENREALTIME_STT_WORKERS")
     assert not isinstance(create_backends(parse_settings(["serve"])).stt, PooledTranscriber)
+
+
+def test_a_long_turn_crosses_to_a_worker_under_uvloop() -> None:
+    """The server's loop is uvloop, which makes the worker's pipe non-blocking: a job bigger
+    than the pipe's buffer (12 s of 16 kHz audio, 384 KB) must still reach its worker whole."""
+    import uvloop
+
+    from openrealtime.backends.stt.base import TranscriptionOptions
+
+    stt = counting(workers=1)
+    pcm16k = bytes(12 * 32000)
+
+    async def transcribe() -> str:
+        try:
+            events = [e async for e in stt.transcribe(pcm16k, TranscriptionOptions())]
+            return events[-1].text
+        finally:
+            await stt.aclose()
+
+    assert uvloop.run(asyncio.wait_for(transcribe(), 20)) == "heard 12000 ms"

@@ -327,6 +327,11 @@ class WorkerPool(Generic[M]):
     def _watch(self, worker: _Worker) -> None:
         assert self._loop is not None
         self._loop.add_reader(worker.conn.fileno(), self._on_message, worker)
+        # uvloop (libuv) makes a watched descriptor non-blocking, and a `Connection` needs
+        # blocking I/O: a job over the socket's buffer (~200 KB: 6 s of 16 kHz audio) failed
+        # part-way with BlockingIOError, was taken for a dead worker's, and its worker waited
+        # for the rest of the message until the job timed out.
+        os.set_blocking(worker.conn.fileno(), True)
         self._loop.add_reader(worker.process.sentinel, self._on_exit, worker)
         worker.watched = True
 
