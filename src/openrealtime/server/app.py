@@ -55,7 +55,9 @@ def create_app(settings: Settings, backends: Backends | None = None) -> Starlett
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.backends = backends or create_backends(settings)
-        warmup = app.state.warmup = ModelWarmup(app.state.backends)  # sessions wait for it
+        # Sessions wait for it. A process that embeds the app (given its backends) keeps
+        # its heap as it is.
+        warmup = app.state.warmup = ModelWarmup(app.state.backends, settle=backends is None)
         announce(settings, app.state.backends)
         # The LLM's reachability is only a warning: /healthz does not wait for it (a slow or
         # far endpoint took up to its 3 s timeout off the start, issue 9).

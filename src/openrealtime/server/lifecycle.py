@@ -250,8 +250,11 @@ class ModelWarmup:
     A load cannot be interrupted, and a process must not exit while a thread is inside a
     model's native code (it crashes), so shutdown waits for the loads in hand (`finished`)."""
 
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, backends: Backends, *, settle: bool = False) -> None:
+        """`settle`: freeze the start-up heap once ready (`settle_heap`): for a process that
+        is the server, not one that embeds the app (its heap is not ours to freeze)."""
         self.state = "loading"  # then "ready" or "failed", shown by /healthz
+        self._settle = settle
         loads = {"stt": backends.stt.load, "tts": backends.tts.load}
         if backends.stt.capabilities.local_model or backends.tts.capabilities.local_model:
             loads["turn"] = _warm_turn_model
@@ -272,7 +275,8 @@ class ModelWarmup:
                 failed = True
                 log.error("the %s failed to load at start-up", kind, exc_info=result)
         self.state = "failed" if failed else "ready"
-        settle_heap()
+        if self._settle:
+            settle_heap()
         log.info(
             "models %s", self.state, extra={"seconds": round(time.perf_counter() - started, 2)}
         )
