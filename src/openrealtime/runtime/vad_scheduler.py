@@ -52,13 +52,13 @@ log = logging.getLogger(__name__)
 # adds at most a tick, only when another job ran just before). The tick grows with the sessions
 # the last one served: a session's share of a tick (its audio taken, resampled, framed,
 # answered) costs much the same however much audio it brings, and with many sessions the loop
-# is the bottleneck. At 200 sessions on 2 workers, fixed 24 ms ticks passed where 16 ms failed
-# (p99 lag 91 ms against 139, 8% less CPU); later runs with 16 or 24 ms as the maximum were
-# alike within their noise (docs/benchmarks.md, round 5). A few sessions keep 8 ms ticks, and
+# is the bottleneck. At 200 sessions on 2 workers, 16 and 24 ms as the maximum cost the same
+# CPU, and 16 ms kept the p50 lag lower (13-35 ms against 13-49 over 9 and 10 runs; p99 passed
+# 4 of 9 against 2 of 10: docs/benchmarks.md, round 5). A few sessions keep 8 ms ticks, and
 # the latency they bring.
 MIN_TICK_S = 0.008
-MAX_TICK_S = 0.024
-TICK_PER_SESSION_S = 0.00024  # 8 ms up to ~33 sessions, 24 ms from 100
+MAX_TICK_S = 0.016
+TICK_PER_SESSION_S = 0.00024  # 8 ms up to ~33 sessions, 16 ms from ~67
 
 
 def tick_s(sessions: int) -> float:
