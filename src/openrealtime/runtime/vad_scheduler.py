@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 # the last one served: a session's share of a tick (its audio taken, resampled, framed,
 # answered) costs much the same however much audio it brings, and with many sessions the loop
 # is the bottleneck. At 200 sessions on 2 workers, 16 and 24 ms as the maximum cost the same
-# CPU, and 16 ms kept the p50 lag lower (13-35 ms against 13-49 over 9 and 10 runs; p99 passed
-# 4 of 9 against 2 of 10: docs/benchmarks.md, round 5). A few sessions keep 8 ms ticks, and
+# CPU, and 16 ms kept the p50 lag lower (13-35 ms against 13-49 over 10 runs each; p99 passed
+# 4 of 10 against 2 of 10: docs/benchmarks.md, round 5). A few sessions keep 8 ms ticks, and
 # the latency they bring.
 MIN_TICK_S = 0.008
 MAX_TICK_S = 0.016
