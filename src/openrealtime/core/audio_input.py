@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 
 import numpy as np
+import pybase64
 
 from ..audio import formats
 from ..audio.formats import AudioFormat
@@ -27,16 +28,11 @@ MAX_APPEND_BYTES = 15 * 1024 * 1024  # OpenAI's limit on one append's decoded au
 def decode_base64_audio(audio: str, fmt: AudioFormat, param: str = "audio") -> bytes:
     """Base64 → raw bytes in `fmt`, refusing what is not whole samples of that format."""
     try:
-        # What b64decode(validate=True) does, without its copy of the text to bytes: the
-        # same strict rules and the same refusals (non-ASCII text raises ValueError).
-        raw = binascii.a2b_base64(audio, strict_mode=True)
+        # pybase64 (SIMD) decodes a 20 ms chunk in ~1 µs, binascii in ~6.5 (issue 9); what
+        # it refuses, binascii's strict mode judges, so the rules are binascii's either way.
+        raw = pybase64.b64decode(audio, validate=True)
     except (binascii.Error, ValueError):
-        raise ProtocolError(
-            "Invalid 'audio': the audio is not valid base64. Send base64-encoded bytes of "
-            f"{fmt.value} audio.",
-            errors.INVALID_AUDIO,
-            param,
-        ) from None
+        raw = _strict_b64decode(audio, fmt, param)
     if len(raw) > MAX_APPEND_BYTES:
         raise ProtocolError(
             f"Invalid 'audio': {len(raw)} bytes is more than the 15 MiB one append may carry; "
@@ -53,6 +49,20 @@ def decode_base64_audio(audio: str, fmt: AudioFormat, param: str = "audio") -> b
             param,
         )
     return raw
+
+
+def _strict_b64decode(audio: str, fmt: AudioFormat, param: str) -> bytes:
+    try:
+        # The same strict rules as b64decode(validate=True), without its copy of the text to
+        # bytes (non-ASCII text raises ValueError).
+        return binascii.a2b_base64(audio, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(
+            "Invalid 'audio': the audio is not valid base64. Send base64-encoded bytes of "
+            f"{fmt.value} audio.",
+            errors.INVALID_AUDIO,
+            param,
+        ) from None
 
 
 def to_vad_rate(fmt: AudioFormat, raw: bytes) -> np.ndarray:

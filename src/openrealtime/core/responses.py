@@ -28,10 +28,11 @@ what each step sends. Rules:
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import pybase64
 
 from ..audio.formats import AudioFormat
 from ..ids import new_id
@@ -203,7 +204,7 @@ class Response:
                 message.id,
                 message.output_index,
                 0,
-                base64.b64encode(encoded).decode(),
+                pybase64.b64encode_as_string(encoded),  # ~10x binascii's speed
             )
         )
 

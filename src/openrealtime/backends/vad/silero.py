@@ -30,7 +30,7 @@ _RATE = 16000
 _FRAME = 512  # 32 ms: the only frame size v5 accepts at 16 kHz
 _CONTEXT = 64
 _STATE_SHAPE = (2, 1, 128)
-_SCALE = 1 / 32768  # int16 -> [-1, 1) (a Python float keeps float32 arrays float32)
+_SCALE = 1 / 32768  # int16 -> [-1, 1), as the model takes it (a Python float keeps float32)
 # The energy gate: a frame whose RMS is below -60 dBFS (about 33 of 32768) is not speech — a
 # whisper a metre away is ~-40 dBFS — so its probability is 0 without running the model. Most
 # of a conversation's input is silence between turns, so this skips most model steps. Only
@@ -43,6 +43,9 @@ _SCALE = 1 / 32768  # int16 -> [-1, 1) (a Python float keeps float32 arrays floa
 # (tests/test_vad_gate.py); resetting the state in silence instead moved more of them.
 GATE_MEAN_SQUARE = 10 ** (-60 / 10)
 GATE_BELOW = 0.1
+# The gate on a frame's sum of squares, on the int16 scale frames are held in (exact: the
+# scale is a power of two).
+_GATE_SUM_SQUARES = GATE_MEAN_SQUARE * _FRAME * 32768**2
 
 
 @functools.cache
@@ -82,9 +85,8 @@ class SileroStream:
         import numpy as np
 
         self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
-        self._context = np.zeros(_CONTEXT, dtype=np.float32)  # the last frame's tail, scaled
-        self._held: list[np.ndarray] = []  # samples of the current frame received so far
-        self._filled = 0
+        # The last frame's tail (its context) and the samples of the next frame so far.
+        self._held = np.zeros(_CONTEXT, dtype=np.float32)
         self._probability = 0.0  # the model's last answer, for the energy gate
 
     def process(self, pcm16k: np.ndarray) -> list[float]:
@@ -97,33 +99,19 @@ class SileroStream:
         ]
 
     def frames(self, pcm16k: np.ndarray) -> list[np.ndarray]:
-        """The model inputs ([context | frame], float32) completed by this audio, in order.
-        Called per 20 ms chunk: a chunk that completes no frame is only held (most of them,
-        at 20 ms a chunk), and a frame is built with a few whole-array operations."""
+        """The model inputs ([context | frame], float32, still on the int16 scale: the batch
+        is scaled at once on the VAD thread) completed by this audio, in order. Called once
+        per tick per session: one concatenation, and each frame a view into it (~2.5 µs for
+        a 20 ms chunk, against ~6 for a frame built in its own array, issue 9)."""
         import numpy as np  # loaded since reset(): a dictionary look-up
 
         if pcm16k.dtype != np.int16:
             raise TypeError(f"silero needs 16 kHz int16 samples; got {pcm16k.dtype}")
-        filled = self._filled + len(pcm16k)
-        if filled < _FRAME:
-            self._held.append(pcm16k)
-            self._filled = filled
-            return []
-        samples = np.concatenate([*self._held, pcm16k]) if self._held else pcm16k
-        whole = filled // _FRAME * _FRAME
-        ready: list[np.ndarray] = []
-        context = self._context
-        for start in range(0, whole, _FRAME):
-            window = np.empty(_CONTEXT + _FRAME, dtype=np.float32)
-            window[:_CONTEXT] = context
-            np.multiply(samples[start : start + _FRAME], _SCALE, out=window[_CONTEXT:])
-            context = window[-_CONTEXT:]
-            ready.append(window)
-        self._context = context
-        rest = samples[whole:]
-        self._held = [rest] if len(rest) else []
-        self._filled = len(rest)
-        return ready
+        samples = np.concatenate((self._held, pcm16k), dtype=np.float32)
+        whole = (len(samples) - _CONTEXT) // _FRAME * _FRAME
+        # The context and the partial frame: a view, so the frames before it stay valid.
+        self._held = samples[whole:]
+        return [samples[start : start + _CONTEXT + _FRAME] for start in range(0, whole, _FRAME)]
 
 
 class SileroVad:
@@ -153,7 +141,7 @@ class SileroVad:
         if _own(stream)._probability >= GATE_BELOW:
             return False
         audio = frame[_CONTEXT:]
-        return float(audio.dot(audio)) < GATE_MEAN_SQUARE * _FRAME
+        return float(audio.dot(audio)) < _GATE_SUM_SQUARES
 
     def infer_batch(
         self, streams: Sequence[VadStream], frames: Sequence[np.ndarray]
@@ -167,7 +155,7 @@ class SileroVad:
             self._sr = np.array(_RATE, dtype=np.int64)
             self._session = _session()
         prob, new_states = self._session.run(
-            None, {"input": np.stack(frames), "state": states, "sr": self._sr}
+            None, {"input": np.stack(frames) * _SCALE, "state": states, "sr": self._sr}
         )
         probabilities = [float(p) for p in prob[:, 0]]
         for index, stream in enumerate(own):
