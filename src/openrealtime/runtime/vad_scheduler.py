@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backends.vad.base import GatedDetector, VadStream, VoiceActivityDetector
+from .loop_pacing import pacer_for
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,9 @@ class VadScheduler:
         # stream -> its submissions in the job running now (a forgotten stream is taken out)
         self._running: dict[VadStream, list[_Submission]] = {}
         self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._pacer = pacer_for(loop)  # told what is taken: many sessions pace the loop
+        self._task = loop.create_task(self._run())
 
     def submit(self, stream: VadStream, pcm16k: np.ndarray, deliver: Deliver) -> bool:
         """Detect speech in the next audio of `stream`; `deliver` gets, on the loop, in the
@@ -222,6 +225,8 @@ class VadScheduler:
                     del self._pending[stream]
             elif any(sub.pull is not None for sub in subs):
                 todo.append((stream, subs))
+        if taken:
+            self._pacer.taken(taken)
         return taken
 
     def _answer_silent_streams(self) -> None:
@@ -284,6 +289,7 @@ class VadScheduler:
             log.exception("a session failed to take its speech probabilities")
 
     async def aclose(self) -> None:
+        self._pacer.stop()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
